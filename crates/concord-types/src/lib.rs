@@ -1,0 +1,30 @@
+//! Concord's vocabulary: the values every other crate speaks in.
+//!
+//! Layout:
+//! - [`ids`]: node, actor, namespace, partition and cluster identifiers.
+//! - [`key`]: validated user keys.
+//! - [`namespace`]: namespace names and configuration, quorum levels.
+//! - [`version`]: dotted version vectors (`VersionVector`, `Dot`, `DvvSet`), the heart of
+//!   conflict tracking for eventual namespaces.
+//! - [`hlc`]: hybrid logical clock timestamps that order last-write-wins writes.
+//!
+//! This crate is pure: it does no I/O, reads no clock and does not depend on tokio. Types derive
+//! `Serialize` only when they reach disk or cross the wire (DVV sets, version vectors, namespace
+//! configs).
+
+pub mod hlc;
+pub mod ids;
+pub mod key;
+pub mod namespace;
+pub mod version;
+
+mod error;
+
+pub use error::ValidationError;
+pub use hlc::{Hlc, Timestamp};
+pub use ids::{ActorId, ClusterId, NamespaceId, NodeId, PartitionId};
+pub use key::Key;
+pub use namespace::{
+    ConflictPolicy, Consistency, NamespaceConfig, NamespaceName, Quorum,
+};
+pub use version::{Content, Dot, DvvSet, Sibling, VersionVector};

@@ -1,0 +1,219 @@
+//! Namespaces: their names, their configuration and quorum levels.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+
+/// Largest replica count a namespace may ask for.
+pub const REPLICAS_MAX: usize = 7;
+
+/// `[a-z0-9][a-z0-9_-]{0,62}`: the alphabet of namespace names and node ids.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let Some(first) = bytes.first() else { return false };
+    bytes.len() <= 63
+        && (first.is_ascii_lowercase() || first.is_ascii_digit())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+}
+
+/// A validated namespace name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NamespaceName(String);
+
+impl NamespaceName {
+    /// The namespace every cluster has.
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn new(name: impl Into<String>) -> Result<Self, ValidationError> {
+        let name = name.into();
+        if is_valid_name(&name) { Ok(Self(name)) } else { Err(ValidationError::NamespaceName { name }) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NamespaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which side of the CAP trade-off a namespace takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// The Dynamo path: N/R/W quorums, siblings, always writable.
+    #[default]
+    Eventual,
+    /// Raft per partition (planned; refused today).
+    Strong,
+}
+
+/// What happens to concurrent writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictPolicy {
+    /// Keep concurrent values as siblings for the client to resolve.
+    #[default]
+    Siblings,
+    /// Keep only the value with the latest hybrid timestamp. Loses concurrent writes silently.
+    Lww,
+}
+
+/// How many replicas must answer: a level or an explicit count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quorum {
+    One,
+    #[default]
+    Quorum,
+    All,
+    Count(u8),
+}
+
+impl Quorum {
+    /// The number of replicas this level needs out of `replicas` placed copies.
+    pub fn required(self, replicas: usize) -> usize {
+        match self {
+            Quorum::One => 1,
+            Quorum::Quorum => replicas / 2 + 1,
+            Quorum::All => replicas,
+            Quorum::Count(n) => n as usize,
+        }
+    }
+
+    /// Checks that an explicit count fits a namespace of `replicas` copies.
+    pub fn check(self, replicas: usize) -> Result<Self, ValidationError> {
+        match self {
+            Quorum::Count(n) if n == 0 || n as usize > replicas => {
+                Err(ValidationError::Quorum { value: n.to_string(), max: replicas })
+            }
+            q => Ok(q),
+        }
+    }
+}
+
+impl FromStr for Quorum {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ValidationError::Quorum { value: s.to_string(), max: REPLICAS_MAX };
+        match s {
+            "one" => Ok(Quorum::One),
+            "quorum" => Ok(Quorum::Quorum),
+            "all" => Ok(Quorum::All),
+            n => match n.parse::<u8>() {
+                Ok(n) if n >= 1 && n as usize <= REPLICAS_MAX => Ok(Quorum::Count(n)),
+                _ => Err(err()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quorum::One => f.write_str("one"),
+            Quorum::Quorum => f.write_str("quorum"),
+            Quorum::All => f.write_str("all"),
+            Quorum::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for Quorum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quorum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A namespace's settings, fixed at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceConfig {
+    pub consistency: Consistency,
+    /// Copies of each key (N). Capped by the cluster size at placement time.
+    pub replicas: usize,
+    pub read_quorum: Quorum,
+    pub write_quorum: Quorum,
+    pub conflicts: ConflictPolicy,
+    /// Count only primary replicas toward quorums by default.
+    pub strict: bool,
+}
+
+impl Default for NamespaceConfig {
+    fn default() -> Self {
+        Self {
+            consistency: Consistency::Eventual,
+            replicas: 3,
+            read_quorum: Quorum::Quorum,
+            write_quorum: Quorum::Quorum,
+            conflicts: ConflictPolicy::Siblings,
+            strict: false,
+        }
+    }
+}
+
+impl NamespaceConfig {
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.replicas == 0 || self.replicas > REPLICAS_MAX {
+            return Err(ValidationError::Replicas { value: self.replicas, max: REPLICAS_MAX });
+        }
+        self.read_quorum.check(self.replicas)?;
+        self.write_quorum.check(self.replicas)?;
+        Ok(())
+    }
+
+    /// The replica count actually placed in a cluster of `nodes` nodes.
+    pub fn effective_replicas(&self, nodes: usize) -> usize {
+        self.replicas.min(nodes.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_names_follow_the_documented_alphabet() {
+        for ok in ["default", "a", "0", "carts_v2", "x-y", &"a".repeat(63)] {
+            assert!(NamespaceName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "A", "_x", "-x", "a b", "ü", "a/b", &"a".repeat(64)] {
+            assert!(NamespaceName::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quorum_levels_resolve_against_the_replica_count() {
+        assert_eq!(Quorum::Quorum.required(3), 2);
+        assert_eq!(Quorum::Quorum.required(1), 1);
+        assert_eq!(Quorum::Quorum.required(4), 3);
+        assert_eq!(Quorum::All.required(5), 5);
+        assert_eq!(Quorum::One.required(5), 1);
+        assert_eq!("2".parse::<Quorum>().unwrap().required(3), 2);
+        assert!("0".parse::<Quorum>().is_err());
+        assert!("many".parse::<Quorum>().is_err());
+        assert!(Quorum::Count(4).check(3).is_err());
+    }
+
+    #[test]
+    fn config_rejects_quorums_above_replicas() {
+        let config = NamespaceConfig { replicas: 2, write_quorum: Quorum::Count(3), ..Default::default() };
+        assert!(config.validate().is_err());
+        assert!(NamespaceConfig { replicas: 0, ..Default::default() }.validate().is_err());
+        assert!(NamespaceConfig::default().validate().is_ok());
+        assert_eq!(NamespaceConfig::default().effective_replicas(1), 1);
+    }
+}

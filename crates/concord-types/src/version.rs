@@ -1,0 +1,244 @@
+//! Dotted version vectors: causality tracking for eventual namespaces.
+//!
+//! A [`DvvSet`] is what one replica stores for one key: a [`VersionVector`] summarising every
+//! write it knows of, plus the live [`Sibling`]s, each tagged with the [`Dot`] that wrote it.
+//! Clients read the version vector as an opaque *context* and send it back with their next
+//! write; the write then replaces exactly the siblings that context covers and keeps the rest as
+//! concurrent siblings.
+//!
+//! The representation relies on one invariant: an actor's counters are contiguous in every
+//! version vector. `vv[a] = n` means the holder has seen (or seen superseded) every dot `(a, 1..=n)`.
+//! That holds because only the replica incarnation `a` mints dots for `a`, it mints them in
+//! order, and it never forgets one: a replica that lost its history gets a fresh actor
+//! (DESIGN.md §4). Given that invariant, [`DvvSet::merge`] is commutative, associative and
+//! idempotent, so replicas can exchange and merge states in any order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ActorId, ConflictPolicy, Timestamp};
+
+/// One write event: the `counter`-th write minted by `actor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Dot {
+    pub actor: ActorId,
+    pub counter: u64,
+}
+
+/// For each actor, the highest counter seen. Entries are kept sorted by actor with counters > 0,
+/// so equal vectors have equal representations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VersionVector {
+    entries: Vec<(ActorId, u64)>,
+}
+
+impl VersionVector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The highest counter seen from `actor`, 0 if none.
+    pub fn get(&self, actor: ActorId) -> u64 {
+        match self.entries.binary_search_by_key(&actor, |(a, _)| *a) {
+            Ok(i) => self.entries[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Raises `actor`'s entry to at least `counter`.
+    pub fn witness(&mut self, actor: ActorId, counter: u64) {
+        if counter == 0 {
+            return;
+        }
+        match self.entries.binary_search_by_key(&actor, |(a, _)| *a) {
+            Ok(i) => self.entries[i].1 = self.entries[i].1.max(counter),
+            Err(i) => self.entries.insert(i, (actor, counter)),
+        }
+    }
+
+    /// True if the write `dot` is in this vector's causal past.
+    pub fn covers(&self, dot: Dot) -> bool {
+        self.get(dot.actor) >= dot.counter
+    }
+
+    /// Pointwise maximum.
+    pub fn join(&mut self, other: &VersionVector) {
+        for &(actor, counter) in &other.entries {
+            self.witness(actor, counter);
+        }
+    }
+
+    /// True if every event `other` has seen, this has seen too.
+    pub fn descends(&self, other: &VersionVector) -> bool {
+        other.entries.iter().all(|&(actor, counter)| self.get(actor) >= counter)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ActorId, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    /// Builds a vector from arbitrary entries, as decoded from a client token.
+    pub fn from_entries(entries: impl IntoIterator<Item = (ActorId, u64)>) -> Self {
+        let mut vv = VersionVector::new();
+        for (actor, counter) in entries {
+            vv.witness(actor, counter);
+        }
+        vv
+    }
+}
+
+/// What a sibling holds: a value, or the tombstone a delete leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    Value { data: Vec<u8>, content_type: String },
+    Tombstone,
+}
+
+impl Content {
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self, Content::Tombstone)
+    }
+}
+
+/// One concurrent version of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sibling {
+    pub dot: Dot,
+    /// Hybrid timestamp of the write, used only by last-write-wins namespaces.
+    pub timestamp: Timestamp,
+    pub content: Content,
+}
+
+/// A replica's state for one key: the causal summary and the live siblings.
+///
+/// Siblings are kept sorted by dot and every sibling's dot is covered by `vv`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DvvSet {
+    vv: VersionVector,
+    siblings: Vec<Sibling>,
+}
+
+impl DvvSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The causal context a client should send back with its next write of this key.
+    pub fn context(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// All siblings, tombstones included, sorted by dot.
+    pub fn siblings(&self) -> &[Sibling] {
+        &self.siblings
+    }
+
+    /// The siblings that hold values (tombstones left out).
+    pub fn values(&self) -> impl Iterator<Item = &Sibling> + '_ {
+        self.siblings.iter().filter(|s| !s.content.is_tombstone())
+    }
+
+    /// True if no sibling holds a value: the key reads as absent.
+    pub fn is_deleted(&self) -> bool {
+        self.values().next().is_none()
+    }
+
+    /// Applies a client write coordinated by the replica incarnation `actor`, returning the new
+    /// dot.
+    ///
+    /// Under [`ConflictPolicy::Siblings`], siblings covered by `context` are replaced and the
+    /// others stay as concurrent siblings. Under [`ConflictPolicy::Lww`] the new value replaces
+    /// everything; its timestamp is raised above the stored one if needed, so a replica never
+    /// acknowledges a write that its own state would then hide.
+    pub fn write(
+        &mut self,
+        context: &VersionVector,
+        actor: ActorId,
+        timestamp: Timestamp,
+        content: Content,
+        policy: ConflictPolicy,
+    ) -> Dot {
+        let timestamp = match policy {
+            ConflictPolicy::Siblings => {
+                self.siblings.retain(|s| !context.covers(s.dot));
+                timestamp
+            }
+            ConflictPolicy::Lww => {
+                let stored_max = self.siblings.iter().map(|s| s.timestamp).max();
+                self.siblings.clear();
+                stored_max.map_or(timestamp, |t| timestamp.max(Timestamp(t.0 + 1)))
+            }
+        };
+        // The context can only be ahead of our own entry if this actor forgot writes, which the
+        // fresh-actor rule forbids; taking the maximum still never re-mints a dot the context saw.
+        let counter = self.vv.get(actor).max(context.get(actor)) + 1;
+        let dot = Dot { actor, counter };
+        self.vv.join(context);
+        self.vv.witness(actor, counter);
+        self.insert_sorted(Sibling { dot, timestamp, content });
+        dot
+    }
+
+    /// Merges another replica's state for the same key into this one.
+    ///
+    /// Under [`ConflictPolicy::Siblings`] a sibling survives if the other side still has it or
+    /// has never seen it; a sibling the other side has seen and dropped was superseded there.
+    /// Under [`ConflictPolicy::Lww`] the sibling with the latest (timestamp, dot) wins, whatever
+    /// the causality: a causal filter before the maximum would make the merge non-associative.
+    pub fn merge(&mut self, other: &DvvSet, policy: ConflictPolicy) {
+        match policy {
+            ConflictPolicy::Siblings => self.merge_causal(other),
+            ConflictPolicy::Lww => self.merge_latest(other),
+        }
+        self.vv.join(&other.vv);
+    }
+
+    fn merge_causal(&mut self, other: &DvvSet) {
+        let mine = std::mem::take(&mut self.siblings);
+        let mut siblings: Vec<Sibling> = mine
+            .into_iter()
+            .filter(|s| other.contains(s.dot) || !other.vv.covers(s.dot))
+            .collect();
+        for sibling in &other.siblings {
+            let new = !self.vv.covers(sibling.dot) && siblings.iter().all(|s| s.dot != sibling.dot);
+            if new {
+                siblings.push(sibling.clone());
+            }
+        }
+        siblings.sort_by_key(|s| s.dot);
+        self.siblings = siblings;
+    }
+
+    fn merge_latest(&mut self, other: &DvvSet) {
+        let winner = self
+            .siblings
+            .iter()
+            .chain(&other.siblings)
+            .max_by_key(|s| (s.timestamp, s.dot))
+            .cloned();
+        self.siblings = winner.into_iter().collect();
+    }
+
+    /// True if a sibling with this dot is live here.
+    pub fn contains(&self, dot: Dot) -> bool {
+        self.siblings.binary_search_by_key(&dot, |s| s.dot).is_ok()
+    }
+
+    fn insert_sorted(&mut self, sibling: Sibling) {
+        let at = self.siblings.partition_point(|s| s.dot < sibling.dot);
+        assert!(self.siblings.get(at).is_none_or(|s| s.dot != sibling.dot), "dot minted twice");
+        self.siblings.insert(at, sibling);
+    }
+
+    /// Checks the structural invariants; used after decoding from disk or the wire.
+    pub fn is_well_formed(&self) -> bool {
+        self.siblings.windows(2).all(|w| w[0].dot < w[1].dot)
+            && self.siblings.iter().all(|s| self.vv.covers(s.dot))
+    }
+}
+
+#[cfg(test)]
+mod tests;
