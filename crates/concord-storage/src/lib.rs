@@ -1,1 +1,31 @@
-//! concord-storage
+//! Local storage: the byte-level [`Storage`] trait, its engines, and the [`ObjectStore`] that
+//! keeps one DVV set per key and commits writes in groups.
+//!
+//! Layout:
+//! - [`engine`]: the `Storage` trait (named keyspaces of ordered bytes, atomic batches with a
+//!   durability mode). Engines: [`FjallStorage`] (an LSM tree with a journal, for production) and
+//!   [`MemoryStorage`] (for tests and simulation).
+//! - [`objects`]: [`ObjectStore`], the single committer. Request handlers hand it updates; it
+//!   applies every waiting update to the stored DVV sets as one batch, makes the batch durable
+//!   with one fsync, and then acknowledges them all (group commit, DESIGN.md §7). Because every
+//!   read-modify-write of a DVV set happens inside this one thread, two concurrent writes to a key
+//!   can never both start from the same stored state (DESIGN.md §4).
+//! - [`keys`]: how object keys are laid out: namespace id, partition, user key.
+//!
+//! This crate knows nothing of the network.
+
+pub mod engine;
+pub mod keys;
+pub mod objects;
+
+mod codec;
+mod error;
+mod fjall_engine;
+mod memory;
+
+pub use engine::{Batch, Durability, Space, Storage};
+pub use error::StorageError;
+pub use fjall_engine::FjallStorage;
+pub use keys::ObjectKey;
+pub use memory::MemoryStorage;
+pub use objects::{CommitObserver, ObjectStore, ObjectStoreOptions, Update};

@@ -1,0 +1,84 @@
+//! The byte-level storage seam. Production uses fjall; tests and simulation use memory.
+
+use crate::StorageError;
+
+/// A named keyspace. Each is its own ordered map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// User data: [`crate::ObjectKey`] → encoded DVV set.
+    Data,
+    /// Node metadata: namespaces, replica actors.
+    Meta,
+}
+
+impl Space {
+    pub const ALL: [Space; 2] = [Space::Data, Space::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::Data => "data",
+            Space::Meta => "meta",
+        }
+    }
+}
+
+/// How hard a commit works to survive failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync before the commit returns: survives power loss.
+    #[default]
+    Sync,
+    /// Hand the bytes to the OS: survives a process crash, not power loss.
+    Buffered,
+}
+
+/// A set of writes applied atomically.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub(crate) ops: Vec<(Space, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((space, key, Some(value)));
+    }
+
+    pub fn delete(&mut self, space: Space, key: Vec<u8>) {
+        self.ops.push((space, key, None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Ordered byte maps with atomic, durable batches.
+///
+/// Methods are synchronous: engines serve reads from memory or page cache, and writes go
+/// through the committer thread of [`crate::ObjectStore`].
+pub trait Storage: Send + Sync + 'static {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Entries with `start <= key < end`, in key order, at most `limit` of them.
+    fn scan(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// Applies the batch atomically. With [`Durability::Sync`] it is on disk when this returns.
+    fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError>;
+
+    /// Makes everything committed so far durable (used at shutdown).
+    fn persist(&self) -> Result<(), StorageError>;
+}

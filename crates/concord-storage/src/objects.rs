@@ -1,0 +1,274 @@
+//! The object store: one DVV set per key, written by a single committer with group commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use concord_types::{
+    ActorId, ConflictPolicy, Content, DvvSet, Key, NamespaceId, PartitionId, Timestamp,
+    VersionVector,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::keys::prefix_end;
+use crate::{Batch, Durability, ObjectKey, Space, Storage, StorageError, codec};
+
+/// How the committer batches and how hard it syncs.
+#[derive(Debug, Clone)]
+pub struct ObjectStoreOptions {
+    pub durability: Durability,
+    /// Most updates applied in one batch (one fsync).
+    pub batch_max: usize,
+    /// Most updates waiting for the committer; writers wait for room beyond it.
+    pub queue_max: usize,
+}
+
+impl Default for ObjectStoreOptions {
+    fn default() -> Self {
+        Self { durability: Durability::Sync, batch_max: 1024, queue_max: 8192 }
+    }
+}
+
+/// A change to one key's DVV set, applied by the committer on the latest stored state.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// A client write coordinated here by the replica incarnation `actor`.
+    Write {
+        context: VersionVector,
+        actor: ActorId,
+        timestamp: Timestamp,
+        content: Content,
+        policy: ConflictPolicy,
+    },
+    /// Another replica's state, merged in (replication, read repair, anti-entropy).
+    Merge { state: DvvSet, policy: ConflictPolicy },
+}
+
+/// Told about every committed batch; the node turns this into metrics.
+pub trait CommitObserver: Send + Sync + 'static {
+    fn on_commit(&self, updates: usize, elapsed: Duration);
+}
+
+impl CommitObserver for () {
+    fn on_commit(&self, _updates: usize, _elapsed: Duration) {}
+}
+
+type Reply = oneshot::Sender<Result<DvvSet, StorageError>>;
+
+enum Message {
+    Update { key: Vec<u8>, update: Update, reply: Reply },
+    Close(oneshot::Sender<()>),
+}
+
+/// Reads go straight to the engine; writes go through the committer thread.
+pub struct ObjectStore {
+    storage: Arc<dyn Storage>,
+    /// The committer's inbox. Bounded, so a write burst makes handlers wait instead of growing
+    /// memory without limit.
+    queue: mpsc::Sender<Message>,
+    /// Joined on close, so shutdown returns only after the last batch is durable.
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ObjectStore {
+    /// Starts the committer thread over `storage`.
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        options: ObjectStoreOptions,
+        observer: Arc<dyn CommitObserver>,
+    ) -> Self {
+        assert!(options.batch_max > 0 && options.queue_max > 0);
+        let (queue, inbox) = mpsc::channel(options.queue_max);
+        let committer = Committer { storage: storage.clone(), options, observer };
+        let handle = std::thread::Builder::new()
+            .name("concord-committer".into())
+            .spawn(move || committer.run(inbox))
+            .expect("spawning the committer thread");
+        Self { storage, queue, committer: Mutex::new(Some(handle)) }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Applies `update` to `key` and returns the resulting state once it is durable.
+    pub async fn update(&self, key: &ObjectKey, update: Update) -> Result<DvvSet, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        let message = Message::Update { key: key.encode(), update, reply };
+        self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// The stored state of `key`, if any.
+    pub fn get(&self, key: &ObjectKey) -> Result<Option<DvvSet>, StorageError> {
+        let encoded = key.encode();
+        match self.storage.get(Space::Data, &encoded)? {
+            Some(bytes) => codec::decode(&encoded, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` keys of one partition that start with `prefix`, come after `after` and are
+    /// not deleted, in key order.
+    pub fn scan_live(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Key, DvvSet)>, StorageError> {
+        const CHUNK: usize = 256;
+        let base = ObjectKey::partition_prefix(namespace, partition);
+        let with_base = |suffix: &[u8]| [base.as_slice(), suffix].concat();
+        let mut start = match after {
+            Some(after) if after >= prefix => with_base(&[after, &[0u8]].concat()),
+            _ => with_base(prefix),
+        };
+        let end = match prefix_end(prefix) {
+            Some(end) => with_base(&end),
+            None => prefix_end(&base).expect("partition prefix is never all 0xff"),
+        };
+        let mut out = Vec::new();
+        while out.len() < limit && start < end {
+            let chunk = self.storage.scan(Space::Data, &start, &end, CHUNK)?;
+            let exhausted = chunk.len() < CHUNK;
+            for (raw_key, bytes) in chunk {
+                start = [raw_key.as_slice(), &[0u8]].concat();
+                let state = codec::decode(&raw_key, &bytes)?;
+                let object = ObjectKey::decode(&raw_key).ok_or_else(|| StorageError::Corrupt {
+                    key: raw_key.clone(),
+                    reason: "not an object key".into(),
+                })?;
+                if !state.is_deleted() {
+                    out.push((object.key, state));
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stops taking writes, waits for everything queued to be durable, and syncs the engine.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let (done, closed) = oneshot::channel();
+        if self.queue.send(Message::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+        let handle = self.committer.lock().expect("committer handle lock").take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .expect("joining the committer")
+                .expect("committer thread panicked");
+        }
+        self.storage.persist()
+    }
+}
+
+/// The single writer of the data space.
+struct Committer {
+    storage: Arc<dyn Storage>,
+    options: ObjectStoreOptions,
+    observer: Arc<dyn CommitObserver>,
+}
+
+struct Pending {
+    key: Vec<u8>,
+    update: Update,
+    reply: Reply,
+}
+
+impl Committer {
+    fn run(self, mut inbox: mpsc::Receiver<Message>) {
+        let mut closing = None;
+        while closing.is_none() {
+            let Some(first) = inbox.blocking_recv() else { break };
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            // Everything that queued up while the previous batch was syncing joins this batch:
+            // that is the group commit.
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Update { key, update, reply } => {
+                        batch.push(Pending { key, update, reply })
+                    }
+                    Message::Close(done) => {
+                        closing = Some(done);
+                        break;
+                    }
+                }
+                if batch.len() < self.options.batch_max {
+                    next = inbox.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+        }
+        inbox.close();
+        if let Some(done) = closing {
+            let _ = done.send(());
+        }
+    }
+
+    /// Applies a batch of updates on the latest states, commits them with one sync, and answers
+    /// every waiter.
+    fn commit(&self, batch: Vec<Pending>) {
+        let started = Instant::now();
+        let mut states: HashMap<Vec<u8>, DvvSet> = HashMap::new();
+        let mut results = Vec::with_capacity(batch.len());
+        for pending in &batch {
+            let result = self.apply(&mut states, &pending.key, &pending.update);
+            results.push(result);
+        }
+        let mut writes = Batch::new();
+        for (key, state) in &states {
+            writes.put(Space::Data, key.clone(), codec::encode(state));
+        }
+        let committed = self.storage.commit(writes, self.options.durability);
+        self.observer.on_commit(batch.len(), started.elapsed());
+        for (pending, result) in batch.into_iter().zip(results) {
+            let answer = match (&committed, result) {
+                (Ok(()), result) => result,
+                (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
+            };
+            // The waiter may have given up (client gone); the write stands regardless.
+            let _ = pending.reply.send(answer);
+        }
+    }
+
+    fn apply(
+        &self,
+        states: &mut HashMap<Vec<u8>, DvvSet>,
+        key: &[u8],
+        update: &Update,
+    ) -> Result<DvvSet, StorageError> {
+        let state = match states.get_mut(key) {
+            Some(state) => state,
+            None => {
+                let stored = match self.storage.get(Space::Data, key)? {
+                    Some(bytes) => codec::decode(key, &bytes)?,
+                    None => DvvSet::new(),
+                };
+                states.entry(key.to_vec()).or_insert(stored)
+            }
+        };
+        match update {
+            Update::Write { context, actor, timestamp, content, policy } => {
+                state.write(context, *actor, *timestamp, content.clone(), *policy);
+            }
+            Update::Merge { state: other, policy } => state.merge(other, *policy),
+        }
+        Ok(state.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests;

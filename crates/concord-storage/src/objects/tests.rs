@@ -1,0 +1,209 @@
+//! Tests of the committer: merges happen on the latest state, groups share one commit, and
+//! durable writes survive a reopen.
+
+use std::sync::Mutex as StdMutex;
+use std::sync::mpsc as std_mpsc;
+
+use concord_types::ConflictPolicy;
+
+use super::*;
+use crate::{FjallStorage, MemoryStorage};
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey { namespace: NamespaceId(1), partition: PartitionId(0), key: Key::new(name).unwrap() }
+}
+
+fn write(context: &VersionVector, data: &str) -> Update {
+    Update::Write {
+        context: context.clone(),
+        actor: ActorId(1),
+        timestamp: Timestamp(1),
+        content: Content::Value { data: data.as_bytes().to_vec(), content_type: "text/plain".into() },
+        policy: ConflictPolicy::Siblings,
+    }
+}
+
+fn values(state: &DvvSet) -> Vec<String> {
+    let mut out: Vec<String> = state
+        .values()
+        .map(|s| match &s.content {
+            Content::Value { data, .. } => String::from_utf8(data.clone()).unwrap(),
+            Content::Tombstone => unreachable!(),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Records the size of every committed batch.
+#[derive(Default)]
+struct BatchSizes(StdMutex<Vec<usize>>);
+
+impl CommitObserver for BatchSizes {
+    fn on_commit(&self, updates: usize, _elapsed: Duration) {
+        self.0.lock().unwrap().push(updates);
+    }
+}
+
+/// Many blind writes racing on one key must all survive as siblings: each read-modify-write
+/// starts from the state the previous one left.
+async fn concurrent_blind_writes_all_survive(storage: Arc<dyn Storage>) {
+    let store = Arc::new(ObjectStore::start(storage, Default::default(), Arc::new(())));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.update(&key("k"), write(&VersionVector::new(), &format!("v{i:03}"))).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let state = store.get(&key("k")).unwrap().unwrap();
+    let expected: Vec<String> = (0..200).map(|i| format!("v{i:03}")).collect();
+    assert_eq!(values(&state), expected);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_blind_writes_all_survive_in_memory() {
+    concurrent_blind_writes_all_survive(Arc::new(MemoryStorage::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_blind_writes_all_survive_on_fjall() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_blind_writes_all_survive(Arc::new(FjallStorage::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn write_with_context_replaces_what_was_read() {
+    let store = ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    store.update(&key("k"), write(&VersionVector::new(), "a")).await.unwrap();
+    store.update(&key("k"), write(&VersionVector::new(), "b")).await.unwrap();
+    let read = store.get(&key("k")).unwrap().unwrap();
+    assert_eq!(values(&read), ["a", "b"]);
+    let after = store.update(&key("k"), write(read.context(), "c")).await.unwrap();
+    assert_eq!(values(&after), ["c"]);
+}
+
+#[tokio::test]
+async fn durable_writes_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = Arc::new(FjallStorage::open(dir.path()).unwrap());
+        let store = ObjectStore::start(storage, Default::default(), Arc::new(()));
+        for i in 0..50 {
+            store.update(&key(&format!("k{i}")), write(&VersionVector::new(), "v")).await.unwrap();
+        }
+        store.close().await.unwrap();
+    }
+    let storage = Arc::new(FjallStorage::open(dir.path()).unwrap());
+    let store = ObjectStore::start(storage, Default::default(), Arc::new(()));
+    for i in 0..50 {
+        let state = store.get(&key(&format!("k{i}"))).unwrap().expect("written before reopen");
+        assert_eq!(values(&state), ["v"]);
+    }
+}
+
+/// A storage whose first commit blocks until the test releases it, so the test can queue writes
+/// behind a commit in progress without relying on timing.
+struct GatedStorage {
+    inner: MemoryStorage,
+    entered: StdMutex<Option<std_mpsc::Sender<()>>>,
+    release: StdMutex<Option<std_mpsc::Receiver<()>>>,
+}
+
+impl Storage for GatedStorage {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(space, key)
+    }
+    fn scan(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        self.inner.scan(space, start, end, limit)
+    }
+    fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
+        if let Some(entered) = self.entered.lock().unwrap().take() {
+            entered.send(()).unwrap();
+            let release = self.release.lock().unwrap().take().unwrap();
+            release.recv().unwrap();
+        }
+        self.inner.commit(batch, durability)
+    }
+    fn persist(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+/// Writes that arrive while a commit is in progress are all committed together in the next
+/// batch: one sync for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_behind_a_commit_share_the_next_one() {
+    let (entered_tx, entered_rx) = std_mpsc::channel();
+    let (release_tx, release_rx) = std_mpsc::channel();
+    let storage = Arc::new(GatedStorage {
+        inner: MemoryStorage::new(),
+        entered: StdMutex::new(Some(entered_tx)),
+        release: StdMutex::new(Some(release_rx)),
+    });
+    let sizes = Arc::new(BatchSizes::default());
+    let store = Arc::new(ObjectStore::start(storage, Default::default(), sizes.clone()));
+
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { store.update(&key("first"), write(&Default::default(), "x")).await })
+    };
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
+
+    let mut queued = Vec::new();
+    for i in 0..99 {
+        let store = store.clone();
+        queued.push(tokio::spawn(async move {
+            store.update(&key(&format!("k{i}")), write(&Default::default(), "y")).await
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.queue.max_capacity() - store.queue.capacity() < 99 {
+        assert!(Instant::now() < deadline, "writes never queued");
+        tokio::task::yield_now().await;
+    }
+    release_tx.send(()).unwrap();
+
+    first.await.unwrap().unwrap();
+    for task in queued {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(*sizes.0.lock().unwrap(), vec![1, 99]);
+}
+
+#[tokio::test]
+async fn scan_live_skips_deleted_keys_and_pages_by_after() {
+    let store = ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    for name in ["a1", "a2", "a3", "b1"] {
+        store.update(&key(name), write(&Default::default(), "v")).await.unwrap();
+    }
+    let read = store.get(&key("a2")).unwrap().unwrap();
+    let delete = Update::Write {
+        context: read.context().clone(),
+        actor: ActorId(1),
+        timestamp: Timestamp(2),
+        content: Content::Tombstone,
+        policy: ConflictPolicy::Siblings,
+    };
+    store.update(&key("a2"), delete).await.unwrap();
+
+    let names = |items: Vec<(Key, DvvSet)>| -> Vec<String> {
+        items.into_iter().map(|(k, _)| String::from_utf8(k.into_bytes()).unwrap()).collect()
+    };
+    let all = store.scan_live(NamespaceId(1), PartitionId(0), b"a", None, 10).unwrap();
+    assert_eq!(names(all), ["a1", "a3"]);
+    let page = store.scan_live(NamespaceId(1), PartitionId(0), b"", Some(b"a1"), 2).unwrap();
+    assert_eq!(names(page), ["a3", "b1"]);
+    let other_ns = store.scan_live(NamespaceId(2), PartitionId(0), b"", None, 10).unwrap();
+    assert!(other_ns.is_empty());
+}
