@@ -110,7 +110,7 @@ impl ObjectStore {
     }
 
     /// Up to `limit` keys of one partition that start with `prefix`, come after `after` and are
-    /// not deleted, in key order.
+    /// not deleted, in key order. Values are read in small chunks and not kept.
     pub fn scan_live(
         &self,
         namespace: NamespaceId,
@@ -118,8 +118,8 @@ impl ObjectStore {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Key, DvvSet)>, StorageError> {
-        const CHUNK: usize = 256;
+    ) -> Result<Vec<Key>, StorageError> {
+        const CHUNK: usize = 64;
         let base = ObjectKey::partition_prefix(namespace, partition);
         let with_base = |suffix: &[u8]| [base.as_slice(), suffix].concat();
         let mut start = match after {
@@ -142,7 +142,7 @@ impl ObjectStore {
                     reason: "not an object key".into(),
                 })?;
                 if !state.is_deleted() {
-                    out.push((object.key, state));
+                    out.push(object.key);
                     if out.len() == limit {
                         break;
                     }

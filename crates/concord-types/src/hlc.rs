@@ -23,6 +23,12 @@ impl Timestamp {
     }
 }
 
+/// A source of wall-clock time, in milliseconds since the Unix epoch. A seam: production reads
+/// the system clock, simulation and fault injection supply their own.
+pub trait WallClock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+}
+
 /// The clock state of one node. Each `now` is strictly greater than every timestamp this clock
 /// issued or observed before.
 #[derive(Debug, Default, Clone)]

@@ -21,7 +21,7 @@ pub mod version;
 mod error;
 
 pub use error::ValidationError;
-pub use hlc::{Hlc, Timestamp};
+pub use hlc::{Hlc, Timestamp, WallClock};
 pub use ids::{ActorId, ClusterId, NamespaceId, NodeId, PartitionId};
 pub use key::Key;
 pub use namespace::{

@@ -197,8 +197,8 @@ async fn scan_live_skips_deleted_keys_and_pages_by_after() {
     };
     store.update(&key("a2"), delete).await.unwrap();
 
-    let names = |items: Vec<(Key, DvvSet)>| -> Vec<String> {
-        items.into_iter().map(|(k, _)| String::from_utf8(k.into_bytes()).unwrap()).collect()
+    let names = |items: Vec<Key>| -> Vec<String> {
+        items.into_iter().map(|k| String::from_utf8(k.into_bytes()).unwrap()).collect()
     };
     let all = store.scan_live(NamespaceId(1), PartitionId(0), b"a", None, 10).unwrap();
     assert_eq!(names(all), ["a1", "a3"]);

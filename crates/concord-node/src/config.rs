@@ -1,0 +1,321 @@
+//! Node configuration: a TOML file, `CONCORD_*` environment variables and command-line flags, in
+//! increasing order of precedence. Every key is documented here with its default and unit; the
+//! README's config reference is generated from the same list.
+//!
+//! Environment variables name a key as `CONCORD_<SECTION>_<KEY>` in upper case, for example
+//! `CONCORD_STORAGE_DURABILITY=buffered` or `CONCORD_LIMITS_VALUE_BYTES_MAX=65536`. List values
+//! (`cluster.join`) are comma-separated.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub http: HttpConfig,
+    pub peer: PeerConfig,
+    pub cluster: ClusterConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name, `[a-z0-9][a-z0-9_-]{0,62}`. Default "": drawn at first start and persisted.
+    pub id: String,
+    /// Where the node keeps its data and identity. Default `./concord-data`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { id: String::new(), data_dir: PathBuf::from("./concord-data") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP API listens on. Default `127.0.0.1:7700`; port 0 picks a free port.
+    pub addr: String,
+    /// Address other nodes and clients are told to use. Default "": same as `addr`.
+    pub advertise: String,
+    /// Most client connections served at once; more wait in the accept backlog. Default 4096.
+    pub max_connections: usize,
+    /// Time allowed for a client to send a request's headers, in ms. Default 10000.
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:7700".into(),
+            advertise: String::new(),
+            max_connections: 4096,
+            header_read_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Address for node-to-node traffic. Default `127.0.0.1:7701`. (Used once clustering lands.)
+    pub addr: String,
+    /// Peer address other nodes are told to use. Default "": same as `addr`.
+    pub advertise: String,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self { addr: "127.0.0.1:7701".into(), advertise: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Peer addresses of existing members to join. Default empty: start a new cluster.
+    pub join: Vec<String>,
+    /// Number of partitions Q, a power of two, fixed when the cluster is created. Default 64.
+    pub partitions: u16,
+    /// Clock offset to a peer beyond which an alarm is raised, in ms. Default 500.
+    pub max_clock_offset_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { join: Vec::new(), partitions: 64, max_clock_offset_ms: 500 }
+    }
+}
+
+/// `storage.durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// fsync before acknowledging; concurrent writes share one fsync.
+    #[default]
+    Sync,
+    /// Acknowledge once the OS has the bytes: survives a process crash, not power loss.
+    Buffered,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sync` (default) or `buffered`.
+    pub durability: DurabilityMode,
+    /// Most writes committed together under one fsync. Default 1024.
+    pub commit_batch_max: usize,
+    /// Most writes waiting for the committer before writers are held back. Default 8192.
+    pub commit_queue_max: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { durability: DurabilityMode::Sync, commit_batch_max: 1024, commit_queue_max: 8192 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest value accepted, in bytes. Default 1048576 (1 MiB).
+    pub value_bytes_max: usize,
+    /// Deadline of a request (receiving its body and running it), in ms. Default 10000.
+    pub request_timeout_ms: u64,
+    /// Most keys one list page returns. Default 1000.
+    pub list_limit_max: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { value_bytes_max: 1 << 20, request_timeout_ms: 10_000, list_limit_max: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve `/v1/admin/faults`. Default false; for tests and game days only.
+    pub enable_fault_injection: bool,
+}
+
+impl Config {
+    /// Loads the file (if any) and applies the `CONCORD_*` variables found in `env`.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Error> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Startup(format!("cannot read config {}: {e}", path.display()))
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    Error::Startup(format!("config {} is not valid TOML: {e}", path.display()))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| Error::Startup(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), Error> {
+        let fail = |m: &str| Err(Error::Startup(format!("invalid configuration: {m}")));
+        if !self.cluster.partitions.is_power_of_two() || self.cluster.partitions > 4096 {
+            return fail("cluster.partitions must be a power of two up to 4096");
+        }
+        if self.limits.value_bytes_max == 0 || self.limits.value_bytes_max > 64 << 20 {
+            return fail("limits.value_bytes_max must be between 1 and 67108864");
+        }
+        if self.limits.request_timeout_ms == 0 || self.limits.list_limit_max == 0 {
+            return fail("limits.request_timeout_ms and limits.list_limit_max must be positive");
+        }
+        if self.storage.commit_batch_max == 0 || self.storage.commit_queue_max == 0 {
+            return fail("storage.commit_batch_max and storage.commit_queue_max must be positive");
+        }
+        if self.http.max_connections == 0 {
+            return fail("http.max_connections must be positive");
+        }
+        Ok(())
+    }
+
+    /// Every key as `(section.key, CONCORD_SECTION_KEY, default)`, for documentation.
+    pub fn keys() -> Vec<(String, String, String)> {
+        let defaults = toml::Table::try_from(Config::default()).expect("config serializes");
+        let mut out = Vec::new();
+        for (section, values) in &defaults {
+            let toml::Value::Table(values) = values else { continue };
+            for (key, value) in values {
+                out.push((format!("{section}.{key}"), env_name(section, key), value.to_string()));
+            }
+        }
+        out
+    }
+}
+
+fn env_name(section: &str, key: &str) -> String {
+    format!("CONCORD_{}_{}", section.to_uppercase(), key.to_uppercase())
+}
+
+/// Overrides table entries from `CONCORD_<SECTION>_<KEY>` variables. The type of each value is
+/// taken from the default config, so `CONCORD_LIMITS_VALUE_BYTES_MAX=10` becomes an integer.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), Error> {
+    let defaults = toml::Table::try_from(Config::default()).expect("config serializes");
+    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+    for (section, values) in &defaults {
+        let toml::Value::Table(values) = values else { continue };
+        for (key, default) in values {
+            let name = env_name(section, key);
+            let Some(raw) = env.get(&name) else { continue };
+            let value = parse_like(default, raw)
+                .ok_or_else(|| Error::Startup(format!("{name}={raw:?} is not a valid value")))?;
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(entry) = entry else {
+                return Err(Error::Startup(format!("config: [{section}] must be a table")));
+            };
+            entry.insert(key.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+fn parse_like(default: &toml::Value, raw: &str) -> Option<toml::Value> {
+    Some(match default {
+        toml::Value::String(_) => toml::Value::String(raw.to_string()),
+        toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().ok()?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().ok()?),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.http.addr, "127.0.0.1:7700");
+        assert_eq!(config.node.data_dir, PathBuf::from("./concord-data"));
+    }
+
+    #[test]
+    fn environment_overrides_file_and_takes_typed_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("concord.toml");
+        std::fs::write(&path, "[storage]\ndurability = \"sync\"\n[limits]\nvalue_bytes_max = 5\n")
+            .unwrap();
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("CONCORD_STORAGE_DURABILITY", "buffered"),
+                ("CONCORD_CLUSTER_JOIN", "a:1, b:2"),
+                ("CONCORD_ADMIN_ENABLE_FAULT_INJECTION", "true"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.storage.durability, DurabilityMode::Buffered);
+        assert_eq!(config.limits.value_bytes_max, 5);
+        assert_eq!(config.cluster.join, vec!["a:1".to_string(), "b:2".to_string()]);
+        assert!(config.admin.enable_fault_injection);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named() {
+        let err = Config::load(None, env(&[("CONCORD_LIMITS_VALUE_BYTES_MAX", "lots")]));
+        assert!(err.unwrap_err().to_string().contains("CONCORD_LIMITS_VALUE_BYTES_MAX"));
+        let err = Config::load(None, env(&[("CONCORD_CLUSTER_PARTITIONS", "48")]));
+        assert!(err.unwrap_err().to_string().contains("power of two"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("concord.toml");
+        std::fs::write(&path, "[storage]\ndurabilty = \"sync\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("durabilty"), "{err}");
+    }
+
+    #[test]
+    fn every_key_has_an_environment_name() {
+        let keys = Config::keys();
+        assert!(keys.iter().any(|(k, e, d)| k == "storage.durability"
+            && e == "CONCORD_STORAGE_DURABILITY"
+            && d == "\"sync\""));
+        assert!(keys.len() >= 15);
+    }
+}

@@ -1,0 +1,35 @@
+use concord_storage::StorageError;
+use concord_types::ValidationError;
+use thiserror::Error;
+
+/// Everything a node operation can fail with. Front ends map these to their protocol's errors in
+/// one place (for HTTP: `concord_http::error`).
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The request is malformed or breaks a rule; nothing was changed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("namespace {0:?} does not exist")]
+    NamespaceNotFound(String),
+    /// The namespace exists with another configuration.
+    #[error("namespace {name:?} already exists with a different configuration")]
+    NamespaceConflict { name: String },
+    /// Fewer replicas can answer than the request needs. Retry later or lower the quorum; for
+    /// writes, replicas that did answer may hold the value.
+    #[error("{answered} of {required} required replicas answered")]
+    QuorumNotReached { required: usize, answered: usize, failures: Vec<(String, String)> },
+    /// The operation's deadline passed; a write's outcome is unknown.
+    #[error("operation did not finish within {timeout_ms} ms")]
+    Timeout { timeout_ms: u64 },
+    /// The node cannot start (bad config, data dir of another node or in use).
+    #[error("{0}")]
+    Startup(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<ValidationError> for Error {
+    fn from(e: ValidationError) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}

@@ -1,0 +1,124 @@
+//! Prometheus metrics. The registry lives here so every layer (HTTP today, replication later)
+//! records into one place; `concord-http` only renders it at `/metrics`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a served HTTP request. `route` is the route template, never the raw path, so the
+/// number of series stays bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 26 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 12))
+}
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    commit_seconds: Histogram,
+    commit_batch_updates: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("concord");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests served", requests.clone());
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency from headers received to response ready",
+            request_seconds.clone(),
+        );
+        let commit_seconds = latency_histogram();
+        registry.register(
+            "storage_commit_duration_seconds",
+            "Time to apply and sync one group commit (the fsync latency in sync mode)",
+            commit_seconds.clone(),
+        );
+        let commit_batch_updates = batch_histogram();
+        registry.register(
+            "storage_commit_batch_updates",
+            "Writes sharing one group commit",
+            commit_batch_updates.clone(),
+        );
+        Self { registry, requests, request_seconds, commit_seconds, commit_batch_updates }
+    }
+
+    pub fn record_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let labels = RequestLabels {
+            route: route.to_string(),
+            method: method.to_string(),
+            status: status.to_string(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        let route = RouteLabels { route: labels.route, method: labels.method };
+        self.request_seconds.get_or_create(&route).observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl concord_storage::CommitObserver for Metrics {
+    fn on_commit(&self, updates: usize, elapsed: Duration) {
+        self.commit_seconds.observe(elapsed.as_secs_f64());
+        self.commit_batch_updates.observe(updates as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord_storage::CommitObserver;
+
+    #[test]
+    fn recorded_values_appear_in_the_exposition() {
+        let metrics = Metrics::new();
+        metrics.record_request("/v1/kv/{ns}/{key}", "GET", 200, Duration::from_millis(2));
+        metrics.on_commit(7, Duration::from_micros(300));
+        let text = metrics.render();
+        assert!(text.contains(
+            "concord_http_requests_total{route=\"/v1/kv/{ns}/{key}\",method=\"GET\",status=\"200\"} 1"
+        ), "{text}");
+        assert!(text.contains("concord_storage_commit_duration_seconds_count 1"), "{text}");
+        assert!(text.contains("concord_storage_commit_batch_updates_sum 7.0"), "{text}");
+    }
+}
