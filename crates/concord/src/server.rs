@@ -1,16 +1,134 @@
-//! `concord server`: run a node. (Being written: the node and HTTP crates land next.)
+//! `concord server`: run a node until SIGINT or SIGTERM.
+//!
+//! Precedence of settings: built-in defaults, then the TOML file (`--config`), then `CONCORD_*`
+//! environment variables, then these flags.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Args;
+use concord_http::server::ServeOptions;
+use concord_node::{Config, Node};
+use tokio::net::TcpListener;
 
 /// Flags of `concord server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// TOML config file.
+    /// TOML config file (every key is documented in the README).
     #[arg(long, env = "CONCORD_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./concord-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API listen address [default: 127.0.0.1:7700]; port 0 picks a free port.
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// Peer (node-to-node) listen address [default: 127.0.0.1:7701].
+    #[arg(long)]
+    pub peer_addr: Option<String>,
+    /// HTTP address announced to clients and peers [default: the listen address].
+    #[arg(long)]
+    pub advertise_http: Option<String>,
+    /// Peer address announced to other nodes [default: the peer listen address].
+    #[arg(long)]
+    pub advertise_peer: Option<String>,
+    /// Peer address of a member to join (repeatable). Clustering is not available yet.
+    #[arg(long)]
+    pub join: Vec<String>,
+    /// Node name, fixed at first start [default: drawn at random].
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Serve the fault-injection endpoints (tests and game days only).
+    #[arg(long)]
+    pub enable_fault_injection: bool,
 }
 
-/// Runs the server until SIGINT or SIGTERM.
-pub fn run(_args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("server not implemented yet")
+impl ServerArgs {
+    /// Builds the configuration: file, then environment, then flags.
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        let set = |field: &mut String, flag: &Option<String>| {
+            if let Some(value) = flag {
+                field.clone_from(value);
+            }
+        };
+        if let Some(dir) = &self.data_dir {
+            config.node.data_dir.clone_from(dir);
+        }
+        set(&mut config.http.addr, &self.http_addr);
+        set(&mut config.peer.addr, &self.peer_addr);
+        set(&mut config.http.advertise, &self.advertise_http);
+        set(&mut config.peer.advertise, &self.advertise_peer);
+        set(&mut config.node.id, &self.node_id);
+        if !self.join.is_empty() {
+            config.cluster.join.clone_from(&self.join);
+        }
+        config.admin.enable_fault_injection |= self.enable_fault_injection;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains and flushes; exits 0 on a clean stop.
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    init_logging();
+    let config = args.config()?;
+    tracing::debug!(?config, "resolved configuration");
+    if !config.cluster.join.is_empty() {
+        anyhow::bail!("--join: clustering is not available yet; start a single node");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("concord-worker")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let node = Node::open(config.clone())?;
+    let db = node.database().clone();
+    let listener = TcpListener::bind(&config.http.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.addr))?;
+    let local = listener.local_addr()?;
+    let advertised =
+        if config.http.advertise.is_empty() { local.to_string() } else { config.http.advertise.clone() };
+    db.set_http_addr(advertised);
+    db.set_ready(true);
+    // Tests and scripts read this line to learn the port; keep its shape.
+    println!(
+        "concord node {} listening on http://{local} (data dir {})",
+        db.identity().node_id,
+        config.node.data_dir.display()
+    );
+    tracing::info!(node = %db.identity().node_id, cluster = %db.identity().cluster_id, %local, "serving");
+
+    let app = concord_http::router(db.clone(), concord_http::Limits::from_config(&config));
+    let options = ServeOptions {
+        max_connections: config.http.max_connections,
+        header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
+        drain_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+    };
+    concord_http::server::serve(listener, app, options, shutdown_signal()).await;
+    db.set_ready(false);
+    node.shutdown().await.context("flushing storage at shutdown")?;
+    println!("concord node {} stopped cleanly", db.identity().node_id);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONCORD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

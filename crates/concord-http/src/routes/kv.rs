@@ -1,0 +1,328 @@
+//! `/v1/kv/{ns}/{key}` and `/v1/kv/{ns}`: reading, writing, deleting and listing keys.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use concord_node::{ReadOptions, ReplicaCount, WriteOptions};
+use concord_types::{Content, DvvSet, Key, NamespaceName, VersionVector};
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+use tokio::time::Instant;
+use utoipa::ToSchema;
+
+use super::text_or_base64;
+use crate::error::{ApiError, ErrorBody};
+use crate::query::Query;
+use crate::{AppState, body, context};
+
+const REPLICAS_HEADER: &str = "concord-replicas";
+const CONTENT_TYPE_DEFAULT: &str = "application/octet-stream";
+const CONTENT_TYPE_CHARS_MAX: usize = 256;
+
+/// One version of a key.
+#[derive(Serialize, ToSchema)]
+pub struct SiblingDto {
+    /// The value, when it is valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The value in standard base64, when it is not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+    pub content_type: String,
+    /// Wall-clock part of the write's hybrid timestamp, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+/// A key's live versions and the context to write over them.
+#[derive(Serialize, ToSchema)]
+pub struct ObjectDto {
+    pub namespace: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_base64: Option<String>,
+    /// Send back as the `Concord-Context` header to replace these versions.
+    pub context: String,
+    pub siblings: Vec<SiblingDto>,
+}
+
+/// A listed key.
+#[derive(Serialize, ToSchema)]
+pub struct KeyDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_base64: Option<String>,
+}
+
+/// One page of keys.
+#[derive(Serialize, ToSchema)]
+pub struct KeyPageDto {
+    pub keys: Vec<KeyDto>,
+    /// Pass as `after` to get the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// Splits `/v1/kv/{ns}/{key...}` into a namespace name and a key of raw bytes.
+fn namespace_and_key(uri: &Uri) -> Result<(String, Key), ApiError> {
+    let rest = uri.path().strip_prefix("/v1/kv/").ok_or_else(|| ApiError::not_found("no route"))?;
+    let (ns, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let ns = namespace_name(ns)?;
+    let key: Vec<u8> = percent_decode_str(key).collect();
+    let key = Key::new(key).map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok((ns, key))
+}
+
+fn namespace_name(raw: &str) -> Result<String, ApiError> {
+    let decoded = percent_decode_str(raw).decode_utf8_lossy();
+    NamespaceName::new(decoded.as_ref())
+        .map(|n| n.to_string())
+        .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+fn request_context(headers: &HeaderMap) -> Result<VersionVector, ApiError> {
+    match headers.get(context::HEADER) {
+        None => Ok(VersionVector::new()),
+        Some(value) => {
+            let token = value
+                .to_str()
+                .map_err(|_| ApiError::invalid("malformed Concord-Context token: not ASCII"))?;
+            context::decode(token)
+        }
+    }
+}
+
+fn set_version_headers(response: &mut Response, vv: &VersionVector, replicas: ReplicaCount) {
+    let headers = response.headers_mut();
+    let token = HeaderValue::from_str(&context::encode(vv)).expect("base64url is a valid header");
+    headers.insert(context::HEADER, token);
+    let count = format!("{}/{}", replicas.answered, replicas.required);
+    headers.insert(REPLICAS_HEADER, HeaderValue::from_str(&count).expect("digits and a slash"));
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+fn envelope(ns: &str, key: &Key, state: &DvvSet) -> ObjectDto {
+    let (key_text, key_base64) = text_or_base64(key.as_bytes());
+    let siblings = state
+        .values()
+        .filter_map(|s| match &s.content {
+            Content::Value { data, content_type } => {
+                let (value, value_base64) = text_or_base64(data);
+                Some(SiblingDto {
+                    value,
+                    value_base64,
+                    content_type: content_type.clone(),
+                    timestamp_ms: s.timestamp.wall_ms(),
+                })
+            }
+            Content::Tombstone => None,
+        })
+        .collect();
+    ObjectDto {
+        namespace: ns.to_string(),
+        key: key_text,
+        key_base64,
+        context: context::encode(state.context()),
+        siblings,
+    }
+}
+
+/// Read a key.
+#[utoipa::path(get, path = "/v1/kv/{ns}/{key}", tag = "kv",
+    params(
+        ("ns" = String, Path, description = "namespace"),
+        ("key" = String, Path, description = "key, percent-encoded; may contain /"),
+        ("r" = Option<String>, Query, description = "read quorum: one, quorum, all or a number"),
+        ("timeout_ms" = Option<u64>, Query, description = "deadline, 1..=60000"),
+    ),
+    responses(
+        (status = 200, description = "the raw value (or the JSON envelope with Accept: application/json)", body = ObjectDto),
+        (status = 300, description = "concurrent siblings", body = ObjectDto),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn get_key(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (ns, key) = namespace_and_key(&uri)?;
+    let query = Query::parse(uri.query(), &["r", "timeout_ms"])?;
+    let options = ReadOptions { quorum: query.quorum("r")?, timeout: query.timeout()? };
+    let outcome = app.db.get(&ns, key.clone(), options).await?;
+    let state = match outcome.state {
+        Some(state) if !state.is_deleted() => state,
+        tombstone => {
+            // A deleted key's 404 still carries its context, so a later write supersedes the
+            // tombstone instead of becoming its sibling.
+            let mut response =
+                ApiError::not_found(format!("key not found in namespace {ns:?}")).into_response();
+            if let Some(tombstone) = tombstone {
+                set_version_headers(&mut response, tombstone.context(), outcome.replicas);
+            }
+            return Ok(response);
+        }
+    };
+    let mut values = state.values();
+    let mut response = match (values.next(), values.next()) {
+        (Some(only), None) if !wants_json(&headers) => {
+            let Content::Value { data, content_type } = &only.content else {
+                unreachable!("values() skips tombstones")
+            };
+            let mut response = Response::new(Body::from(data.clone()));
+            if let Ok(value) = HeaderValue::from_str(content_type) {
+                response.headers_mut().insert(header::CONTENT_TYPE, value);
+            }
+            response
+        }
+        (_, second) => {
+            let status = if second.is_some() { StatusCode::MULTIPLE_CHOICES } else { StatusCode::OK };
+            (status, axum::Json(envelope(&ns, &key, &state))).into_response()
+        }
+    };
+    set_version_headers(&mut response, state.context(), outcome.replicas);
+    Ok(response)
+}
+
+fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
+    Ok(WriteOptions {
+        quorum: query.quorum("w")?,
+        strict: query.flag("strict")?,
+        timeout: query.timeout()?,
+    })
+}
+
+fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get(header::CONTENT_TYPE) {
+        None => Ok(CONTENT_TYPE_DEFAULT.to_string()),
+        Some(value) => {
+            let text = value.to_str().map_err(|_| ApiError::invalid("Content-Type is not ASCII"))?;
+            if text.len() > CONTENT_TYPE_CHARS_MAX {
+                return Err(ApiError::invalid("Content-Type is too long"));
+            }
+            Ok(text.to_string())
+        }
+    }
+}
+
+/// Store a value.
+#[utoipa::path(put, path = "/v1/kv/{ns}/{key}", tag = "kv",
+    params(
+        ("ns" = String, Path, description = "namespace"),
+        ("key" = String, Path, description = "key, percent-encoded; may contain /"),
+        ("w" = Option<String>, Query, description = "write quorum: one, quorum, all or a number"),
+        ("strict" = Option<bool>, Query, description = "count only primary replicas"),
+        ("timeout_ms" = Option<u64>, Query, description = "deadline, 1..=60000"),
+        ("Concord-Context" = Option<String>, Header, description = "context from the last read"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 204, description = "stored; the new context is in Concord-Context"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 503, body = ErrorBody), (status = 504, body = ErrorBody),
+    ))]
+pub async fn put_key(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let deadline = Instant::now() + app.limits.request_timeout;
+    let (ns, key) = namespace_and_key(&uri)?;
+    let query = Query::parse(uri.query(), &["w", "strict", "timeout_ms"])?;
+    let options = write_options(&query)?;
+    let vv = request_context(&headers)?;
+    let content_type = content_type(&headers)?;
+    let value = body::read_limited(&headers, body, app.limits.value_bytes_max, deadline).await?;
+    let outcome = app.db.put(&ns, key, vv, value.to_vec(), content_type, options).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    set_version_headers(&mut response, outcome.state.context(), outcome.replicas);
+    Ok(response)
+}
+
+/// Delete a key (a tombstone over the versions the context has seen).
+#[utoipa::path(delete, path = "/v1/kv/{ns}/{key}", tag = "kv",
+    params(
+        ("ns" = String, Path, description = "namespace"),
+        ("key" = String, Path, description = "key, percent-encoded"),
+        ("w" = Option<String>, Query, description = "write quorum"),
+        ("strict" = Option<bool>, Query, description = "count only primary replicas"),
+        ("timeout_ms" = Option<u64>, Query, description = "deadline, 1..=60000"),
+        ("Concord-Context" = Option<String>, Header, description = "context from the last read"),
+    ),
+    responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn delete_key(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (ns, key) = namespace_and_key(&uri)?;
+    let query = Query::parse(uri.query(), &["w", "strict", "timeout_ms"])?;
+    let options = write_options(&query)?;
+    let vv = request_context(&headers)?;
+    let outcome = app.db.delete(&ns, key, vv, options).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    set_version_headers(&mut response, outcome.state.context(), outcome.replicas);
+    Ok(response)
+}
+
+/// List keys in byte order.
+#[utoipa::path(get, path = "/v1/kv/{ns}", tag = "kv",
+    params(
+        ("ns" = String, Path, description = "namespace"),
+        ("prefix" = Option<String>, Query, description = "only keys starting with these bytes"),
+        ("after" = Option<String>, Query, description = "the `next` token of the previous page"),
+        ("limit" = Option<u64>, Query, description = "page size, 1..=1000, default 100"),
+    ),
+    responses((status = 200, body = KeyPageDto), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_keys(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+) -> Result<axum::Json<KeyPageDto>, ApiError> {
+    let rest = uri.path().strip_prefix("/v1/kv/").unwrap_or_default();
+    let ns = namespace_name(rest)?;
+    let query = Query::parse(uri.query(), &["prefix", "after", "limit"])?;
+    let prefix = query.bytes("prefix").unwrap_or_default();
+    let after = query
+        .text("after")?
+        .map(|token| {
+            URL_SAFE_NO_PAD
+                .decode(token)
+                .map_err(|_| ApiError::invalid("after must be the next token of a previous page"))
+        })
+        .transpose()?;
+    let limit_max = app.limits.list_limit_max as u64;
+    let limit = query.number("limit", 1, limit_max)?.unwrap_or(100.min(limit_max)) as usize;
+    let page = app.db.list(&ns, prefix, after.as_deref(), limit)?;
+    let next = match (page.more, page.keys.last()) {
+        (true, Some(last)) => Some(URL_SAFE_NO_PAD.encode(last.as_bytes())),
+        _ => None,
+    };
+    let keys = page
+        .keys
+        .iter()
+        .map(|k| {
+            let (key, key_base64) = text_or_base64(k.as_bytes());
+            KeyDto { key, key_base64 }
+        })
+        .collect();
+    Ok(axum::Json(KeyPageDto { keys, next }))
+}
+
+/// `/v1/kv/{ns}/` with nothing after the slash: an empty key.
+pub async fn empty_key() -> ApiError {
+    ApiError::invalid("key must be 1 to 1024 bytes, got 0")
+}
