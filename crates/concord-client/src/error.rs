@@ -21,8 +21,9 @@ pub enum Error {
         /// Extra structured information, `null` when the server sent none.
         details: serde_json::Value,
     },
-    /// No answer: connection refused or reset, DNS failure, client-side timeout.
-    #[error("transport error: {0}")]
+    /// No answer: connection refused or reset, DNS failure, client-side timeout. The cause is
+    /// the error's `source()` (print the chain, e.g. anyhow's `{:#}`, to see it).
+    #[error("transport error")]
     Transport(#[source] reqwest::Error),
     /// The server answered, but not in the shape the API contract promises.
     #[error("cannot decode the server's response: {0}")]
