@@ -1,6 +1,19 @@
-//! The `concord` binary.
+//! The `concord` binary: argument handling and printing only.
+//!
+//! - `concord server`: run a node ([`server`]).
+//! - `concord kv|ns|cluster`: client commands over the HTTP API ([`cli`]).
+//! - `concord bench`: a closed-loop load generator ([`bench`]).
+//!
+//! Every command returns `anyhow::Result`; `main` prints the error once, as
+//! `error: <message> (<code>, HTTP <status>)` for server errors, and exits non-zero. A panic is
+//! a bug: the panic hook prints it and aborts rather than letting the process limp on.
 
+mod bench;
+mod cli;
 mod server;
+
+use std::io::{self, Write as _};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +28,104 @@ struct Cli {
 enum Command {
     /// Run a Concord node.
     Server(server::ServerArgs),
+    /// Read, write, delete and list keys.
+    Kv(cli::kv::KvArgs),
+    /// Create, list and show namespaces.
+    Ns(cli::ns::NsArgs),
+    /// Show cluster members and the partition ring.
+    Cluster(cli::cluster::ClusterArgs),
+    /// Load a cluster with a closed loop of reads and writes and report latency.
+    Bench(bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Kv(args) => cli::kv::run(args),
+        Command::Ns(args) => cli::ns::run(args),
+        Command::Cluster(args) => cli::cluster::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report_error(&err),
+    }
+}
+
+/// Prints the default panic message, then aborts: after a broken invariant nothing the process
+/// does can be trusted, unwinding included.
+fn install_panic_hook() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+}
+
+/// Prints `err` on stderr and picks the exit status.
+fn report_error(err: &anyhow::Error) -> ExitCode {
+    // The reader of a pipe went away (`concord kv list NS --all | head`): not a failure.
+    let broken_pipe = err
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<io::Error>())
+        .any(|cause| cause.kind() == io::ErrorKind::BrokenPipe);
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    let mut stderr = io::stderr().lock();
+    // `concord_client::Error::Api` displays as `<message> (<code>, HTTP <status>)`.
+    let _ = writeln!(stderr, "error: {err:#}");
+    let details = err.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(concord_client::Error::Api { details, .. }) if !is_empty(details) => Some(details),
+        _ => None,
+    });
+    if let Some(details) = details {
+        let _ = writeln!(stderr, "details: {details}");
+    }
+    ExitCode::FAILURE
+}
+
+/// Whether error details say nothing: `null` or `{}`.
+fn is_empty(details: &serde_json::Value) -> bool {
+    details.is_null() || details.as_object().is_some_and(serde_json::Map::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Clap's own consistency checks: no flag defined twice, defaults valid, and so on.
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Client flags may follow the subcommand, and the endpoint has its documented default.
+    #[test]
+    fn client_flags_are_global() {
+        let cli = Cli::try_parse_from(["concord", "kv", "get", "ns", "k", "--output", "json"]);
+        assert!(cli.is_ok(), "{cli:?}");
+        let cli = Cli::try_parse_from(["concord", "cluster", "--endpoint", "h:1", "ring"]);
+        assert!(cli.is_ok(), "{cli:?}");
+    }
+
+    /// The value comes from one place only.
+    #[test]
+    fn put_refuses_both_value_and_file() {
+        let cli = Cli::try_parse_from(["concord", "kv", "put", "ns", "k", "v", "--file", "f"]);
+        assert!(cli.is_err());
+    }
+
+    /// `--duration` and `--ops` exclude each other.
+    #[test]
+    fn bench_takes_duration_or_ops() {
+        let cli = Cli::try_parse_from(["concord", "bench", "--duration", "5s", "--ops", "10"]);
+        assert!(cli.is_err());
+        let cli = Cli::try_parse_from(["concord", "bench", "--ops", "10", "--read-ratio", "1"]);
+        assert!(cli.is_ok(), "{cli:?}");
     }
 }
