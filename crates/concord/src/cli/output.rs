@@ -24,9 +24,11 @@ pub enum OutputFormat {
 
 /// Prints `value` as pretty JSON and a newline on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
+    // Serialized first, so a write failure surfaces as an `io::Error` (a closed pipe is then
+    // recognised by `main`) rather than wrapped in a serde error.
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    io::stdout().lock().write_all(&text)?;
     Ok(())
 }
 
