@@ -88,7 +88,11 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Counts requests and their latency by route template, method and status.
-async fn record_metrics(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn record_metrics(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()

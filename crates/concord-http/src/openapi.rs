@@ -7,12 +7,25 @@ use crate::routes::{cluster, kv, namespaces, ops};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Concord HTTP API", version = "1", description = "Concord's key-value, namespace and cluster API. See docs/api.md."),
+    info(
+        title = "Concord HTTP API",
+        version = "1",
+        description = "Concord's key-value, namespace and cluster API. See docs/api.md."
+    ),
     paths(
-        kv::get_key, kv::put_key, kv::delete_key, kv::list_keys,
-        namespaces::put_namespace, namespaces::list_namespaces, namespaces::get_namespace,
-        cluster::get_cluster, cluster::get_ring,
-        ops::health, ops::ready, ops::metrics, ops::openapi,
+        kv::get_key,
+        kv::put_key,
+        kv::delete_key,
+        kv::list_keys,
+        namespaces::put_namespace,
+        namespaces::list_namespaces,
+        namespaces::get_namespace,
+        cluster::get_cluster,
+        cluster::get_ring,
+        ops::health,
+        ops::ready,
+        ops::metrics,
+        ops::openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

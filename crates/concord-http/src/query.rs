@@ -46,8 +46,9 @@ impl Query {
     pub fn text(&self, name: &str) -> Result<Option<&str>, ApiError> {
         self.bytes(name)
             .map(|v| {
-                std::str::from_utf8(v)
-                    .map_err(|_| ApiError::invalid(format!("query parameter {name:?} is not UTF-8")))
+                std::str::from_utf8(v).map_err(|_| {
+                    ApiError::invalid(format!("query parameter {name:?} is not UTF-8"))
+                })
             })
             .transpose()
     }
@@ -106,8 +107,9 @@ mod tests {
     fn bad_parameters_are_refused() {
         assert!(Query::parse(Some("W=2"), &["w"]).is_err());
         assert!(Query::parse(Some("w=1&w=2"), &["w"]).is_err());
-        let q = Query::parse(Some("w=zero&timeout_ms=0&strict=maybe"), &["w", "timeout_ms", "strict"])
-            .unwrap();
+        let q =
+            Query::parse(Some("w=zero&timeout_ms=0&strict=maybe"), &["w", "timeout_ms", "strict"])
+                .unwrap();
         assert!(q.quorum("w").is_err());
         assert!(q.timeout().is_err());
         assert!(q.flag("strict").is_err());

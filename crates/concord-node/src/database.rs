@@ -159,7 +159,12 @@ impl Database {
     }
 
     /// Reads a key.
-    pub async fn get(&self, ns: &str, key: Key, options: ReadOptions) -> Result<ReadOutcome, Error> {
+    pub async fn get(
+        &self,
+        ns: &str,
+        key: Key,
+        options: ReadOptions,
+    ) -> Result<ReadOutcome, Error> {
         let namespace = self.namespaces.get(ns)?;
         let required = self.required(&namespace, options.quorum, namespace.config.read_quorum)?;
         let object = self.object_key(&namespace, key);
@@ -310,7 +315,9 @@ impl Database {
                 answered: 0,
                 failures: vec![(
                     "cluster".into(),
-                    format!("only {placed} replica(s) placed: the cluster has {CLUSTER_NODES} node(s)"),
+                    format!(
+                        "only {placed} replica(s) placed: the cluster has {CLUSTER_NODES} node(s)"
+                    ),
                 )],
             });
         }

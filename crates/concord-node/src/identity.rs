@@ -135,8 +135,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = Identity::load_or_create(dir.path(), "", 64, fresh).unwrap();
         assert_eq!(first.node_id.as_str(), "n-drawn");
-        let again =
-            Identity::load_or_create(dir.path(), "", 64, || ("other".into(), ClusterId(7))).unwrap();
+        let again = Identity::load_or_create(dir.path(), "", 64, || ("other".into(), ClusterId(7)))
+            .unwrap();
         assert_eq!(again, first);
     }
 

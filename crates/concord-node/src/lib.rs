@@ -22,7 +22,9 @@ mod error;
 mod node;
 
 pub use config::Config;
-pub use database::{Database, ListPage, ReadOptions, ReadOutcome, ReplicaCount, WriteOptions, WriteOutcome};
+pub use database::{
+    Database, ListPage, ReadOptions, ReadOutcome, ReplicaCount, WriteOptions, WriteOutcome,
+};
 pub use error::Error;
 pub use identity::Identity;
 pub use metrics::Metrics;

@@ -45,9 +45,8 @@ impl Namespaces {
         let end = concord_storage::keys::prefix_end(NAMESPACE_PREFIX).expect("prefix has an end");
         let mut by_name = BTreeMap::new();
         for (key, value) in storage.scan(Space::Meta, NAMESPACE_PREFIX, &end, usize::MAX)? {
-            let namespace: Namespace = postcard::from_bytes(&value).map_err(|e| {
-                Error::Startup(format!("corrupt namespace record {key:?}: {e}"))
-            })?;
+            let namespace: Namespace = postcard::from_bytes(&value)
+                .map_err(|e| Error::Startup(format!("corrupt namespace record {key:?}: {e}")))?;
             by_name.insert(namespace.name.to_string(), Arc::new(namespace));
         }
         Ok(Self { storage, by_name: RwLock::new(by_name), create_lock: Mutex::new(()) })
@@ -137,10 +136,7 @@ mod tests {
     fn strong_namespaces_are_refused_for_now() {
         let namespaces = Namespaces::load(Arc::new(MemoryStorage::new())).unwrap();
         let strong = NamespaceConfig { consistency: Consistency::Strong, ..Default::default() };
-        assert!(matches!(
-            namespaces.create(name("locks"), strong),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert!(matches!(namespaces.create(name("locks"), strong), Err(Error::InvalidArgument(_))));
         assert!(namespaces.all().is_empty());
     }
 }

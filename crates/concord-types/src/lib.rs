@@ -24,7 +24,5 @@ pub use error::ValidationError;
 pub use hlc::{Hlc, Timestamp, WallClock};
 pub use ids::{ActorId, ClusterId, NamespaceId, NodeId, PartitionId};
 pub use key::Key;
-pub use namespace::{
-    ConflictPolicy, Consistency, NamespaceConfig, NamespaceName, Quorum,
-};
+pub use namespace::{ConflictPolicy, Consistency, NamespaceConfig, NamespaceName, Quorum};
 pub use version::{Content, Dot, DvvSet, Sibling, VersionVector};

@@ -16,7 +16,9 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
     let Some(first) = bytes.first() else { return false };
     bytes.len() <= 63
         && (first.is_ascii_lowercase() || first.is_ascii_digit())
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
 /// A validated namespace name.
@@ -29,7 +31,11 @@ impl NamespaceName {
 
     pub fn new(name: impl Into<String>) -> Result<Self, ValidationError> {
         let name = name.into();
-        if is_valid_name(&name) { Ok(Self(name)) } else { Err(ValidationError::NamespaceName { name }) }
+        if is_valid_name(&name) {
+            Ok(Self(name))
+        } else {
+            Err(ValidationError::NamespaceName { name })
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -210,7 +216,8 @@ mod tests {
 
     #[test]
     fn config_rejects_quorums_above_replicas() {
-        let config = NamespaceConfig { replicas: 2, write_quorum: Quorum::Count(3), ..Default::default() };
+        let config =
+            NamespaceConfig { replicas: 2, write_quorum: Quorum::Count(3), ..Default::default() };
         assert!(config.validate().is_err());
         assert!(NamespaceConfig { replicas: 0, ..Default::default() }.validate().is_err());
         assert!(NamespaceConfig::default().validate().is_ok());

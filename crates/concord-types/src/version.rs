@@ -198,10 +198,8 @@ impl DvvSet {
 
     fn merge_causal(&mut self, other: &DvvSet) {
         let mine = std::mem::take(&mut self.siblings);
-        let mut siblings: Vec<Sibling> = mine
-            .into_iter()
-            .filter(|s| other.contains(s.dot) || !other.vv.covers(s.dot))
-            .collect();
+        let mut siblings: Vec<Sibling> =
+            mine.into_iter().filter(|s| other.contains(s.dot) || !other.vv.covers(s.dot)).collect();
         for sibling in &other.siblings {
             let new = !self.vv.covers(sibling.dot) && siblings.iter().all(|s| s.dot != sibling.dot);
             if new {

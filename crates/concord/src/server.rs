@@ -93,8 +93,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.http.addr))?;
     let local = listener.local_addr()?;
-    let advertised =
-        if config.http.advertise.is_empty() { local.to_string() } else { config.http.advertise.clone() };
+    let advertised = if config.http.advertise.is_empty() {
+        local.to_string()
+    } else {
+        config.http.advertise.clone()
+    };
     db.set_http_addr(advertised);
     db.set_ready(true);
     // Tests and scripts read this line to learn the port; keep its shape.

@@ -186,7 +186,8 @@ pub async fn get_key(
             response
         }
         (_, second) => {
-            let status = if second.is_some() { StatusCode::MULTIPLE_CHOICES } else { StatusCode::OK };
+            let status =
+                if second.is_some() { StatusCode::MULTIPLE_CHOICES } else { StatusCode::OK };
             (status, axum::Json(envelope(&ns, &key, &state))).into_response()
         }
     };
@@ -206,7 +207,8 @@ fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
     match headers.get(header::CONTENT_TYPE) {
         None => Ok(CONTENT_TYPE_DEFAULT.to_string()),
         Some(value) => {
-            let text = value.to_str().map_err(|_| ApiError::invalid("Content-Type is not ASCII"))?;
+            let text =
+                value.to_str().map_err(|_| ApiError::invalid("Content-Type is not ASCII"))?;
             if text.len() > CONTENT_TYPE_CHARS_MAX {
                 return Err(ApiError::invalid("Content-Type is too long"));
             }

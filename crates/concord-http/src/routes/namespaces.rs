@@ -65,7 +65,9 @@ fn quorum(field: &str, value: Option<serde_json::Value>) -> Result<Option<Quorum
         Some(serde_json::Value::String(s)) => s,
         Some(serde_json::Value::Number(n)) => n.to_string(),
         Some(other) => {
-            return Err(ApiError::invalid(format!("{field} must be a string or number, got {other}")));
+            return Err(ApiError::invalid(format!(
+                "{field} must be a string or number, got {other}"
+            )));
         }
     };
     text.parse().map(Some).map_err(|e| ApiError::invalid(format!("{field}: {e}")))

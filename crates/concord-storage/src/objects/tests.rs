@@ -18,7 +18,10 @@ fn write(context: &VersionVector, data: &str) -> Update {
         context: context.clone(),
         actor: ActorId(1),
         timestamp: Timestamp(1),
-        content: Content::Value { data: data.as_bytes().to_vec(), content_type: "text/plain".into() },
+        content: Content::Value {
+            data: data.as_bytes().to_vec(),
+            content_type: "text/plain".into(),
+        },
         policy: ConflictPolicy::Siblings,
     }
 }
@@ -78,7 +81,8 @@ async fn concurrent_blind_writes_all_survive_on_fjall() {
 
 #[tokio::test]
 async fn write_with_context_replaces_what_was_read() {
-    let store = ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
     store.update(&key("k"), write(&VersionVector::new(), "a")).await.unwrap();
     store.update(&key("k"), write(&VersionVector::new(), "b")).await.unwrap();
     let read = store.get(&key("k")).unwrap().unwrap();
@@ -156,7 +160,9 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
 
     let first = {
         let store = store.clone();
-        tokio::spawn(async move { store.update(&key("first"), write(&Default::default(), "x")).await })
+        tokio::spawn(
+            async move { store.update(&key("first"), write(&Default::default(), "x")).await },
+        )
     };
     tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
 
@@ -183,7 +189,8 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
 
 #[tokio::test]
 async fn scan_live_skips_deleted_keys_and_pages_by_after() {
-    let store = ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
     for name in ["a1", "a2", "a3", "b1"] {
         store.update(&key(name), write(&Default::default(), "v")).await.unwrap();
     }

@@ -39,8 +39,7 @@ fn run(steps: &[Step], policy: ConflictPolicy) -> Vec<DvvSet> {
     for (tick, step) in steps.iter().enumerate() {
         match *step {
             Step::Write { at, read_from, delete } => {
-                let context =
-                    read_from.map(|r| replicas[r].context().clone()).unwrap_or_default();
+                let context = read_from.map(|r| replicas[r].context().clone()).unwrap_or_default();
                 let content = if delete { Content::Tombstone } else { value(tick as u64) };
                 let ts = Timestamp(1_000 + (tick as u64 * 7919) % 97);
                 replicas[at].write(&context, actor(at), ts, content, policy);
