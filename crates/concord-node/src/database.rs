@@ -54,6 +54,13 @@ pub struct WriteOutcome {
     pub replicas: ReplicaCount,
 }
 
+/// A value to store, with the content type it is served back with.
+#[derive(Debug, Clone)]
+pub struct Value {
+    pub data: Vec<u8>,
+    pub content_type: String,
+}
+
 /// One page of a key listing.
 #[derive(Debug, Clone)]
 pub struct ListPage {
@@ -178,11 +185,10 @@ impl Database {
         ns: &str,
         key: Key,
         context: VersionVector,
-        data: Vec<u8>,
-        content_type: String,
+        value: Value,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        let content = Content::Value { data, content_type };
+        let content = Content::Value { data: value.data, content_type: value.content_type };
         self.write(ns, key, context, content, options).await
     }
 

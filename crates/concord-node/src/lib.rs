@@ -23,7 +23,7 @@ mod node;
 
 pub use config::Config;
 pub use database::{
-    Database, ListPage, ReadOptions, ReadOutcome, ReplicaCount, WriteOptions, WriteOutcome,
+    Database, ListPage, ReadOptions, ReadOutcome, ReplicaCount, Value, WriteOptions, WriteOutcome,
 };
 pub use error::Error;
 pub use identity::Identity;

@@ -60,6 +60,9 @@ impl Batch {
     }
 }
 
+/// Key-value pairs returned by a scan, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Ordered byte maps with atomic, durable batches.
 ///
 /// Methods are synchronous: engines serve reads from memory or page cache, and writes go
@@ -74,7 +77,7 @@ pub trait Storage: Send + Sync + 'static {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<Entries, StorageError>;
 
     /// Applies the batch atomically. With [`Durability::Sync`] it is on disk when this returns.
     fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError>;

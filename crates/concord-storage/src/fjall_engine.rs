@@ -4,6 +4,7 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use crate::engine::Entries;
 use crate::{Batch, Durability, Space, Storage, StorageError};
 
 /// `Storage` on a fjall database, one fjall keyspace per [`Space`].
@@ -40,7 +41,7 @@ impl Storage for FjallStorage {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Entries, StorageError> {
         let mut out = Vec::new();
         for guard in self.keyspace(space).range(start..end).take(limit) {
             let (k, v) = guard.into_inner()?;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
+use crate::engine::Entries;
 use crate::{Batch, Durability, Space, Storage, StorageError};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -38,7 +39,7 @@ impl Storage for MemoryStorage {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Entries, StorageError> {
         let spaces = self.spaces.read().expect("memory storage lock poisoned");
         Ok(spaces[index(space)]
             .range(start.to_vec()..end.to_vec())

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use concord_node::{ReadOptions, ReplicaCount, WriteOptions};
+use concord_node::{ReadOptions, ReplicaCount, Value, WriteOptions};
 use concord_types::{Content, DvvSet, Key, NamespaceName, VersionVector};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
@@ -247,7 +247,8 @@ pub async fn put_key(
     let vv = request_context(&headers)?;
     let content_type = content_type(&headers)?;
     let value = body::read_limited(&headers, body, app.limits.value_bytes_max, deadline).await?;
-    let outcome = app.db.put(&ns, key, vv, value.to_vec(), content_type, options).await?;
+    let outcome =
+        app.db.put(&ns, key, vv, Value { data: value.to_vec(), content_type }, options).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_version_headers(&mut response, outcome.state.context(), outcome.replicas);
     Ok(response)

@@ -7,6 +7,7 @@ use std::sync::mpsc as std_mpsc;
 use concord_types::ConflictPolicy;
 
 use super::*;
+use crate::engine::Entries;
 use crate::{FjallStorage, MemoryStorage};
 
 fn key(name: &str) -> ObjectKey {
@@ -128,7 +129,7 @@ impl Storage for GatedStorage {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Entries, StorageError> {
         self.inner.scan(space, start, end, limit)
     }
     fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
