@@ -11,8 +11,8 @@ use std::time::Duration;
 use concord_ring::PartitionCount;
 use concord_storage::{ObjectKey, ObjectStore, Update};
 use concord_types::{
-    ActorId, Content, DvvSet, Hlc, Key, NamespaceConfig, NamespaceName, Quorum, VersionVector,
-    WallClock,
+    ActorId, ConflictPolicy, Content, DvvSet, Hlc, Key, NamespaceConfig, NamespaceName, Quorum,
+    Timestamp, VersionVector, WallClock,
 };
 
 use crate::namespaces::{Namespace, NamespaceView, Namespaces};
@@ -189,38 +189,49 @@ impl Database {
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
         let content = Content::Value { data: value.data, content_type: value.content_type };
-        self.write(ns, key, context, content, options).await
+        self.write(ns, key, options, |actor, timestamp, policy| Update::Write {
+            context,
+            actor,
+            timestamp,
+            content,
+            policy,
+        })
+        .await
     }
 
-    /// Deletes a key by writing a tombstone over the versions `context` has seen.
+    /// Deletes a key by writing a tombstone over the versions `context` has seen, or, without a
+    /// context, over every version this node holds when the delete is applied.
     pub async fn delete(
         &self,
         ns: &str,
         key: Key,
-        context: VersionVector,
+        context: Option<VersionVector>,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        self.write(ns, key, context, Content::Tombstone, options).await
+        self.write(ns, key, options, |actor, timestamp, policy| match context {
+            Some(context) => {
+                Update::Write { context, actor, timestamp, content: Content::Tombstone, policy }
+            }
+            None => Update::DeleteStored { actor, timestamp, policy },
+        })
+        .await
     }
 
+    /// Runs a write through the committer; `update` builds it from this partition's actor, a
+    /// fresh timestamp and the namespace's conflict policy.
     async fn write(
         &self,
         ns: &str,
         key: Key,
-        context: VersionVector,
-        content: Content,
         options: WriteOptions,
+        update: impl FnOnce(ActorId, Timestamp, ConflictPolicy) -> Update,
     ) -> Result<WriteOutcome, Error> {
         let namespace = self.namespaces.get(ns)?;
         let required = self.required(&namespace, options.quorum, namespace.config.write_quorum)?;
         let object = self.object_key(&namespace, key);
-        let update = Update::Write {
-            context,
-            actor: self.actors[object.partition.0 as usize],
-            timestamp: self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms()),
-            content,
-            policy: namespace.config.conflicts,
-        };
+        let actor = self.actors[object.partition.0 as usize];
+        let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms());
+        let update = update(actor, timestamp, namespace.config.conflicts);
         let timeout = options.timeout.unwrap_or(self.request_timeout);
         let state = tokio::time::timeout(timeout, self.objects.update(&object, update))
             .await

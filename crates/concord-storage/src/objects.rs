@@ -41,6 +41,9 @@ pub enum Update {
         content: Content,
         policy: ConflictPolicy,
     },
+    /// A delete without a client context: a tombstone over every version stored here when the
+    /// committer applies it. Versions this replica has not seen yet survive as siblings.
+    DeleteStored { actor: ActorId, timestamp: Timestamp, policy: ConflictPolicy },
     /// Another replica's state, merged in (replication, read repair, anti-entropy).
     Merge { state: DvvSet, policy: ConflictPolicy },
 }
@@ -263,6 +266,10 @@ impl Committer {
         match update {
             Update::Write { context, actor, timestamp, content, policy } => {
                 state.write(context, *actor, *timestamp, content.clone(), *policy);
+            }
+            Update::DeleteStored { actor, timestamp, policy } => {
+                let context = state.context().clone();
+                state.write(&context, *actor, *timestamp, Content::Tombstone, *policy);
             }
             Update::Merge { state: other, policy } => state.merge(other, *policy),
         }

@@ -515,3 +515,27 @@ async fn sigterm_exits_cleanly_and_acknowledged_writes_survive_restart() {
     }
     assert_eq!(node.list_all("kept", b"", 100).await.len(), 20);
 }
+
+/// A DELETE without a context deletes the key: every version the node holds is replaced by the
+/// tombstone, siblings included, and the key is no longer listed.
+#[tokio::test]
+async fn delete_without_context_removes_every_version() {
+    let node = Node::start(&[]);
+    let path = "/v1/kv/default/gone";
+
+    println!("two blind puts make two siblings");
+    for value in ["a", "b"] {
+        let response = node.http.put(node.url(path)).body(value).send().await.expect("PUT");
+        assert_eq!(response.status().as_u16(), 204);
+    }
+    assert_eq!(node.get(path).await.status().as_u16(), 300);
+
+    println!("DELETE without Concord-Context");
+    let response = node.http.delete(node.url(path)).send().await.expect("DELETE");
+    assert_eq!(response.status().as_u16(), 204);
+
+    println!("the key reads as absent and is not listed");
+    assert_eq!(node.get(path).await.status().as_u16(), 404);
+    let listing: Value = node.get("/v1/kv/default?prefix=gone").await.json().await.expect("JSON");
+    assert_eq!(listing["keys"].as_array().map(Vec::len), Some(0), "{listing}");
+}

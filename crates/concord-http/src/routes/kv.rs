@@ -254,7 +254,8 @@ pub async fn put_key(
     Ok(response)
 }
 
-/// Delete a key (a tombstone over the versions the context has seen).
+/// Delete a key: a tombstone over the versions the context has seen or, without a context, over
+/// every version the node holds.
 #[utoipa::path(delete, path = "/v1/kv/{ns}/{key}", tag = "kv",
     params(
         ("ns" = String, Path, description = "namespace"),
@@ -262,7 +263,7 @@ pub async fn put_key(
         ("w" = Option<String>, Query, description = "write quorum"),
         ("strict" = Option<bool>, Query, description = "count only primary replicas"),
         ("timeout_ms" = Option<u64>, Query, description = "deadline, 1..=60000"),
-        ("Concord-Context" = Option<String>, Header, description = "context from the last read"),
+        ("Concord-Context" = Option<String>, Header, description = "context from the last read; without it every stored version is deleted"),
     ),
     responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -274,7 +275,8 @@ pub async fn delete_key(
     let (ns, key) = namespace_and_key(&uri)?;
     let query = Query::parse(uri.query(), &["w", "strict", "timeout_ms"])?;
     let options = write_options(&query)?;
-    let vv = request_context(&headers)?;
+    let vv =
+        headers.contains_key(context::HEADER).then(|| request_context(&headers)).transpose()?;
     let outcome = app.db.delete(&ns, key, vv, options).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_version_headers(&mut response, outcome.state.context(), outcome.replicas);

@@ -215,3 +215,21 @@ async fn scan_live_skips_deleted_keys_and_pages_by_after() {
     let other_ns = store.scan_live(NamespaceId(2), PartitionId(0), b"", None, 10).unwrap();
     assert!(other_ns.is_empty());
 }
+
+/// A delete without a context removes every version stored when it is applied, even ones
+/// written after the client last read.
+#[tokio::test]
+async fn delete_without_context_removes_everything_stored() {
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    store.update(&key("k"), write(&VersionVector::new(), "a")).await.unwrap();
+    store.update(&key("k"), write(&VersionVector::new(), "b")).await.unwrap();
+    let delete = Update::DeleteStored {
+        actor: ActorId(1),
+        timestamp: Timestamp(3),
+        policy: ConflictPolicy::Siblings,
+    };
+    let after = store.update(&key("k"), delete).await.unwrap();
+    assert!(after.is_deleted());
+    assert_eq!(after.siblings().len(), 1, "only the tombstone is left");
+}

@@ -51,8 +51,9 @@ struct GetArgs {
 /// `--context`, shared by the writing commands.
 #[derive(Debug, Args)]
 struct ContextArg {
-    /// Context token from the last read, so this write replaces what was read. Without it the
-    /// write is blind and adds a sibling in `siblings` namespaces.
+    /// Context token from the last read, so this write replaces what was read. Without it a put
+    /// is blind and adds a sibling in `siblings` namespaces, and a delete removes every version
+    /// the server holds.
     #[arg(long, value_name = "TOKEN")]
     context: Option<String>,
 }
@@ -218,12 +219,6 @@ async fn delete(client: &Client, args: DeleteArgs, output: OutputFormat) -> anyh
     let key = args.key.into_encoded_bytes();
     let context = args.context.context.as_deref();
     let result = client.delete(&args.ns, &key, context, WriteOptions::default()).await?;
-    if context.is_none() {
-        note(
-            "note: no --context given: in a `siblings` namespace this tombstone does not replace \
-             the current values; pass the context from `kv get` to delete them",
-        );
-    }
     match output {
         OutputFormat::Json => print_json(&result),
         OutputFormat::Table => Ok(output::print_fields(&[
