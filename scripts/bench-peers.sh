@@ -26,7 +26,7 @@ start_concord() {
   for _ in $(seq 1 100); do curl -sf localhost:$PORT/ready >/dev/null && break; sleep 0.1; done
   curl -sf -XPUT localhost:$PORT/v1/namespaces/bench -H 'content-type: application/json' \
     -d '{"conflicts":"lww"}' >/dev/null
-  wrk -t2 -c64 -d60s -s "$ROOT/scripts/bench/prefill.lua" http://127.0.0.1:$PORT -- bench 100000 128 >/dev/null
+  wrk -t2 -c64 -d15s -s "$ROOT/scripts/bench/prefill.lua" http://127.0.0.1:$PORT -- bench 100000 128 >/dev/null
 }
 stop_concord() {
   local pid; pid=$(cat "$WORK/concord/pid")

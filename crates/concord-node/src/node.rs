@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use concord_storage::{
-    Batch, Durability, FjallStorage, ObjectStore, ObjectStoreOptions, Space, Storage,
+    Batch, Durability, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Space, Storage,
 };
 use concord_types::{ActorId, ClusterId, NamespaceConfig, NamespaceName, WallClock};
 use rand::Rng;
@@ -47,7 +47,12 @@ impl Node {
             config.cluster.partitions,
             draw_identity,
         )?;
-        let storage: Arc<dyn Storage> = Arc::new(FjallStorage::open(&data_dir.join("db"))?);
+        let engine = FjallOptions {
+            memtable_bytes: config.storage.memtable_bytes,
+            background_threads: config.storage.background_threads,
+        };
+        let storage: Arc<dyn Storage> =
+            Arc::new(FjallStorage::open(&data_dir.join("db"), &engine)?);
         let actors = load_or_draw_actors(storage.as_ref(), identity.partitions)?;
         let namespaces = Namespaces::load(storage.clone())?;
         if namespaces.get(NamespaceName::DEFAULT).is_err() {

@@ -7,6 +7,21 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use crate::engine::Entries;
 use crate::{Batch, Durability, Space, Storage, StorageError};
 
+/// Tuning of the fjall engine.
+#[derive(Debug, Clone)]
+pub struct FjallOptions {
+    /// Size at which a keyspace's memtable is sealed and flushed to a table, in bytes.
+    pub memtable_bytes: u64,
+    /// Threads for flushes and compactions; 0 lets fjall choose (one per core, up to 4).
+    pub background_threads: usize,
+}
+
+impl Default for FjallOptions {
+    fn default() -> Self {
+        Self { memtable_bytes: 8 << 20, background_threads: 0 }
+    }
+}
+
 /// `Storage` on a fjall database, one fjall keyspace per [`Space`].
 pub struct FjallStorage {
     db: Database,
@@ -15,9 +30,18 @@ pub struct FjallStorage {
 
 impl FjallStorage {
     /// Opens (or creates) the database in `path`, recovering from the journal after a crash.
-    pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let db = Database::builder(path).open()?;
-        let open = |space: Space| db.keyspace(space.name(), KeyspaceCreateOptions::default);
+    pub fn open(path: &Path, options: &FjallOptions) -> Result<Self, StorageError> {
+        let mut builder = Database::builder(path);
+        if options.background_threads > 0 {
+            builder = builder.worker_threads(options.background_threads);
+        }
+        let db = builder.open()?;
+        let memtable_bytes = options.memtable_bytes;
+        let open = |space: Space| {
+            db.keyspace(space.name(), || {
+                KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
+            })
+        };
         let spaces = [open(Space::Data)?, open(Space::Meta)?];
         Ok(Self { db, spaces })
     }

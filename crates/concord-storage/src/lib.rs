@@ -25,7 +25,7 @@ mod memory;
 
 pub use engine::{Batch, Durability, Space, Storage};
 pub use error::StorageError;
-pub use fjall_engine::FjallStorage;
+pub use fjall_engine::{FjallOptions, FjallStorage};
 pub use keys::ObjectKey;
 pub use memory::MemoryStorage;
 pub use objects::{CommitObserver, ObjectStore, ObjectStoreOptions, Update};

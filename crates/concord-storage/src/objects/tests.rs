@@ -77,7 +77,10 @@ async fn concurrent_blind_writes_all_survive_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_blind_writes_all_survive_on_fjall() {
     let dir = tempfile::tempdir().unwrap();
-    concurrent_blind_writes_all_survive(Arc::new(FjallStorage::open(dir.path()).unwrap())).await;
+    concurrent_blind_writes_all_survive(Arc::new(
+        FjallStorage::open(dir.path(), &Default::default()).unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -96,14 +99,14 @@ async fn write_with_context_replaces_what_was_read() {
 async fn durable_writes_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let storage = Arc::new(FjallStorage::open(dir.path()).unwrap());
+        let storage = Arc::new(FjallStorage::open(dir.path(), &Default::default()).unwrap());
         let store = ObjectStore::start(storage, Default::default(), Arc::new(()));
         for i in 0..50 {
             store.update(&key(&format!("k{i}")), write(&VersionVector::new(), "v")).await.unwrap();
         }
         store.close().await.unwrap();
     }
-    let storage = Arc::new(FjallStorage::open(dir.path()).unwrap());
+    let storage = Arc::new(FjallStorage::open(dir.path(), &Default::default()).unwrap());
     let store = ObjectStore::start(storage, Default::default(), Arc::new(()));
     for i in 0..50 {
         let state = store.get(&key(&format!("k{i}"))).unwrap().expect("written before reopen");
