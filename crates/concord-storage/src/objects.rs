@@ -1,6 +1,7 @@
 //! The object store: one DVV set per key, written by a single committer with group commit.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -226,52 +227,53 @@ impl Committer {
     fn commit(&self, batch: Vec<Pending>) {
         let started = Instant::now();
         let mut states: HashMap<Vec<u8>, DvvSet> = HashMap::new();
-        let mut results = Vec::with_capacity(batch.len());
-        for pending in &batch {
-            let result = self.apply(&mut states, &pending.key, &pending.update);
-            results.push(result);
+        let updates = batch.len();
+        let mut waiting = Vec::with_capacity(updates);
+        for Pending { key, update, reply } in batch {
+            // The update is moved in, so a value is copied only into the stored state.
+            waiting.push((reply, self.apply(&mut states, key, update)));
         }
         let mut writes = Batch::new();
-        for (key, state) in &states {
-            writes.put(Space::Data, key.clone(), codec::encode(state));
+        for (key, state) in states {
+            writes.put(Space::Data, key, codec::encode(&state));
         }
         let committed = self.storage.commit(writes, self.options.durability);
-        self.observer.on_commit(batch.len(), started.elapsed());
-        for (pending, result) in batch.into_iter().zip(results) {
+        self.observer.on_commit(updates, started.elapsed());
+        for (reply, result) in waiting {
             let answer = match (&committed, result) {
                 (Ok(()), result) => result,
                 (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
             };
             // The waiter may have given up (client gone); the write stands regardless.
-            let _ = pending.reply.send(answer);
+            let _ = reply.send(answer);
         }
     }
 
     fn apply(
         &self,
         states: &mut HashMap<Vec<u8>, DvvSet>,
-        key: &[u8],
-        update: &Update,
+        key: Vec<u8>,
+        update: Update,
     ) -> Result<DvvSet, StorageError> {
-        let state = match states.get_mut(key) {
-            Some(state) => state,
-            None => {
-                let stored = match self.storage.get(Space::Data, key)? {
-                    Some(bytes) => codec::decode(key, &bytes)?,
+        let state = match states.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let stored = match self.storage.get(Space::Data, entry.key())? {
+                    Some(bytes) => codec::decode(entry.key(), &bytes)?,
                     None => DvvSet::new(),
                 };
-                states.entry(key.to_vec()).or_insert(stored)
+                entry.insert(stored)
             }
         };
         match update {
             Update::Write { context, actor, timestamp, content, policy } => {
-                state.write(context, *actor, *timestamp, content.clone(), *policy);
+                state.write(&context, actor, timestamp, content, policy);
             }
             Update::DeleteStored { actor, timestamp, policy } => {
                 let context = state.context().clone();
-                state.write(&context, *actor, *timestamp, Content::Tombstone, *policy);
+                state.write(&context, actor, timestamp, Content::Tombstone, policy);
             }
-            Update::Merge { state: other, policy } => state.merge(other, *policy),
+            Update::Merge { state: other, policy } => state.merge(&other, policy),
         }
         Ok(state.clone())
     }

@@ -166,19 +166,3 @@ pub fn seed(test: &str) -> u64 {
     println!("{test}: seed {seed} (replay with CONCORD_TEST_SEED={seed})");
     seed
 }
-
-/// Polls `condition` until it returns true or `timeout` passes.
-pub fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut condition: impl FnMut() -> bool,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
-}
