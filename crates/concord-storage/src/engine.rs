@@ -9,15 +9,18 @@ pub enum Space {
     Data,
     /// Node metadata: namespaces, replica actors.
     Meta,
+    /// The Raft log, vote and metadata state machine of `concord-meta`.
+    Raft,
 }
 
 impl Space {
-    pub const ALL: [Space; 2] = [Space::Data, Space::Meta];
+    pub const ALL: [Space; 3] = [Space::Data, Space::Meta, Space::Raft];
 
     pub fn name(self) -> &'static str {
         match self {
             Space::Data => "data",
             Space::Meta => "meta",
+            Space::Raft => "raft",
         }
     }
 }

@@ -25,7 +25,7 @@ impl Default for FjallOptions {
 /// `Storage` on a fjall database, one fjall keyspace per [`Space`].
 pub struct FjallStorage {
     db: Database,
-    spaces: [Keyspace; 2],
+    spaces: [Keyspace; 3],
 }
 
 impl FjallStorage {
@@ -42,7 +42,7 @@ impl FjallStorage {
                 KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
             })
         };
-        let spaces = [open(Space::Data)?, open(Space::Meta)?];
+        let spaces = [open(Space::Data)?, open(Space::Meta)?, open(Space::Raft)?];
         Ok(Self { db, spaces })
     }
 
@@ -50,6 +50,7 @@ impl FjallStorage {
         match space {
             Space::Data => &self.spaces[0],
             Space::Meta => &self.spaces[1],
+            Space::Raft => &self.spaces[2],
         }
     }
 }

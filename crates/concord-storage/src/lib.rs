@@ -28,4 +28,4 @@ pub use error::StorageError;
 pub use fjall_engine::{FjallOptions, FjallStorage};
 pub use keys::ObjectKey;
 pub use memory::MemoryStorage;
-pub use objects::{CommitObserver, ObjectStore, ObjectStoreOptions, Update};
+pub use objects::{CommitObserver, ObjectChunk, ObjectStore, ObjectStoreOptions, Update};

@@ -11,7 +11,7 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 /// `Storage` over one `BTreeMap` per space.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
-    spaces: RwLock<[Map; 2]>,
+    spaces: RwLock<[Map; 3]>,
 }
 
 impl MemoryStorage {
@@ -24,6 +24,7 @@ fn index(space: Space) -> usize {
     match space {
         Space::Data => 0,
         Space::Meta => 1,
+        Space::Raft => 2,
     }
 }
 

@@ -49,6 +49,16 @@ pub enum Update {
     Merge { state: DvvSet, policy: ConflictPolicy },
 }
 
+/// A chunk of a partition's objects (see [`ObjectStore::scan_objects`]).
+#[derive(Debug, Default)]
+pub struct ObjectChunk {
+    pub objects: Vec<(Key, DvvSet)>,
+    /// Encoded size of the chunk, keys included.
+    pub bytes: usize,
+    /// Whether objects after the last one may exist.
+    pub more: bool,
+}
+
 /// Told about every committed batch; the node turns this into metrics.
 pub trait CommitObserver: Send + Sync + 'static {
     fn on_commit(&self, updates: usize, elapsed: Duration);
@@ -157,6 +167,86 @@ impl ObjectStore {
             }
         }
         Ok(out)
+    }
+
+    /// One chunk of a partition's objects, tombstones included, in key order after `after`:
+    /// at most `max_objects`, and stopping once `max_bytes` of encoded state are collected.
+    /// Returns the objects, their encoded size, and whether more may follow. Handoff streams a
+    /// partition with this.
+    pub fn scan_objects(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+        after: Option<&Key>,
+        max_objects: usize,
+        max_bytes: usize,
+    ) -> Result<ObjectChunk, StorageError> {
+        let base = ObjectKey::partition_prefix(namespace, partition);
+        let start = match after {
+            Some(after) => [base.as_slice(), after.as_bytes(), &[0u8]].concat(),
+            None => base.clone(),
+        };
+        let end = prefix_end(&base).expect("partition prefix is never all 0xff");
+        let mut chunk = ObjectChunk::default();
+        let mut cursor = start;
+        'pages: while chunk.objects.len() < max_objects && cursor < end {
+            let page_size = (max_objects - chunk.objects.len()).min(256);
+            let page = self.storage.scan(Space::Data, &cursor, &end, page_size)?;
+            let exhausted = page.len() < page_size;
+            for (raw_key, bytes) in page {
+                cursor = [raw_key.as_slice(), &[0u8]].concat();
+                let state = codec::decode(&raw_key, &bytes)?;
+                let object = ObjectKey::decode(&raw_key).ok_or_else(|| StorageError::Corrupt {
+                    key: raw_key.clone(),
+                    reason: "not an object key".into(),
+                })?;
+                chunk.bytes += raw_key.len() + bytes.len();
+                chunk.objects.push((object.key, state));
+                if chunk.bytes >= max_bytes || chunk.objects.len() >= max_objects {
+                    chunk.more = true;
+                    break 'pages;
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// Whether any object of the partition is stored here.
+    pub fn holds(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+    ) -> Result<bool, StorageError> {
+        let base = ObjectKey::partition_prefix(namespace, partition);
+        let end = prefix_end(&base).expect("partition prefix is never all 0xff");
+        Ok(!self.storage.scan(Space::Data, &base, &end, 1)?.is_empty())
+    }
+
+    /// Deletes every object of the partition (after handoff moved it elsewhere). Returns how
+    /// many were deleted.
+    pub fn drop_partition(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+    ) -> Result<usize, StorageError> {
+        let base = ObjectKey::partition_prefix(namespace, partition);
+        let end = prefix_end(&base).expect("partition prefix is never all 0xff");
+        let mut dropped = 0;
+        loop {
+            let page = self.storage.scan(Space::Data, &base, &end, 1024)?;
+            if page.is_empty() {
+                return Ok(dropped);
+            }
+            let mut batch = Batch::new();
+            dropped += page.len();
+            for (key, _) in page {
+                batch.delete(Space::Data, key);
+            }
+            self.storage.commit(batch, Durability::Sync)?;
+        }
     }
 
     /// Stops taking writes, waits for everything queued to be durable, and syncs the engine.

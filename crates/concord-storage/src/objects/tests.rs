@@ -236,3 +236,57 @@ async fn delete_without_context_removes_everything_stored() {
     assert!(after.is_deleted());
     assert_eq!(after.siblings().len(), 1, "only the tombstone is left");
 }
+
+/// Handoff reads a partition in bounded chunks, tombstones included, and a dropped partition
+/// leaves its neighbours alone.
+#[tokio::test]
+async fn partition_chunks_and_drop() {
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let in_partition = |p: u16, name: String| ObjectKey {
+        namespace: NamespaceId(1),
+        partition: PartitionId(p),
+        key: Key::new(name).unwrap(),
+    };
+    for i in 0..25 {
+        store
+            .update(&in_partition(3, format!("k{i:02}")), write(&VersionVector::new(), "v"))
+            .await
+            .unwrap();
+    }
+    store
+        .update(&in_partition(4, "other".into()), write(&VersionVector::new(), "v"))
+        .await
+        .unwrap();
+    let tomb = Update::DeleteStored {
+        actor: ActorId(1),
+        timestamp: Timestamp(2),
+        policy: ConflictPolicy::Siblings,
+    };
+    store.update(&in_partition(3, "k00".into()), tomb).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<Key> = None;
+    loop {
+        let chunk = store
+            .scan_objects(NamespaceId(1), PartitionId(3), after.as_ref(), 10, usize::MAX)
+            .unwrap();
+        assert!(chunk.objects.len() <= 10);
+        seen.extend(chunk.objects.iter().map(|(k, _)| k.clone()));
+        after = chunk.objects.last().map(|(k, _)| k.clone());
+        if !chunk.more {
+            break;
+        }
+    }
+    let expected: Vec<Key> = (0..25).map(|i| Key::new(format!("k{i:02}")).unwrap()).collect();
+    assert_eq!(seen, expected, "every key once, in order, the tombstone included");
+
+    let small = store.scan_objects(NamespaceId(1), PartitionId(3), None, 100, 1).unwrap();
+    assert_eq!(small.objects.len(), 1, "the byte bound stops the chunk");
+    assert!(small.more);
+
+    assert!(store.holds(NamespaceId(1), PartitionId(3)).unwrap());
+    assert_eq!(store.drop_partition(NamespaceId(1), PartitionId(3)).unwrap(), 25);
+    assert!(!store.holds(NamespaceId(1), PartitionId(3)).unwrap());
+    assert!(store.holds(NamespaceId(1), PartitionId(4)).unwrap());
+}
