@@ -1,0 +1,10 @@
+//! The TCP implementation: [`TcpTransport`] dials, [`RpcServer`] listens.
+
+mod backoff;
+mod client;
+mod conn;
+mod io;
+mod server;
+
+pub use client::TcpTransport;
+pub use server::RpcServer;
