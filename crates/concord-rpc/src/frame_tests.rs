@@ -153,9 +153,20 @@ proptest! {
         prop_assert!(!matches!(decoded, Ok(Some(_))), "corruption at {} undetected: {:?}", position, decoded);
     }
 
-    /// Arbitrary bytes never panic the decoder, and whatever it yields it consumed exactly.
+    /// Arbitrary bytes never panic the decoder, with or without a valid magic and version in
+    /// front (so that the later checks are reached too), and whatever it yields it consumed
+    /// exactly.
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+    fn arbitrary_bytes_never_panic(
+        valid_prefix in any::<bool>(),
+        tail in prop::collection::vec(any::<u8>(), 0..128),
+    ) {
+        let mut bytes = Vec::new();
+        if valid_prefix {
+            bytes.extend_from_slice(&MAGIC);
+            bytes.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        }
+        bytes.extend_from_slice(&tail);
         let mut buf = BytesMut::from(&bytes[..]);
         if let Ok(Some(frame)) = decode_frame(&mut buf, MAX) {
             prop_assert_eq!(buf.len(), bytes.len() - HEADER_LEN - frame.payload.len());

@@ -99,18 +99,19 @@ async fn responses_are_dropped_on_either_side() {
 
 #[tokio::test]
 async fn delay_adds_at_least_the_delay_each_way() {
+    const DELAY: Duration = Duration::from_millis(200);
     let (a, b) = pair().await;
-    step("a delays frames to b by 100 ms");
-    a.faults.set(FaultRules { delay_ms: [(b.id.clone(), 100)].into(), ..FaultRules::default() });
+    step("a delays frames to b by 200 ms");
+    a.faults.set(FaultRules { delay_ms: [(b.id.clone(), 200)].into(), ..FaultRules::default() });
     let started = Instant::now();
     assert_eq!(a.echo(&b).await.unwrap(), Bytes::from_static(b"ping"));
-    assert!(started.elapsed() >= Duration::from_millis(100), "{:?}", started.elapsed());
+    assert!(started.elapsed() >= DELAY, "{:?}", started.elapsed());
     a.faults.clear();
-    step("b delays its responses to a by 100 ms");
-    b.faults.set(FaultRules { delay_ms: [(a.id.clone(), 100)].into(), ..FaultRules::default() });
+    step("b delays its responses to a by 200 ms");
+    b.faults.set(FaultRules { delay_ms: [(a.id.clone(), 200)].into(), ..FaultRules::default() });
     let started = Instant::now();
     assert_eq!(a.echo(&b).await.unwrap(), Bytes::from_static(b"ping"));
-    assert!(started.elapsed() >= Duration::from_millis(100), "{:?}", started.elapsed());
+    assert!(started.elapsed() >= DELAY, "{:?}", started.elapsed());
     step("a delay longer than the deadline is a timeout");
     let result = a.call(&b, MessageKind::ReplicaRead, b"slow", Duration::from_millis(50)).await;
     assert_eq!(result, Err(RpcError::Timeout));
@@ -118,7 +119,7 @@ async fn delay_adds_at_least_the_delay_each_way() {
     b.faults.clear();
     let started = Instant::now();
     assert_eq!(a.echo(&b).await.unwrap(), Bytes::from_static(b"ping"));
-    assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
+    assert!(started.elapsed() < DELAY, "{:?}", started.elapsed());
 }
 
 #[tokio::test]
