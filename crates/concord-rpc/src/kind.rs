@@ -36,6 +36,8 @@ pub enum MessageKind {
     ReplicaWrite = 31,
     /// Merge versions into a replica (read repair, hint replay, anti-entropy).
     ReplicaMerge = 32,
+    /// List the live keys of one partition of a namespace (key listings).
+    ReplicaList = 33,
     /// Fetch a page of a partition being handed off.
     HandoffFetch = 40,
     /// The receiver of a handoff reports that it holds the whole partition.
@@ -44,7 +46,7 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// Every kind, in wire-number order.
-    pub const ALL: [MessageKind; 13] = [
+    pub const ALL: [MessageKind; 14] = [
         MessageKind::Hello,
         MessageKind::Join,
         MessageKind::MetaForward,
@@ -56,6 +58,7 @@ impl MessageKind {
         MessageKind::ReplicaRead,
         MessageKind::ReplicaWrite,
         MessageKind::ReplicaMerge,
+        MessageKind::ReplicaList,
         MessageKind::HandoffFetch,
         MessageKind::HandoffDone,
     ];
@@ -84,6 +87,7 @@ impl MessageKind {
             MessageKind::ReplicaRead => "replica_read",
             MessageKind::ReplicaWrite => "replica_write",
             MessageKind::ReplicaMerge => "replica_merge",
+            MessageKind::ReplicaList => "replica_list",
             MessageKind::HandoffFetch => "handoff_fetch",
             MessageKind::HandoffDone => "handoff_done",
         }
@@ -111,7 +115,7 @@ mod tests {
     #[test]
     fn wire_numbers_are_pinned() {
         let numbers: Vec<u8> = MessageKind::ALL.iter().map(|kind| kind.as_u8()).collect();
-        assert_eq!(numbers, [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 40, 41]);
+        assert_eq!(numbers, [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 40, 41]);
     }
 
     #[test]
