@@ -23,6 +23,7 @@ use concord_types::NodeId;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument;
 
 use crate::timers::TimerQueue;
 use crate::{
@@ -144,7 +145,9 @@ impl Membership {
             status_tx,
             identity_tx,
         };
-        let task = tokio::spawn(driver.run());
+        // Every log line of the task names the node it runs on.
+        let span = tracing::info_span!("membership", me = %me);
+        let task = tokio::spawn(driver.run().instrument(span));
         Ok(MembershipHandle {
             shared: Arc::new(Shared {
                 me,
@@ -260,7 +263,7 @@ impl Membership {
                     );
                 }
                 Output::Changed { node, liveness } => {
-                    tracing::info!(%node, %liveness, "node {node} is {liveness}");
+                    tracing::info!(peer = %node, %liveness, "node {node} is {liveness}");
                     liveness_changed = true;
                 }
             }
@@ -344,10 +347,10 @@ impl Membership {
         let offset_ms = estimator.offset_ms().unwrap_or(0.0);
         if estimator.alarm(max_offset_ms) {
             if self.clock_alarms.insert(node.clone()) {
-                tracing::warn!(%node, offset_ms, max_offset_ms, "clock of node {node} is off by {offset_ms} ms");
+                tracing::warn!(peer = %node, offset_ms, max_offset_ms, "clock of node {node} is off by {offset_ms} ms");
             }
         } else if self.clock_alarms.remove(node) {
-            tracing::info!(%node, offset_ms, "clock of node {node} is back within bounds");
+            tracing::info!(peer = %node, offset_ms, "clock of node {node} is back within bounds");
         }
     }
 

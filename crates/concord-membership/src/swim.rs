@@ -342,9 +342,8 @@ impl Runtime<SwimId> for Collector<'_> {
             Notification::Rejoin(id) => {
                 tracing::info!(identity = %id, "the cluster declared us down; rejoined as {id}");
             }
-            Notification::Defunct => {
-                tracing::warn!("the cluster declared us down and we cannot rejoin");
-            }
+            // Also what leaving the cluster looks like, so not a warning in itself.
+            Notification::Defunct => tracing::debug!("our identity is down for good"),
             other => tracing::trace!(notification = ?other, "foca notification"),
         }
     }

@@ -32,6 +32,18 @@ fn names(count: usize) -> Vec<NodeId> {
     (1..=count).map(|i| node(&format!("n{i}"))).collect()
 }
 
+/// Shows the drivers' own log lines ("node n3 is down") with `--nocapture`; `RUST_LOG`
+/// overrides the level.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("concord_membership=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .without_time()
+        .try_init();
+}
+
 fn phase(message: &str) {
     eprintln!("[{:>8.3}s] {message}", elapsed().as_secs_f64());
 }
@@ -159,6 +171,7 @@ impl Cluster {
         seed: u64,
         latency: Duration,
     ) -> Self {
+        init_logs();
         let cluster = Self { hub: Arc::new(Hub::new(latency)), members };
         for (index, name) in cluster.members.iter().enumerate() {
             let offset_ms = clock_offsets_ms
