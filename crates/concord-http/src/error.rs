@@ -84,6 +84,13 @@ impl From<Error> for ApiError {
                 e.details = serde_json::json!({ "timeout_ms": timeout_ms });
                 e
             }
+            Error::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            Error::NodeNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "node_not_found", message)
+            }
+            Error::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             Error::Startup(_) | Error::Storage(_) => {
                 tracing::error!(%message, "internal error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)

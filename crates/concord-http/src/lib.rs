@@ -28,7 +28,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use concord_node::{Config, Database};
 
 use crate::error::ApiError;
@@ -59,7 +59,7 @@ pub struct AppState {
 
 /// The whole API.
 pub fn router(db: Arc<Database>, limits: Limits) -> Router {
-    use routes::{cluster, kv, namespaces, ops};
+    use routes::{admin, cluster, kv, namespaces, ops};
     let state = Arc::new(AppState { db, limits });
     Router::new()
         .route("/v1/kv/{ns}", get(kv::list_keys))
@@ -69,6 +69,9 @@ pub fn router(db: Arc<Database>, limits: Limits) -> Router {
         .route("/v1/namespaces/{ns}", get(namespaces::get_namespace).put(namespaces::put_namespace))
         .route("/v1/cluster", get(cluster::get_cluster))
         .route("/v1/cluster/ring", get(cluster::get_ring))
+        .route("/v1/cluster/nodes/{id}/leave", post(cluster::leave_node))
+        .route("/v1/cluster/nodes/{id}/remove", post(cluster::remove_node))
+        .route("/v1/admin/faults", post(admin::set_faults).delete(admin::clear_faults))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

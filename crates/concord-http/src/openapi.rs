@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{cluster, kv, namespaces, ops};
+use crate::routes::{admin, cluster, kv, namespaces, ops};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,10 @@ use crate::routes::{cluster, kv, namespaces, ops};
         namespaces::get_namespace,
         cluster::get_cluster,
         cluster::get_ring,
+        cluster::leave_node,
+        cluster::remove_node,
+        admin::set_faults,
+        admin::clear_faults,
         ops::health,
         ops::ready,
         ops::metrics,

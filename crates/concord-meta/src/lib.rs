@@ -1,1 +1,63 @@
-//! concord-meta
+//! Cluster metadata replicated with Raft (openraft, `storage-v2`).
+//!
+//! The metadata — members, the current and target rings, pending partition moves, namespaces
+//! and an epoch — is a small state machine ([`MetaState`]) that every node holds in full: up to
+//! five members are Raft voters (always an odd number), the rest are learners. Ring changes are
+//! deterministic functions of committed commands, so every node computes the same ring.
+//!
+//! - [`state`]: the pure state machine (commands in, results out).
+//! - [`store`]: the Raft log and state machine persisted in the node's fjall database.
+//! - [`network`]: openraft's network over `concord-rpc`.
+//! - [`service`]: [`Meta`], the running metadata service: bootstrap, proposals forwarded to the
+//!   leader, the RPC handler, and the reconciler that keeps the Raft voter set in line with the
+//!   members.
+
+pub mod network;
+pub mod service;
+pub mod state;
+pub mod store;
+
+use std::fmt;
+use std::io::Cursor;
+
+use concord_types::NodeId;
+use serde::{Deserialize, Serialize};
+
+pub use service::{JoinReply, JoinRequest, Meta, MetaConfig, MetaError};
+pub use state::{Command, CommandResult, Member, MemberState, MetaState, Move, NamespaceEntry};
+
+/// How a member is known to Raft: its name and where to reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaNode {
+    pub name: String,
+    pub peer_addr: String,
+    pub http_addr: String,
+}
+
+impl MetaNode {
+    pub fn node_id(&self) -> Option<NodeId> {
+        NodeId::new(self.name.clone()).ok()
+    }
+}
+
+impl fmt::Display for MetaNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.peer_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Raft types of the metadata group.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = MetaNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// The Raft id of a node: a stable hash of its name (openraft wants a `Copy` id). A join whose
+/// id collides with a member's is refused by the state machine.
+pub fn raft_id(node: &NodeId) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(node.as_str().as_bytes())
+}

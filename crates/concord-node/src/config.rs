@@ -88,11 +88,22 @@ pub struct ClusterConfig {
     pub partitions: u16,
     /// Clock offset to a peer beyond which an alarm is raised, in ms. Default 500.
     pub max_clock_offset_ms: u64,
+    /// Most bytes per second this node pulls when partitions move to it. Default 134217728.
+    pub handoff_rate_bytes: u64,
+    /// How long a partition replica that moved away is kept before it is dropped, in ms.
+    /// Default 30000.
+    pub handoff_drop_delay_ms: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        Self { join: Vec::new(), partitions: 64, max_clock_offset_ms: 500 }
+        Self {
+            join: Vec::new(),
+            partitions: 64,
+            max_clock_offset_ms: 500,
+            handoff_rate_bytes: 128 << 20,
+            handoff_drop_delay_ms: 30_000,
+        }
     }
 }
 
@@ -204,6 +215,9 @@ impl Config {
         }
         if self.http.max_connections == 0 {
             return fail("http.max_connections must be positive");
+        }
+        if self.cluster.handoff_rate_bytes < 1 << 20 {
+            return fail("cluster.handoff_rate_bytes must be at least 1048576");
         }
         Ok(())
     }

@@ -1,21 +1,22 @@
 //! The `Database` service: the API boundary every front end calls.
 //!
-//! On a single node every namespace has one placed replica, this node; the quorum arithmetic is
-//! nevertheless done for real, so a request that needs more replicas than are placed is refused
-//! with the counts, exactly as it will be in a cluster.
+//! Namespaces, members and the ring come from the replicated metadata (`concord-meta`); keys are
+//! read and written through the replica layer (`concord-replica`). This type only resolves names,
+//! checks quorums against what is placed, and shapes the views the front ends render.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use concord_ring::PartitionCount;
-use concord_storage::{ObjectKey, ObjectStore, Update};
+use concord_meta::{Command, CommandResult, MemberState, Meta, MetaState};
+use concord_replica::{NamespaceRef, Replica, WriteOp};
+use concord_ring::Ring;
+use concord_rpc::{FaultRules, Faults};
 use concord_types::{
-    ActorId, ConflictPolicy, Content, DvvSet, Hlc, Key, NamespaceConfig, NamespaceName, Quorum,
-    Timestamp, VersionVector, WallClock,
+    Consistency, DvvSet, Key, NamespaceConfig, NamespaceName, NodeId, Quorum, VersionVector,
 };
 
-use crate::namespaces::{Namespace, NamespaceView, Namespaces};
+use crate::namespaces::NamespaceView;
 use crate::{Error, Identity, Metrics};
 
 /// Per-request read settings; `None` takes the namespace or node default.
@@ -75,10 +76,30 @@ pub struct NodeView {
     pub id: String,
     pub http_addr: String,
     pub peer_addr: String,
+    /// `joining`, `up`, `suspect`, `down` or `leaving`.
     pub state: &'static str,
+    /// Partitions this node is the primary of.
     pub partitions: usize,
     pub clock_offset_ms: i64,
+    /// Whether the clock offset is beyond `cluster.max_clock_offset_ms`.
+    pub clock_alarm: bool,
     pub hints_pending: u64,
+    pub voter: bool,
+}
+
+/// Partition moves of the ring transition in progress.
+#[derive(Debug, Clone, Default)]
+pub struct MovesView {
+    /// Partition replicas still to be streamed, cluster-wide.
+    pub pending: u64,
+    /// Moves this node is streaming right now.
+    pub active: u64,
+    /// Bytes this node has pulled by handoff since it started.
+    pub bytes_moved: u64,
+    /// Estimated bytes of this transition (moved plus an estimate of what remains).
+    pub bytes_total: u64,
+    /// Pull rate of the last stream, bytes per second.
+    pub rate_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -87,60 +108,78 @@ pub struct ClusterView {
     pub epoch: u64,
     pub leader: String,
     pub nodes: Vec<NodeView>,
+    pub moves: MovesView,
+    /// Human-readable alarms (clock offsets, unreachable metadata leader).
+    pub alarms: Vec<String>,
 }
 
-/// Static facts the database needs about its node.
+/// The ring as shown by `GET /v1/cluster/ring`.
+#[derive(Debug, Clone)]
+pub struct RingView {
+    pub epoch: u64,
+    pub partitions: Vec<(u16, Vec<String>)>,
+    /// The target ring's preference lists while a transition is in progress.
+    pub target: Option<Vec<(u16, Vec<String>)>>,
+}
+
+/// Liveness and clock estimates of the other members, from SWIM.
+pub trait PeerStatus: Send + Sync + 'static {
+    /// `suspect` or `down` if SWIM says so, `None` if alive or unknown.
+    fn liveness(&self, node: &NodeId) -> Option<&'static str>;
+    /// The estimated clock offset of `node` relative to this node, and whether it is alarming.
+    fn clock_offset(&self, node: &NodeId) -> Option<(i64, bool)>;
+}
+
+/// Fault rules as the front end states them (see `POST /v1/admin/faults`).
+#[derive(Debug, Clone, Default)]
+pub struct FaultSpec {
+    pub drop_to: Vec<String>,
+    pub drop_from: Vec<String>,
+    pub delay_ms: std::collections::BTreeMap<String, u64>,
+    pub clock_offset_ms: i64,
+}
+
+/// What the database is built from.
 pub struct DatabaseParts {
     pub identity: Identity,
-    pub objects: ObjectStore,
-    pub namespaces: Namespaces,
-    /// This node's replica incarnation for each partition, indexed by partition id.
-    pub actors: Vec<ActorId>,
-    pub clock: Arc<dyn WallClock>,
+    pub meta: Arc<Meta>,
+    pub replica: Arc<Replica>,
+    pub peers: Arc<dyn PeerStatus>,
     pub metrics: Arc<Metrics>,
     pub request_timeout: Duration,
+    pub http_addr: String,
     pub peer_addr: String,
+    /// The transport's fault rules; `None` unless fault injection is enabled.
+    pub faults: Option<Arc<Faults>>,
 }
 
-/// Reads and writes of keys and namespaces.
+/// Reads and writes of keys and namespaces, and the cluster's views.
 pub struct Database {
     identity: Identity,
-    partitions: PartitionCount,
-    objects: ObjectStore,
-    namespaces: Namespaces,
-    actors: Vec<ActorId>,
-    /// Issues the timestamps that order last-write-wins writes; strictly increasing per node.
-    hlc: Mutex<Hlc>,
-    clock: Arc<dyn WallClock>,
+    meta: Arc<Meta>,
+    replica: Arc<Replica>,
+    peers: Arc<dyn PeerStatus>,
     metrics: Arc<Metrics>,
     request_timeout: Duration,
-    /// Set once the HTTP listener is bound (the port may have been chosen by the OS).
-    http_addr: OnceLock<String>,
+    http_addr: String,
     peer_addr: String,
+    faults: Option<Arc<Faults>>,
     /// False until startup completes and again once shutdown begins: `/ready` reports it.
     ready: AtomicBool,
 }
 
-/// Nodes in the cluster. One until clustering lands.
-const CLUSTER_NODES: usize = 1;
-
 impl Database {
     pub fn new(parts: DatabaseParts) -> Self {
-        let partitions =
-            PartitionCount::new(parts.identity.partitions).expect("partition count validated");
-        assert_eq!(parts.actors.len(), partitions.get() as usize, "one actor per partition");
         Self {
             identity: parts.identity,
-            partitions,
-            objects: parts.objects,
-            namespaces: parts.namespaces,
-            actors: parts.actors,
-            hlc: Mutex::new(Hlc::new()),
-            clock: parts.clock,
+            meta: parts.meta,
+            replica: parts.replica,
+            peers: parts.peers,
             metrics: parts.metrics,
             request_timeout: parts.request_timeout,
-            http_addr: OnceLock::new(),
+            http_addr: parts.http_addr,
             peer_addr: parts.peer_addr,
+            faults: parts.faults,
             ready: AtomicBool::new(false),
         }
     }
@@ -153,8 +192,12 @@ impl Database {
         &self.identity
     }
 
-    pub fn set_http_addr(&self, addr: String) {
-        let _ = self.http_addr.set(addr);
+    pub fn http_addr(&self) -> &str {
+        &self.http_addr
+    }
+
+    pub fn peer_addr(&self) -> &str {
+        &self.peer_addr
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -165,18 +208,21 @@ impl Database {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// Reads a key.
+    /// Reads a key from its replicas.
     pub async fn get(
         &self,
         ns: &str,
         key: Key,
         options: ReadOptions,
     ) -> Result<ReadOutcome, Error> {
-        let namespace = self.namespaces.get(ns)?;
+        let namespace = self.namespace_ref(ns)?;
         let required = self.required(&namespace, options.quorum, namespace.config.read_quorum)?;
-        let object = self.object_key(&namespace, key);
-        let state = self.objects.get(&object)?;
-        Ok(ReadOutcome { state, replicas: ReplicaCount { answered: 1, required } })
+        let timeout = options.timeout.unwrap_or(self.request_timeout);
+        let read = self.replica.read(&namespace, key, required, timeout).await?;
+        Ok(ReadOutcome {
+            state: read.state,
+            replicas: ReplicaCount { answered: read.answered, required },
+        })
     }
 
     /// Stores a value, replacing the versions `context` has seen.
@@ -188,19 +234,12 @@ impl Database {
         value: Value,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        let content = Content::Value { data: value.data, content_type: value.content_type };
-        self.write(ns, key, options, |actor, timestamp, policy| Update::Write {
-            context,
-            actor,
-            timestamp,
-            content,
-            policy,
-        })
-        .await
+        let op = WriteOp::Put { context, data: value.data, content_type: value.content_type };
+        self.write(ns, key, op, options).await
     }
 
     /// Deletes a key by writing a tombstone over the versions `context` has seen, or, without a
-    /// context, over every version this node holds when the delete is applied.
+    /// context, over every version the coordinating replica holds when the delete is applied.
     pub async fn delete(
         &self,
         ns: &str,
@@ -208,39 +247,28 @@ impl Database {
         context: Option<VersionVector>,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        self.write(ns, key, options, |actor, timestamp, policy| match context {
-            Some(context) => {
-                Update::Write { context, actor, timestamp, content: Content::Tombstone, policy }
-            }
-            None => Update::DeleteStored { actor, timestamp, policy },
-        })
-        .await
+        self.write(ns, key, WriteOp::Delete { context }, options).await
     }
 
-    /// Runs a write through the committer; `update` builds it from this partition's actor, a
-    /// fresh timestamp and the namespace's conflict policy.
     async fn write(
         &self,
         ns: &str,
         key: Key,
+        op: WriteOp,
         options: WriteOptions,
-        update: impl FnOnce(ActorId, Timestamp, ConflictPolicy) -> Update,
     ) -> Result<WriteOutcome, Error> {
-        let namespace = self.namespaces.get(ns)?;
+        let namespace = self.namespace_ref(ns)?;
         let required = self.required(&namespace, options.quorum, namespace.config.write_quorum)?;
-        let object = self.object_key(&namespace, key);
-        let actor = self.actors[object.partition.0 as usize];
-        let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms());
-        let update = update(actor, timestamp, namespace.config.conflicts);
         let timeout = options.timeout.unwrap_or(self.request_timeout);
-        let state = tokio::time::timeout(timeout, self.objects.update(&object, update))
-            .await
-            .map_err(|_| Error::Timeout { timeout_ms: timeout.as_millis() as u64 })??;
-        Ok(WriteOutcome { state, replicas: ReplicaCount { answered: 1, required } })
+        let written = self.replica.write(&namespace, key, op, required, timeout).await?;
+        Ok(WriteOutcome {
+            state: written.state,
+            replicas: ReplicaCount { answered: written.answered, required: written.required },
+        })
     }
 
     /// Lists keys in byte order, `limit` at most, after the key `after`.
-    pub fn list(
+    pub async fn list(
         &self,
         ns: &str,
         prefix: &[u8],
@@ -248,83 +276,224 @@ impl Database {
         limit: usize,
     ) -> Result<ListPage, Error> {
         assert!(limit > 0, "list limit validated by the caller");
-        let namespace = self.namespaces.get(ns)?;
-        // Keys are spread over partitions: take the first `limit` of each and merge.
-        let mut keys = Vec::new();
-        for partition in self.partitions.all() {
-            keys.extend(self.objects.scan_live(namespace.id, partition, prefix, after, limit)?);
-        }
-        keys.sort();
-        let more = keys.len() > limit;
-        keys.truncate(limit);
-        Ok(ListPage { keys, more })
+        let namespace = self.namespace_ref(ns)?;
+        let page =
+            self.replica.list(&namespace, prefix, after, limit, self.request_timeout).await?;
+        Ok(ListPage { keys: page.keys, more: page.more })
     }
 
-    /// Creates a namespace; `Ok(false)` if it exists with the same configuration.
-    pub fn create_namespace(
+    /// Creates a namespace cluster-wide; `Ok(false)` if it exists with the same configuration.
+    pub async fn create_namespace(
         &self,
         name: &str,
         config: NamespaceConfig,
     ) -> Result<(bool, NamespaceView), Error> {
         let name = NamespaceName::new(name)?;
-        let created = self.namespaces.create(name.clone(), config)?;
-        Ok((created, self.view(self.namespaces.get(name.as_str())?.as_ref())))
+        config.validate()?;
+        if config.consistency == Consistency::Strong {
+            return Err(Error::InvalidArgument(
+                "strong namespaces are not available yet; use \"eventual\"".into(),
+            ));
+        }
+        let command = Command::CreateNamespace { name: name.clone(), config: config.clone() };
+        let created = match self.meta.propose(command).await? {
+            CommandResult::NamespaceCreated(_) => true,
+            CommandResult::NamespaceExists(_) => false,
+            CommandResult::NamespaceConflict(_) => {
+                return Err(Error::NamespaceConflict { name: name.to_string() });
+            }
+            CommandResult::Refused(why) => return Err(Error::InvalidArgument(why)),
+            other => return Err(Error::Unavailable(format!("unexpected result {other:?}"))),
+        };
+        // The proposal is applied here too before the view is read.
+        let state =
+            self.meta.wait_for(self.request_timeout, |s| s.namespaces.contains_key(&name)).await?;
+        let entry = state.namespaces.get(&name).expect("waited for it");
+        Ok((created, view(&state, &name, &entry.config)))
     }
 
     pub fn namespace(&self, name: &str) -> Result<NamespaceView, Error> {
-        NamespaceName::new(name)?;
-        Ok(self.view(self.namespaces.get(name)?.as_ref()))
+        let name = NamespaceName::new(name)?;
+        let state = self.meta.state();
+        let entry = state
+            .namespaces
+            .get(&name)
+            .ok_or_else(|| Error::NamespaceNotFound(name.to_string()))?;
+        Ok(view(&state, &name, &entry.config))
     }
 
     pub fn namespaces(&self) -> Vec<NamespaceView> {
-        self.namespaces.all().iter().map(|ns| self.view(ns)).collect()
+        let state = self.meta.state();
+        state.namespaces.iter().map(|(name, entry)| view(&state, name, &entry.config)).collect()
     }
 
+    /// Members, their states, the metadata leader and the moves in progress.
     pub fn cluster(&self) -> ClusterView {
-        let id = self.identity.node_id.to_string();
+        let state = self.meta.state();
+        let voters = self.meta.voters();
+        let mut alarms = Vec::new();
+        let nodes: Vec<NodeView> = state
+            .members
+            .iter()
+            .map(|(id, member)| {
+                let liveness =
+                    if id == &self.identity.node_id { None } else { self.peers.liveness(id) };
+                let state_name = match (liveness, member.state) {
+                    (Some(liveness), _) => liveness,
+                    (None, MemberState::Joining) => "joining",
+                    (None, MemberState::Leaving) => "leaving",
+                    (None, MemberState::Active) => "up",
+                };
+                let (clock_offset_ms, clock_alarm) =
+                    self.peers.clock_offset(id).unwrap_or((0, false));
+                if clock_alarm {
+                    alarms.push(format!("clock of {id} is {clock_offset_ms} ms off"));
+                }
+                NodeView {
+                    id: id.to_string(),
+                    http_addr: member.http_addr.clone(),
+                    peer_addr: member.peer_addr.clone(),
+                    state: state_name,
+                    partitions: state.ring.as_ref().map_or(0, |r| r.primary_count(id)),
+                    clock_offset_ms,
+                    clock_alarm,
+                    hints_pending: 0,
+                    voter: voters.iter().any(|v| v == id.as_str()),
+                }
+            })
+            .collect();
+        let leader = self.meta.leader().map(|l| l.name).unwrap_or_default();
+        if leader.is_empty() {
+            alarms.push("no metadata leader: metadata changes are unavailable".into());
+        }
+        let progress = self.replica.progress();
+        let bytes_moved = progress.bytes_moved.load(Ordering::Relaxed);
+        let done = progress.moves_done.load(Ordering::Relaxed);
+        let pending = state.moves.len() as u64;
+        // Remaining bytes are estimated from the average size of the moves this node finished.
+        let estimate = if done > 0 { bytes_moved / done * pending } else { 0 };
         ClusterView {
-            cluster_id: self.identity.cluster_id.to_string(),
-            epoch: 1,
-            leader: id.clone(),
-            nodes: vec![NodeView {
-                id,
-                http_addr: self.http_addr.get().cloned().unwrap_or_default(),
-                peer_addr: self.peer_addr.clone(),
-                state: "up",
-                partitions: self.partitions.get() as usize,
-                clock_offset_ms: 0,
-                hints_pending: 0,
-            }],
+            cluster_id: state.cluster_id.unwrap_or(self.identity.cluster_id).to_string(),
+            epoch: state.epoch,
+            leader,
+            nodes,
+            moves: MovesView {
+                pending,
+                active: progress.active.load(Ordering::Relaxed) as u64,
+                bytes_moved,
+                bytes_total: bytes_moved + estimate,
+                rate_bytes: progress.rate_bytes.load(Ordering::Relaxed),
+            },
+            alarms,
         }
     }
 
-    /// The preference list of every partition.
-    pub fn ring(&self) -> Vec<(u16, Vec<String>)> {
-        let id = self.identity.node_id.to_string();
-        self.partitions.all().map(|p| (p.0, vec![id.clone()])).collect()
+    /// The preference list of every partition, current and target.
+    pub fn ring(&self) -> RingView {
+        let state = self.meta.state();
+        let table = |ring: &Ring| -> Vec<(u16, Vec<String>)> {
+            ring.partitions()
+                .all()
+                .map(|p| (p.0, ring.preference_list(p).iter().map(|n| n.to_string()).collect()))
+                .collect()
+        };
+        RingView {
+            epoch: state.epoch,
+            partitions: state.ring.as_ref().map(table).unwrap_or_default(),
+            target: state.target.as_ref().map(table),
+        }
+    }
+
+    /// Starts decommissioning `node`: its partitions move away, then it is removed.
+    pub async fn leave(&self, node: &str) -> Result<(), Error> {
+        let node = NodeId::new(node)?;
+        self.membership_change(Command::Leave { node: node.clone() }, &node).await
+    }
+
+    /// Removes `node` (dead) at once; its replicas are rebuilt from the others.
+    pub async fn remove(&self, node: &str) -> Result<(), Error> {
+        let node = NodeId::new(node)?;
+        self.membership_change(Command::Remove { node: node.clone() }, &node).await
+    }
+
+    async fn membership_change(&self, command: Command, node: &NodeId) -> Result<(), Error> {
+        if !self.meta.state().members.contains_key(node) {
+            return Err(Error::NodeNotFound(node.to_string()));
+        }
+        match self.meta.propose(command).await? {
+            CommandResult::Refused(why) => Err(Error::InvalidArgument(why)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Replaces this node's fault rules (fault injection must be enabled).
+    pub fn set_faults(&self, spec: FaultSpec) -> Result<(), Error> {
+        let faults = self.faults()?;
+        let ids = |names: &[String]| -> Result<std::collections::BTreeSet<NodeId>, Error> {
+            names.iter().map(|n| NodeId::new(n.clone()).map_err(Error::from)).collect()
+        };
+        let mut delay_ms = std::collections::BTreeMap::new();
+        for (node, ms) in &spec.delay_ms {
+            if *ms > 60_000 {
+                return Err(Error::InvalidArgument(format!("delay for {node} above 60000 ms")));
+            }
+            delay_ms.insert(NodeId::new(node.clone())?, *ms);
+        }
+        if spec.clock_offset_ms.unsigned_abs() > 86_400_000 {
+            return Err(Error::InvalidArgument("clock_offset_ms beyond one day".into()));
+        }
+        let rules = FaultRules {
+            drop_to: ids(&spec.drop_to)?,
+            drop_from: ids(&spec.drop_from)?,
+            delay_ms,
+            clock_offset_ms: spec.clock_offset_ms,
+        };
+        tracing::warn!(?rules, "fault injection rules set");
+        faults.set(rules);
+        Ok(())
+    }
+
+    /// Removes every fault rule of this node.
+    pub fn clear_faults(&self) -> Result<(), Error> {
+        self.faults()?.clear();
+        tracing::warn!("fault injection rules cleared");
+        Ok(())
+    }
+
+    fn faults(&self) -> Result<&Arc<Faults>, Error> {
+        self.faults.as_ref().ok_or_else(|| {
+            Error::Forbidden(
+                "fault injection is disabled; start the node with --enable-fault-injection".into(),
+            )
+        })
     }
 
     /// Stops taking writes and makes everything acknowledged durable.
     pub async fn close(&self) -> Result<(), Error> {
         self.set_ready(false);
-        self.objects.close().await?;
+        self.replica.objects().close().await?;
         Ok(())
     }
 
-    fn object_key(&self, namespace: &Namespace, key: Key) -> ObjectKey {
-        let partition = self.partitions.partition_of(namespace.id, &key);
-        ObjectKey { namespace: namespace.id, partition, key }
+    fn namespace_ref(&self, ns: &str) -> Result<NamespaceRef, Error> {
+        let name = NamespaceName::new(ns)?;
+        let state = self.meta.state();
+        let entry =
+            state.namespaces.get(&name).ok_or_else(|| Error::NamespaceNotFound(ns.to_string()))?;
+        Ok(NamespaceRef { id: entry.id, config: entry.config.clone() })
     }
 
     /// The number of replicas a request needs, or why it cannot be served.
     fn required(
         &self,
-        namespace: &Namespace,
+        namespace: &NamespaceRef,
         requested: Option<Quorum>,
         default: Quorum,
     ) -> Result<usize, Error> {
         let quorum = requested.unwrap_or(default).check(namespace.config.replicas)?;
-        let placed = namespace.config.effective_replicas(CLUSTER_NODES);
+        let state = self.meta.state();
+        let nodes = state.members.len().max(1);
+        let placed = state.effective_replicas(&namespace.config);
         let required = quorum.required(placed);
         if required > placed {
             return Err(Error::QuorumNotReached {
@@ -332,20 +501,18 @@ impl Database {
                 answered: 0,
                 failures: vec![(
                     "cluster".into(),
-                    format!(
-                        "only {placed} replica(s) placed: the cluster has {CLUSTER_NODES} node(s)"
-                    ),
+                    format!("only {placed} replica(s) placed: the cluster has {nodes} node(s)"),
                 )],
             });
         }
         Ok(required)
     }
+}
 
-    fn view(&self, namespace: &Namespace) -> NamespaceView {
-        NamespaceView {
-            name: namespace.name.to_string(),
-            config: namespace.config.clone(),
-            effective_replicas: namespace.config.effective_replicas(CLUSTER_NODES),
-        }
+fn view(state: &MetaState, name: &NamespaceName, config: &NamespaceConfig) -> NamespaceView {
+    NamespaceView {
+        name: name.to_string(),
+        config: config.clone(),
+        effective_replicas: state.effective_replicas(config),
     }
 }

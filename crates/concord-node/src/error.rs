@@ -1,3 +1,5 @@
+use concord_meta::MetaError;
+use concord_replica::ReplicaError;
 use concord_storage::StorageError;
 use concord_types::ValidationError;
 use thiserror::Error;
@@ -21,11 +23,42 @@ pub enum Error {
     /// The operation's deadline passed; a write's outcome is unknown.
     #[error("operation did not finish within {timeout_ms} ms")]
     Timeout { timeout_ms: u64 },
+    /// A cluster-wide change cannot be made now (no metadata leader, majority of voters down).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The operation is switched off on this node (fault injection without the flag).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("node {0:?} is not a member of the cluster")]
+    NodeNotFound(String),
     /// The node cannot start (bad config, data dir of another node or in use).
     #[error("{0}")]
     Startup(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl From<MetaError> for Error {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Refused(why) => Error::InvalidArgument(why),
+            MetaError::Unavailable(why) => Error::Unavailable(why),
+            MetaError::Fatal(why) => Error::Unavailable(why),
+        }
+    }
+}
+
+impl From<ReplicaError> for Error {
+    fn from(e: ReplicaError) -> Self {
+        match e {
+            ReplicaError::Quorum { required, answered, failures } => {
+                Error::QuorumNotReached { required, answered, failures }
+            }
+            ReplicaError::Timeout { timeout_ms } => Error::Timeout { timeout_ms },
+            ReplicaError::NamespaceNotFound(ns) => Error::NamespaceNotFound(ns),
+            ReplicaError::Storage(why) => Error::Unavailable(format!("storage: {why}")),
+        }
+    }
 }
 
 impl From<ValidationError> for Error {

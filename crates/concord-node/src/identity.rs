@@ -51,6 +51,29 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, Error> {
 }
 
 impl Identity {
+    /// Loads the identity stored in `data_dir`, if any. `configured_id` is the operator's
+    /// `--node-id` ("" for none); it must match a stored id.
+    pub fn load(data_dir: &Path, configured_id: &str) -> Result<Option<Identity>, Error> {
+        let path = data_dir.join(IDENTITY_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let identity = Self::read(&path)?;
+        if !configured_id.is_empty() && configured_id != identity.node_id.as_str() {
+            return Err(Error::Startup(format!(
+                "data dir {} belongs to node {:?}, not {configured_id:?}",
+                data_dir.display(),
+                identity.node_id.as_str()
+            )));
+        }
+        Ok(Some(identity))
+    }
+
+    /// Persists the identity in `data_dir`.
+    pub fn write(&self, data_dir: &Path) -> Result<(), Error> {
+        self.write_file(&data_dir.join(IDENTITY_FILE))
+    }
+
     /// Loads the identity from `data_dir`, or creates it on first start.
     ///
     /// `configured_id` is the operator's `--node-id` ("" for none); it must match a stored id.
@@ -61,16 +84,7 @@ impl Identity {
         partitions: u16,
         fresh: impl FnOnce() -> (String, ClusterId),
     ) -> Result<Identity, Error> {
-        let path = data_dir.join(IDENTITY_FILE);
-        if path.exists() {
-            let identity = Self::read(&path)?;
-            if !configured_id.is_empty() && configured_id != identity.node_id.as_str() {
-                return Err(Error::Startup(format!(
-                    "data dir {} belongs to node {:?}, not {configured_id:?}",
-                    data_dir.display(),
-                    identity.node_id.as_str()
-                )));
-            }
+        if let Some(identity) = Self::load(data_dir, configured_id)? {
             if partitions != identity.partitions {
                 tracing::warn!(
                     configured = partitions,
@@ -83,7 +97,7 @@ impl Identity {
         let (drawn_id, cluster_id) = fresh();
         let node_id = if configured_id.is_empty() { drawn_id } else { configured_id.to_string() };
         let identity = Identity { node_id: NodeId::new(node_id)?, cluster_id, partitions };
-        identity.write(&path)?;
+        identity.write(data_dir)?;
         Ok(identity)
     }
 
@@ -101,7 +115,7 @@ impl Identity {
     }
 
     /// Writes atomically: a temporary file, fsync, rename, fsync of the directory.
-    fn write(&self, path: &Path) -> Result<(), Error> {
+    fn write_file(&self, path: &Path) -> Result<(), Error> {
         let io = |e: std::io::Error| {
             Error::Startup(format!("cannot write identity {}: {e}", path.display()))
         };

@@ -5,12 +5,15 @@
 //! Layout:
 //! - [`config`]: the TOML configuration, its defaults and `CONCORD_*` environment overrides.
 //! - [`identity`]: the node id, cluster id and partition count persisted in the data dir.
-//! - [`namespaces`]: the namespace registry (persisted in the meta space).
+//! - [`namespaces`]: the pre-cluster namespace registry, imported into the metadata when a
+//!   data dir from a single-node release founds a cluster.
 //! - [`database`]: [`Database`], get/put/delete/list and namespace and cluster views.
+//! - `node`: startup (join or bootstrap) and shutdown; `peers`: routing peer messages.
 //! - [`metrics`]: the Prometheus registry the node and its front ends record into.
 //!
 //! This crate wires protocol pieces together; it must not contain protocol logic itself (that
-//! lives in `concord-types`, `concord-ring`, `concord-storage` and, later, `concord-replica`).
+//! lives in `concord-types`, `concord-ring`, `concord-storage`, `concord-rpc`,
+//! `concord-membership`, `concord-meta` and `concord-replica`).
 
 pub mod config;
 pub mod database;
@@ -20,10 +23,12 @@ pub mod namespaces;
 
 mod error;
 mod node;
+mod peers;
 
 pub use config::Config;
 pub use database::{
-    Database, ListPage, ReadOptions, ReadOutcome, ReplicaCount, Value, WriteOptions, WriteOutcome,
+    ClusterView, Database, ListPage, MovesView, NodeView, ReadOptions, ReadOutcome, ReplicaCount,
+    RingView, Value, WriteOptions, WriteOutcome,
 };
 pub use error::Error;
 pub use identity::Identity;

@@ -40,6 +40,7 @@ pub struct Metrics {
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     commit_seconds: Histogram,
     commit_batch_updates: Histogram,
+    rpc: concord_rpc::RpcMetrics,
 }
 
 impl Default for Metrics {
@@ -74,7 +75,13 @@ impl Metrics {
             "Writes sharing one group commit",
             commit_batch_updates.clone(),
         );
-        Self { registry, requests, request_seconds, commit_seconds, commit_batch_updates }
+        let rpc = concord_rpc::RpcMetrics::new(&mut registry);
+        Self { registry, requests, request_seconds, commit_seconds, commit_batch_updates, rpc }
+    }
+
+    /// The peer transport's metrics (`concord_rpc_*`).
+    pub fn rpc(&self) -> &concord_rpc::RpcMetrics {
+        &self.rpc
     }
 
     pub fn record_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {

@@ -1,65 +1,143 @@
 //! Building a node from its configuration, and taking it down.
+//!
+//! Startup, in order: lock the data dir; learn the identity (stored, or — for a fresh node with
+//! `--join` — from the seed, which also admits the node to the cluster); open storage; start
+//! the transport, the metadata group, SWIM, the replica layer and handoff; start serving peers;
+//! then bootstrap a new cluster, or wait until the metadata shows this node as a member.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use concord_storage::{
-    Batch, Durability, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Space, Storage,
+use concord_membership::{MembershipConfig, MembershipHandle};
+use concord_meta::{Command, Meta, MetaConfig, MetaNode, NamespaceEntry};
+use concord_replica::{Actors, HandoffConfig, Replica, ReplicaParts};
+use concord_ring::PartitionCount;
+use concord_rpc::{
+    Faults, Local, MessageKind, RpcServer, ServerLimits, TcpTransport, Transport, TransportConfig,
 };
-use concord_types::{ActorId, ClusterId, NamespaceConfig, NamespaceName, WallClock};
+use concord_storage::{
+    Durability, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
+};
+use concord_types::{ClusterId, NodeId, WallClock};
 use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::DurabilityMode;
 use crate::database::{Database, DatabaseParts};
 use crate::identity::{DataDirLock, lock_data_dir};
 use crate::namespaces::Namespaces;
+use crate::peers::{PeerHandler, SwimPeers, SwimTransport};
 use crate::{Config, Error, Identity, Metrics};
 
-const ACTOR_PREFIX: &[u8] = b"actor/";
+/// How long a fresh node waits to see itself in the replicated metadata after joining.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The system clock.
-struct SystemClock;
+/// The system clock, shifted by the fault-injection clock offset (zero unless a test sets it).
+pub(crate) struct NodeClock {
+    pub(crate) faults: Arc<Faults>,
+}
 
-impl WallClock for SystemClock {
+impl WallClock for NodeClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        now.saturating_add_signed(self.faults.clock_offset_ms())
     }
 }
 
-/// A running node: its database and the lock on its data dir.
+/// A running node.
 pub struct Node {
     database: Arc<Database>,
     config: Config,
+    meta: Arc<Meta>,
+    membership: MembershipHandle,
+    rpc: tokio::sync::Mutex<Option<RpcServer>>,
+    faults: Arc<Faults>,
+    stop: watch::Sender<bool>,
+    peer_addr: String,
     /// Held until the node is dropped, so a second process cannot open the same data dir.
     _lock: DataDirLock,
 }
 
 impl Node {
-    /// Opens the data dir (creating identity and storage on first start), recovers storage,
-    /// and makes sure the `default` namespace exists. Needs a tokio runtime.
-    pub fn open(config: Config) -> Result<Node, Error> {
+    /// Starts a node whose HTTP API will be reachable at `http_addr` (already bound by the
+    /// caller, so that the address stored in the cluster metadata is the real one).
+    pub async fn start(config: Config, http_addr: String) -> Result<Node, Error> {
         config.validate()?;
         let data_dir = &config.node.data_dir;
         let lock = lock_data_dir(data_dir)?;
-        let identity = Identity::load_or_create(
-            data_dir,
-            &config.node.id,
-            config.cluster.partitions,
-            draw_identity,
-        )?;
+        let stored = Identity::load(data_dir, &config.node.id)?;
+        let node_id = match &stored {
+            Some(identity) => identity.node_id.clone(),
+            None if config.node.id.is_empty() => {
+                NodeId::new(format!("n-{:08x}", rand::rng().random::<u32>()))?
+            }
+            None => NodeId::new(config.node.id.clone())?,
+        };
+
+        let metrics = Arc::new(Metrics::new());
+        let faults = Arc::new(Faults::new());
+        let local = Arc::new(Local::new(node_id.clone(), stored.as_ref().map(|i| i.cluster_id)));
+        let transport: Arc<dyn Transport> = Arc::new(TcpTransport::new(
+            local.clone(),
+            faults.clone(),
+            metrics.rpc().clone(),
+            TransportConfig::default(),
+        ));
+        let listener = TcpListener::bind(&config.peer.addr).await.map_err(|e| {
+            Error::Startup(format!("cannot listen for peers on {}: {e}", config.peer.addr))
+        })?;
+        let peer_addr = if config.peer.advertise.is_empty() {
+            listener.local_addr().map_err(|e| Error::Startup(e.to_string()))?.to_string()
+        } else {
+            config.peer.advertise.clone()
+        };
+
+        // A fresh node with seeds joins first: the seed's handshake tells it the cluster id.
+        let (identity, joined) = match stored {
+            Some(identity) => (identity, false),
+            None if !config.cluster.join.is_empty() => {
+                let identity =
+                    join(&*transport, &config.cluster.join, &node_id, &http_addr, &peer_addr)
+                        .await?;
+                identity.write(data_dir)?;
+                (identity, true)
+            }
+            None => {
+                let identity = Identity {
+                    node_id: node_id.clone(),
+                    cluster_id: ClusterId(rand::rng().random()),
+                    partitions: config.cluster.partitions,
+                };
+                identity.write(data_dir)?;
+                (identity, false)
+            }
+        };
+        if local.cluster_id().is_none() {
+            local
+                .set_cluster_id(identity.cluster_id)
+                .map_err(|e| Error::Startup(format!("cluster id: {e:?}")))?;
+        }
+        let partitions = PartitionCount::new(identity.partitions).ok_or_else(|| {
+            Error::Startup(format!("invalid stored partition count {}", identity.partitions))
+        })?;
+
         let engine = FjallOptions {
             memtable_bytes: config.storage.memtable_bytes,
             background_threads: config.storage.background_threads,
         };
         let storage: Arc<dyn Storage> =
             Arc::new(FjallStorage::open(&data_dir.join("db"), &engine)?);
-        let actors = load_or_draw_actors(storage.as_ref(), identity.partitions)?;
-        let namespaces = Namespaces::load(storage.clone())?;
-        if namespaces.get(NamespaceName::DEFAULT).is_err() {
-            let default = NamespaceName::new(NamespaceName::DEFAULT).expect("valid name");
-            namespaces.create(default, NamespaceConfig::default())?;
+        let meta =
+            Meta::open(node_id.clone(), storage.clone(), transport.clone(), MetaConfig::default())
+                .await?;
+        if !joined && !config.cluster.join.is_empty() && !meta.is_initialized().await {
+            // Restarted after a failed join, or a single-node data dir asked to join: try again;
+            // the seed's handshake refuses another cluster's node with a clear reason.
+            join(&*transport, &config.cluster.join, &node_id, &http_addr, &peer_addr).await?;
         }
-        let metrics = Arc::new(Metrics::new());
+
+        let actors = Arc::new(Actors::load(storage.clone(), partitions.get())?);
         let options = ObjectStoreOptions {
             durability: match config.storage.durability {
                 DurabilityMode::Sync => Durability::Sync,
@@ -68,23 +146,95 @@ impl Node {
             batch_max: config.storage.commit_batch_max,
             queue_max: config.storage.commit_queue_max,
         };
-        let objects = ObjectStore::start(storage, options, metrics.clone());
-        let peer_addr = if config.peer.advertise.is_empty() {
-            config.peer.addr.clone()
-        } else {
-            config.peer.advertise.clone()
+        let objects = Arc::new(ObjectStore::start(storage.clone(), options, metrics.clone()));
+        let clock: Arc<dyn WallClock> = Arc::new(NodeClock { faults: faults.clone() });
+
+        let swim_clock = clock.clone();
+        let membership = concord_membership::Membership::start(
+            node_id.clone(),
+            membership_config(&config),
+            Arc::new(SwimTransport { transport: transport.clone() }),
+            Arc::new(move || swim_clock.now_ms()),
+            rand::rng().random(),
+        )
+        .map_err(|e| Error::Startup(format!("membership: {e}")))?;
+        let peers = Arc::new(SwimPeers {
+            membership: membership.clone(),
+            max_offset_ms: config.cluster.max_clock_offset_ms,
+        });
+
+        let replica = Replica::new(ReplicaParts {
+            me: node_id.clone(),
+            partitions,
+            objects,
+            actors,
+            clock: clock.clone(),
+            transport: transport.clone(),
+            meta: meta.clone(),
+            liveness: peers.clone(),
+        });
+        let handler = Arc::new(PeerHandler {
+            meta: meta.clone(),
+            replica: replica.clone(),
+            membership: membership.clone(),
+            clock: clock.clone(),
+        });
+        let rpc = RpcServer::serve(
+            listener,
+            local.clone(),
+            handler,
+            faults.clone(),
+            metrics.rpc().clone(),
+            ServerLimits::default(),
+        )
+        .map_err(|e| Error::Startup(format!("peer listener: {e}")))?;
+
+        let me = MetaNode {
+            name: node_id.to_string(),
+            peer_addr: peer_addr.clone(),
+            http_addr: http_addr.clone(),
         };
+        if !meta.is_initialized().await {
+            if joined || !config.cluster.join.is_empty() {
+                tracing::info!("joined; waiting for the cluster metadata");
+            } else {
+                bootstrap(&meta, &identity, &storage, me.clone()).await?;
+            }
+        }
+        meta.wait_for(JOIN_TIMEOUT, |state| state.members.contains_key(&node_id)).await.map_err(
+            |e| Error::Startup(format!("this node never appeared in the metadata: {e}")),
+        )?;
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(announce_addresses(meta.clone(), node_id.clone(), me));
+        tokio::spawn(feed_members(meta.clone(), membership.clone(), stopped.clone()));
+        tokio::spawn(concord_replica::handoff::run(
+            replica.clone(),
+            handoff_config(&config),
+            stopped,
+        ));
+
         let database = Arc::new(Database::new(DatabaseParts {
             identity,
-            objects,
-            namespaces,
-            actors,
-            clock: Arc::new(SystemClock),
+            meta: meta.clone(),
+            replica,
+            peers,
             metrics,
             request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
-            peer_addr,
+            http_addr,
+            peer_addr: peer_addr.clone(),
+            faults: config.admin.enable_fault_injection.then(|| faults.clone()),
         }));
-        Ok(Node { database, config, _lock: lock })
+        Ok(Node {
+            database,
+            config,
+            meta,
+            membership,
+            rpc: tokio::sync::Mutex::new(Some(rpc)),
+            faults,
+            stop,
+            peer_addr,
+            _lock: lock,
+        })
     }
 
     pub fn database(&self) -> &Arc<Database> {
@@ -95,42 +245,156 @@ impl Node {
         &self.config
     }
 
-    /// Flushes everything acknowledged and stops the committer.
+    pub fn peer_addr(&self) -> &str {
+        &self.peer_addr
+    }
+
+    /// The transport's fault rules, if fault injection is enabled.
+    pub fn faults(&self) -> Option<Arc<Faults>> {
+        self.config.admin.enable_fault_injection.then(|| self.faults.clone())
+    }
+
+    /// Stops background work and peer traffic, then flushes everything acknowledged.
     pub async fn shutdown(&self) -> Result<(), Error> {
+        let _ = self.stop.send(true);
+        self.membership.shutdown().await;
+        if let Some(rpc) = self.rpc.lock().await.take() {
+            rpc.shutdown().await;
+        }
+        self.meta.shutdown().await;
         self.database.close().await
     }
 }
 
-fn draw_identity() -> (String, ClusterId) {
-    let mut rng = rand::rng();
-    (format!("n-{:08x}", rng.random::<u32>()), ClusterId(rng.random()))
+/// Asks the seeds, in order, to admit this node; returns the identity the cluster gives it.
+async fn join(
+    transport: &dyn Transport,
+    seeds: &[String],
+    node_id: &NodeId,
+    http_addr: &str,
+    peer_addr: &str,
+) -> Result<Identity, Error> {
+    let request = concord_meta::JoinRequest {
+        node: node_id.clone(),
+        http_addr: http_addr.to_string(),
+        peer_addr: peer_addr.to_string(),
+    };
+    let mut errors = Vec::new();
+    for seed in seeds {
+        let payload = concord_rpc::encode(&request);
+        match transport.call_addr(seed, MessageKind::Join, payload, JOIN_TIMEOUT).await {
+            Ok((_, cluster_id, reply)) => match concord_rpc::decode(&reply) {
+                Ok(concord_meta::JoinReply::Accepted { partitions }) => {
+                    tracing::info!(%seed, cluster = %cluster_id, "joined the cluster");
+                    return Ok(Identity { node_id: node_id.clone(), cluster_id, partitions });
+                }
+                Ok(concord_meta::JoinReply::Refused(why)) => {
+                    return Err(Error::Startup(format!("{seed} refused the join: {why}")));
+                }
+                Err(e) => errors.push(format!("{seed}: {e}")),
+            },
+            Err(concord_rpc::RpcError::Rejected(why)) => {
+                return Err(Error::Startup(format!(
+                    "{seed} refused this node: {why} (a node that holds another cluster's data \
+                     cannot join; start it with an empty --data-dir)"
+                )));
+            }
+            Err(e) => errors.push(format!("{seed}: {e}")),
+        }
+    }
+    Err(Error::Startup(format!("could not join through any seed: {}", errors.join("; "))))
 }
 
-/// This node's replica incarnation for each partition. An actor is drawn the first time the node
-/// holds the partition and kept as long as its data is (DESIGN.md §4).
-fn load_or_draw_actors(storage: &dyn Storage, partitions: u16) -> Result<Vec<ActorId>, Error> {
-    let mut actors = Vec::with_capacity(partitions as usize);
-    let mut drawn = Batch::new();
-    let mut rng = rand::rng();
-    for partition in 0..partitions {
-        let key = [ACTOR_PREFIX, &partition.to_be_bytes()].concat();
-        let actor = match storage.get(Space::Meta, &key)? {
-            Some(bytes) => {
-                let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                    Error::Startup(format!("corrupt actor record for partition {partition}"))
-                })?;
-                ActorId(u64::from_be_bytes(bytes))
-            }
-            None => {
-                let actor = ActorId(rng.random_range(1..=u64::MAX));
-                drawn.put(Space::Meta, key, actor.0.to_be_bytes().to_vec());
-                actor
-            }
+/// Founds a new cluster: this node, and the namespaces its data dir already has.
+async fn bootstrap(
+    meta: &Meta,
+    identity: &Identity,
+    storage: &Arc<dyn Storage>,
+    me: MetaNode,
+) -> Result<(), Error> {
+    let local = Namespaces::load(storage.clone())?;
+    let mut namespaces: Vec<(concord_types::NamespaceName, NamespaceEntry)> = local
+        .all()
+        .iter()
+        .map(|ns| (ns.name.clone(), NamespaceEntry { id: ns.id, config: ns.config.clone() }))
+        .collect();
+    let default = concord_types::NamespaceName::new(concord_types::NamespaceName::DEFAULT)
+        .expect("valid name");
+    if !namespaces.iter().any(|(name, _)| name == &default) {
+        let id = namespaces.iter().map(|(_, e)| e.id.0 + 1).max().unwrap_or(1);
+        namespaces.push((
+            default,
+            NamespaceEntry {
+                id: concord_types::NamespaceId(id),
+                config: concord_types::NamespaceConfig::default(),
+            },
+        ));
+    }
+    let command = Command::Bootstrap {
+        cluster_id: identity.cluster_id,
+        partitions: identity.partitions,
+        node: identity.node_id.clone(),
+        http_addr: me.http_addr.clone(),
+        peer_addr: me.peer_addr.clone(),
+        namespaces,
+    };
+    meta.bootstrap(me, command).await?;
+    tracing::info!(cluster = %identity.cluster_id, "bootstrapped a new cluster");
+    Ok(())
+}
+
+/// Makes sure the metadata has this node's current addresses (they change when a node restarts
+/// on other ports). Retries until it succeeds.
+async fn announce_addresses(meta: Arc<Meta>, node: NodeId, me: MetaNode) {
+    loop {
+        let state = meta.state();
+        let Some(member) = state.members.get(&node) else { return };
+        if member.http_addr == me.http_addr && member.peer_addr == me.peer_addr {
+            return;
+        }
+        let command = Command::AddNode {
+            node: node.clone(),
+            http_addr: me.http_addr.clone(),
+            peer_addr: me.peer_addr.clone(),
         };
-        actors.push(actor);
+        match meta.propose(command).await {
+            Ok(_) => tracing::info!("announced new addresses"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not announce new addresses; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
-    if !drawn.is_empty() {
-        storage.commit(drawn, Durability::Sync)?;
+}
+
+/// Keeps SWIM probing exactly the current members.
+async fn feed_members(
+    meta: Arc<Meta>,
+    membership: MembershipHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut states = meta.subscribe();
+    loop {
+        let members: Vec<NodeId> = states.borrow_and_update().members.keys().cloned().collect();
+        membership.set_members(members);
+        tokio::select! {
+            changed = states.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
     }
-    Ok(actors)
+}
+
+fn membership_config(config: &Config) -> MembershipConfig {
+    MembershipConfig {
+        max_clock_offset_ms: config.cluster.max_clock_offset_ms,
+        ..Default::default()
+    }
+}
+
+fn handoff_config(config: &Config) -> HandoffConfig {
+    HandoffConfig {
+        rate_bytes: config.cluster.handoff_rate_bytes,
+        drop_delay: Duration::from_millis(config.cluster.handoff_drop_delay_ms),
+        ..Default::default()
+    }
 }

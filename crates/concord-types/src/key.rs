@@ -1,10 +1,28 @@
 //! User keys: 1 to 1024 arbitrary bytes.
 
+use serde::{Deserialize, Serialize};
+
 use crate::ValidationError;
 
-/// A validated user key. Any bytes, 1 to [`Key::MAX_BYTES`] long.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A validated user key. Any bytes, 1 to [`Key::MAX_BYTES`] long. Keys crossing the wire are
+/// validated again when decoded.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<u8>", into = "Vec<u8>")]
 pub struct Key(Vec<u8>);
+
+impl TryFrom<Vec<u8>> for Key {
+    type Error = ValidationError;
+
+    fn try_from(bytes: Vec<u8>) -> Result<Self, Self::Error> {
+        Key::new(bytes)
+    }
+}
+
+impl From<Key> for Vec<u8> {
+    fn from(key: Key) -> Vec<u8> {
+        key.0
+    }
+}
 
 impl Key {
     pub const MAX_BYTES: usize = 1024;

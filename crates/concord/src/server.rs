@@ -33,7 +33,7 @@ pub struct ServerArgs {
     /// Peer address announced to other nodes [default: the peer listen address].
     #[arg(long)]
     pub advertise_peer: Option<String>,
-    /// Peer address of a member to join (repeatable). Clustering is not available yet.
+    /// Peer address of a member to join (repeatable); ignored once the node is a member.
     #[arg(long)]
     pub join: Vec<String>,
     /// Node name, fixed at first start [default: drawn at random].
@@ -75,9 +75,6 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging();
     let config = args.config()?;
     tracing::debug!(?config, "resolved configuration");
-    if !config.cluster.join.is_empty() {
-        anyhow::bail!("--join: clustering is not available yet; start a single node");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("concord-worker")
@@ -87,8 +84,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let node = Node::open(config.clone())?;
-    let db = node.database().clone();
+    // The HTTP listener is bound first so the address recorded in the cluster is the real one.
     let listener = TcpListener::bind(&config.http.addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.addr))?;
@@ -98,12 +94,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         config.http.advertise.clone()
     };
-    db.set_http_addr(advertised);
+    let node = Node::start(config.clone(), advertised).await?;
+    let db = node.database().clone();
     db.set_ready(true);
-    // Tests and scripts read this line to learn the port; keep its shape.
+    // Tests and scripts read this line to learn the ports; keep its shape.
     println!(
-        "concord node {} listening on http://{local} (data dir {})",
+        "concord node {} listening on http://{local} peer {} (data dir {})",
         db.identity().node_id,
+        node.peer_addr(),
         config.node.data_dir.display()
     );
     tracing::info!(node = %db.identity().node_id, cluster = %db.identity().cluster_id, %local, "serving");
@@ -132,6 +130,6 @@ async fn shutdown_signal() {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CONCORD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

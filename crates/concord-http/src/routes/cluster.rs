@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
 
 #[derive(Serialize, ToSchema)]
 pub struct NodeDto {
@@ -16,27 +18,40 @@ pub struct NodeDto {
     pub peer_addr: String,
     /// `joining`, `up`, `suspect`, `down` or `leaving`.
     pub state: String,
-    /// Partitions this node holds a replica of.
+    /// Partitions this node is the primary replica of.
     pub partitions: usize,
+    /// Estimated offset of the node's clock from the answering node's, in ms.
     pub clock_offset_ms: i64,
+    /// Whether the offset exceeds `cluster.max_clock_offset_ms`.
+    pub clock_alarm: bool,
     pub hints_pending: u64,
+    /// Whether the node votes in the metadata group (the others are learners).
+    pub voter: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct MovesDto {
+    /// Partition replicas still to be streamed, cluster-wide.
     pub pending: u64,
+    /// Streams the answering node is running now.
     pub active: u64,
+    /// Bytes the answering node has received by handoff.
     pub bytes_moved: u64,
+    /// Estimated total bytes of the transition on the answering node.
     pub bytes_total: u64,
+    /// Rate of the answering node's last stream, bytes per second.
+    pub rate_bytes_per_sec: u64,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ClusterDto {
     pub cluster_id: String,
     pub epoch: u64,
+    /// The metadata leader's node id ("" while there is none).
     pub leader: String,
     pub nodes: Vec<NodeDto>,
     pub moves: MovesDto,
+    pub alarms: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -50,6 +65,9 @@ pub struct PartitionDto {
 pub struct RingDto {
     pub partitions: Vec<PartitionDto>,
     pub epoch: u64,
+    /// The ring being moved to, while a transition is in progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<PartitionDto>>,
 }
 
 /// Cluster members and data movement.
@@ -67,15 +85,25 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
             state: n.state.to_string(),
             partitions: n.partitions,
             clock_offset_ms: n.clock_offset_ms,
+            clock_alarm: n.clock_alarm,
             hints_pending: n.hints_pending,
+            voter: n.voter,
         })
         .collect();
+    let moves = view.moves;
     Json(ClusterDto {
         cluster_id: view.cluster_id,
         epoch: view.epoch,
         leader: view.leader,
         nodes,
-        moves: MovesDto { pending: 0, active: 0, bytes_moved: 0, bytes_total: 0 },
+        moves: MovesDto {
+            pending: moves.pending,
+            active: moves.active,
+            bytes_moved: moves.bytes_moved,
+            bytes_total: moves.bytes_total,
+            rate_bytes_per_sec: moves.rate_bytes,
+        },
+        alarms: view.alarms,
     })
 }
 
@@ -83,7 +111,47 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
 #[utoipa::path(get, path = "/v1/cluster/ring", tag = "cluster",
     responses((status = 200, body = RingDto)))]
 pub async fn get_ring(State(app): State<Arc<AppState>>) -> Json<RingDto> {
-    let partitions =
-        app.db.ring().into_iter().map(|(id, replicas)| PartitionDto { id, replicas }).collect();
-    Json(RingDto { partitions, epoch: app.db.cluster().epoch })
+    let ring = app.db.ring();
+    let table = |rows: Vec<(u16, Vec<String>)>| -> Vec<PartitionDto> {
+        rows.into_iter().map(|(id, replicas)| PartitionDto { id, replicas }).collect()
+    };
+    Json(RingDto {
+        partitions: table(ring.partitions),
+        epoch: ring.epoch,
+        target: ring.target.map(table),
+    })
+}
+
+/// The answer to a membership change.
+#[derive(Serialize, ToSchema)]
+pub struct ChangeDto {
+    pub node: String,
+    /// `leaving` (partitions are moving away) or `removed`.
+    pub state: String,
+}
+
+/// Decommission a node: its partitions move to the others, then it is removed.
+#[utoipa::path(post, path = "/v1/cluster/nodes/{id}/leave", tag = "cluster",
+    params(("id" = String, Path, description = "Node id")),
+    responses((status = 202, body = ChangeDto), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn leave_node(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ChangeDto>), ApiError> {
+    app.db.leave(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(ChangeDto { node: id, state: "leaving".into() })))
+}
+
+/// Remove a dead node at once; its replicas are rebuilt from the others.
+#[utoipa::path(post, path = "/v1/cluster/nodes/{id}/remove", tag = "cluster",
+    params(("id" = String, Path, description = "Node id")),
+    responses((status = 202, body = ChangeDto), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn remove_node(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ChangeDto>), ApiError> {
+    app.db.remove(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(ChangeDto { node: id, state: "removed".into() })))
 }

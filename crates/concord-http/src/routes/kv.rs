@@ -311,7 +311,7 @@ pub async fn list_keys(
         .transpose()?;
     let limit_max = app.limits.list_limit_max as u64;
     let limit = query.number("limit", 1, limit_max)?.unwrap_or(100.min(limit_max)) as usize;
-    let page = app.db.list(&ns, prefix, after.as_deref(), limit)?;
+    let page = app.db.list(&ns, prefix, after.as_deref(), limit).await?;
     let next = match (page.more, page.keys.last()) {
         (true, Some(last)) => Some(URL_SAFE_NO_PAD.encode(last.as_bytes())),
         _ => None,

@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource.
 
+pub mod admin;
 pub mod cluster;
 pub mod kv;
 pub mod namespaces;

@@ -153,7 +153,7 @@ pub async fn put_namespace(
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::invalid(format!("invalid namespace configuration: {e}")))?
     };
-    let (created, view) = app.db.create_namespace(&name, request.into_config()?)?;
+    let (created, view) = app.db.create_namespace(&name, request.into_config()?).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(NamespaceDto::from(view))).into_response())
 }

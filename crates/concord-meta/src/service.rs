@@ -1,0 +1,431 @@
+//! The running metadata service of one node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use concord_rpc::{MessageKind, Transport};
+use concord_storage::Storage;
+use concord_types::NodeId;
+use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::{ChangeMembers, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::network::Network;
+use crate::state::{Command, CommandResult, MemberState, MetaState};
+use crate::store::{LogStore, StateMachineStore};
+use crate::{MetaNode, TypeConfig, raft_id};
+
+/// At most this many voters; every other member is a learner (DESIGN.md §6).
+pub const VOTERS_MAX: usize = 5;
+
+/// Timing of the metadata group.
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    pub heartbeat: Duration,
+    /// Election timeouts are drawn from `[election_timeout, 2 * election_timeout]`.
+    pub election_timeout: Duration,
+    /// How long a proposal may wait for a leader and a commit before it fails as unavailable.
+    pub propose_timeout: Duration,
+    /// How often the leader reconciles the Raft voter set with the members.
+    pub reconcile_every: Duration,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(250),
+            election_timeout: Duration::from_millis(1000),
+            propose_timeout: Duration::from_secs(10),
+            reconcile_every: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MetaError {
+    /// No leader could commit the change in time (a majority of voters may be down).
+    #[error("metadata unavailable: {0}")]
+    Unavailable(String),
+    /// The state machine refused the command.
+    #[error("{0}")]
+    Refused(String),
+    #[error("metadata service failed: {0}")]
+    Fatal(String),
+}
+
+/// `Join`: a fresh node asks a member to admit it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub node: NodeId,
+    pub http_addr: String,
+    pub peer_addr: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum JoinReply {
+    /// Admitted; the cluster's partition count (its id came with the handshake).
+    Accepted {
+        partitions: u16,
+    },
+    Refused(String),
+}
+
+/// The answer to a proposal forwarded to the leader.
+#[derive(Debug, Serialize, Deserialize)]
+enum Forwarded {
+    Applied(CommandResult),
+    NotLeader,
+    Failed(String),
+}
+
+/// A node's handle on the metadata group.
+pub struct Meta {
+    me: NodeId,
+    raft: Raft<TypeConfig>,
+    sm: StateMachineStore,
+    transport: Arc<dyn Transport>,
+    config: MetaConfig,
+}
+
+impl Meta {
+    /// Opens the Raft log and state machine in `storage` and starts this node's Raft member.
+    /// A fresh node is not part of any group until [`Meta::bootstrap`] or a leader adds it.
+    pub async fn open(
+        me: NodeId,
+        storage: Arc<dyn Storage>,
+        transport: Arc<dyn Transport>,
+        config: MetaConfig,
+    ) -> Result<Arc<Meta>, MetaError> {
+        let election_ms = config.election_timeout.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "concord-meta".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            install_snapshot_timeout: 2000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| MetaError::Fatal(e.to_string()))?;
+        let log = LogStore::new(storage.clone());
+        let sm = StateMachineStore::open(storage).map_err(|e| MetaError::Fatal(e.to_string()))?;
+        let network = Network { transport: transport.clone() };
+        let raft = Raft::new(raft_id(&me), Arc::new(raft_config), network, log, sm.clone())
+            .await
+            .map_err(|e| MetaError::Fatal(e.to_string()))?;
+        let meta = Arc::new(Meta { me, raft, sm, transport, config });
+        tokio::spawn(keep_address_book(meta.transport.clone(), meta.subscribe()));
+        tokio::spawn(reconcile(Arc::downgrade(&meta)));
+        Ok(meta)
+    }
+
+    /// Whether this node has Raft state (it bootstrapped or was added to a group before).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Founds a new cluster with this node as its only voter and applies `command`
+    /// (a [`Command::Bootstrap`]).
+    pub async fn bootstrap(&self, node: MetaNode, command: Command) -> Result<(), MetaError> {
+        let members = BTreeMap::from([(raft_id(&self.me), node)]);
+        if let Err(e) = self.raft.initialize(members).await {
+            tracing::debug!(error = %e, "raft already initialized");
+        }
+        match self.propose(command).await? {
+            CommandResult::Refused(why) => Err(MetaError::Refused(why)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The latest applied metadata.
+    pub fn state(&self) -> Arc<MetaState> {
+        self.sm.current()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetaState>> {
+        self.sm.subscribe()
+    }
+
+    /// Waits until the applied state satisfies `ready`, or the timeout passes.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&MetaState) -> bool,
+    ) -> Result<Arc<MetaState>, MetaError> {
+        let mut states = self.subscribe();
+        let wait = states.wait_for(|state| ready(state));
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(state)) => Ok(state.clone()),
+            Ok(Err(_)) => Err(MetaError::Fatal("metadata service stopped".into())),
+            Err(_) => Err(MetaError::Unavailable("timed out waiting for metadata".into())),
+        }
+    }
+
+    /// The current metadata leader as this node knows it.
+    pub fn leader(&self) -> Option<MetaNode> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader?;
+        metrics.membership_config.membership().get_node(&leader).cloned()
+    }
+
+    /// The names of the Raft voters.
+    pub fn voters(&self) -> Vec<String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let mut voters: Vec<String> = membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| n.name.clone()))
+            .collect();
+        voters.sort();
+        voters
+    }
+
+    /// Commits `command` through the leader, wherever it is, and returns what applying it did.
+    /// Fails with [`MetaError::Unavailable`] when no leader commits it within the propose
+    /// timeout; the command may still be applied later, so commands are idempotent.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, MetaError> {
+        let deadline = Instant::now() + self.config.propose_timeout;
+        let mut last_error = String::from("no metadata leader is known");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(MetaError::Unavailable(format!(
+                    "{last_error}; a majority of metadata voters may be down"
+                )));
+            }
+            match tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await {
+                Err(_) => last_error = "the metadata change was not committed in time".into(),
+                Ok(Ok(response)) => return Ok(response.data),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                    if let Some(leader) = forward.leader_node {
+                        match self.forward(&leader, &command, remaining).await {
+                            Ok(result) => return Ok(result),
+                            Err(e) => last_error = e,
+                        }
+                    }
+                }
+                Ok(Err(RaftError::APIError(e))) => last_error = e.to_string(),
+                Ok(Err(RaftError::Fatal(e))) => return Err(MetaError::Fatal(e.to_string())),
+            }
+            // A leader is being elected or just moved: try again shortly.
+            tokio::time::sleep(Duration::from_millis(50).min(remaining)).await;
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: &MetaNode,
+        command: &Command,
+        timeout: Duration,
+    ) -> Result<CommandResult, String> {
+        let Some(name) = leader.node_id() else {
+            return Err(format!("leader has an invalid name {}", leader.name));
+        };
+        self.transport.set_peer(name.clone(), leader.peer_addr.clone());
+        let reply = self
+            .transport
+            .call(&name, MessageKind::MetaForward, concord_rpc::encode(command), timeout)
+            .await
+            .map_err(|e| format!("forwarding to leader {name}: {e}"))?;
+        match concord_rpc::decode::<Forwarded>(&reply).map_err(|e| e.to_string())? {
+            Forwarded::Applied(result) => Ok(result),
+            Forwarded::NotLeader => Err(format!("{name} is no longer the leader")),
+            Forwarded::Failed(e) => Err(e),
+        }
+    }
+
+    /// Serves the metadata message kinds sent by peers.
+    pub async fn handle(&self, kind: MessageKind, payload: Bytes) -> Result<Bytes, String> {
+        let decode_err = |e: concord_rpc::RpcError| format!("bad {kind:?} payload: {e}");
+        match kind {
+            MessageKind::RaftAppend => {
+                let request: AppendEntriesRequest<TypeConfig> =
+                    concord_rpc::decode(&payload).map_err(decode_err)?;
+                Ok(concord_rpc::encode(&self.raft.append_entries(request).await))
+            }
+            MessageKind::RaftVote => {
+                let request: VoteRequest<u64> =
+                    concord_rpc::decode(&payload).map_err(decode_err)?;
+                Ok(concord_rpc::encode(&self.raft.vote(request).await))
+            }
+            MessageKind::RaftSnapshot => {
+                let request: InstallSnapshotRequest<TypeConfig> =
+                    concord_rpc::decode(&payload).map_err(decode_err)?;
+                let answer: Result<_, RaftError<u64, InstallSnapshotError>> =
+                    self.raft.install_snapshot(request).await;
+                Ok(concord_rpc::encode(&answer))
+            }
+            MessageKind::Join => {
+                let request: JoinRequest = concord_rpc::decode(&payload).map_err(decode_err)?;
+                let command = Command::AddNode {
+                    node: request.node.clone(),
+                    http_addr: request.http_addr,
+                    peer_addr: request.peer_addr,
+                };
+                let reply = match self.propose(command).await {
+                    Ok(CommandResult::Refused(why)) => JoinReply::Refused(why),
+                    Ok(_) => {
+                        let state = self.state();
+                        match &state.ring {
+                            Some(ring) => {
+                                tracing::info!(node = %request.node, "admitted a node");
+                                JoinReply::Accepted { partitions: ring.partitions().get() }
+                            }
+                            None => JoinReply::Refused("the cluster is not bootstrapped".into()),
+                        }
+                    }
+                    Err(e) => JoinReply::Refused(e.to_string()),
+                };
+                Ok(concord_rpc::encode(&reply))
+            }
+            MessageKind::MetaForward => {
+                let command: Command = concord_rpc::decode(&payload).map_err(decode_err)?;
+                let answer = match tokio::time::timeout(
+                    self.config.propose_timeout,
+                    self.raft.client_write(command),
+                )
+                .await
+                {
+                    Ok(Ok(response)) => Forwarded::Applied(response.data),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                        Forwarded::NotLeader
+                    }
+                    Ok(Err(e)) => Forwarded::Failed(e.to_string()),
+                    Err(_) => Forwarded::Failed("the leader did not commit in time".into()),
+                };
+                Ok(concord_rpc::encode(&answer))
+            }
+            other => Err(format!("{other:?} is not a metadata message")),
+        }
+    }
+
+    /// Stops this node's Raft member.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// On the leader: make the Raft group match the members — every member a learner, the
+    /// largest odd number up to [`VOTERS_MAX`] of them voters, departed members removed.
+    async fn reconcile_once(&self) -> Result<(), String> {
+        if !self.is_leader() {
+            return Ok(());
+        }
+        let state = self.state();
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let known: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+        for (name, member) in &state.members {
+            if !known.contains(&member.raft_id) {
+                let node = MetaNode {
+                    name: name.to_string(),
+                    peer_addr: member.peer_addr.clone(),
+                    http_addr: member.http_addr.clone(),
+                };
+                tracing::info!(node = %name, "adding metadata learner");
+                self.raft
+                    .add_learner(member.raft_id, node, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let desired = desired_voters(&state, &voters);
+        if desired != voters && !desired.is_empty() {
+            tracing::info!(?desired, "changing metadata voters");
+            self.raft.change_membership(desired, true).await.map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let member_ids: BTreeSet<u64> = state.members.values().map(|m| m.raft_id).collect();
+        let departed: BTreeSet<u64> = known
+            .iter()
+            .filter(|id| !member_ids.contains(id) && !voters.contains(id))
+            .copied()
+            .collect();
+        if !departed.is_empty() && !state.members.is_empty() {
+            tracing::info!(?departed, "removing departed members from the metadata group");
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(departed), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The voter set the leader steers towards: keep current voters that are still owning
+/// members, fill up from the other members in name order, shrink leaving ones first, and keep
+/// the count odd.
+pub fn desired_voters(state: &MetaState, current: &BTreeSet<u64>) -> BTreeSet<u64> {
+    if state.members.is_empty() {
+        return current.clone();
+    }
+    let eligible: Vec<(u64, bool)> =
+        state.members.values().map(|m| (m.raft_id, m.state != MemberState::Leaving)).collect();
+    let owners = eligible.iter().filter(|(_, owning)| *owning).count().max(1);
+    let mut count = owners.min(VOTERS_MAX);
+    if count % 2 == 0 {
+        count -= 1;
+    }
+    let mut voters: Vec<u64> = eligible
+        .iter()
+        .filter(|(id, owning)| *owning && current.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
+    for (id, owning) in &eligible {
+        if voters.len() >= count {
+            break;
+        }
+        if *owning && !voters.contains(id) {
+            voters.push(*id);
+        }
+    }
+    voters.truncate(count);
+    voters.into_iter().collect()
+}
+
+/// Keeps the transport's address book in step with the members' peer addresses.
+async fn keep_address_book(
+    transport: Arc<dyn Transport>,
+    mut states: watch::Receiver<Arc<MetaState>>,
+) {
+    loop {
+        let state = states.borrow_and_update().clone();
+        for (name, member) in &state.members {
+            transport.set_peer(name.clone(), member.peer_addr.clone());
+        }
+        if states.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs [`Meta::reconcile_once`] on every state change and periodically, while the service
+/// lives.
+async fn reconcile(meta: std::sync::Weak<Meta>) {
+    let (mut states, every) = match meta.upgrade() {
+        Some(meta) => (meta.subscribe(), meta.config.reconcile_every),
+        None => return,
+    };
+    loop {
+        let _ = tokio::time::timeout(every, states.changed()).await;
+        let Some(meta) = meta.upgrade() else { return };
+        if let Err(e) = meta.reconcile_once().await {
+            tracing::debug!(error = %e, "metadata reconcile failed; retrying");
+        }
+    }
+}

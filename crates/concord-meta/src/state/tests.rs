@@ -1,0 +1,239 @@
+//! The metadata state machine with exact expected outcomes.
+
+use super::*;
+
+fn node(name: &str) -> NodeId {
+    NodeId::new(name).unwrap()
+}
+
+fn bootstrapped(partitions: u16) -> MetaState {
+    let mut state = MetaState::default();
+    let default = NamespaceName::new("default").unwrap();
+    let result = state.apply(&Command::Bootstrap {
+        cluster_id: ClusterId(7),
+        partitions,
+        node: node("n1"),
+        http_addr: "h1".into(),
+        peer_addr: "p1".into(),
+        namespaces: vec![(
+            default,
+            NamespaceEntry { id: NamespaceId(1), config: NamespaceConfig::default() },
+        )],
+    });
+    assert_eq!(result, CommandResult::Ok);
+    state
+}
+
+fn add(state: &mut MetaState, name: &str) -> CommandResult {
+    state.apply(&Command::AddNode {
+        node: node(name),
+        http_addr: format!("h-{name}"),
+        peer_addr: format!("p-{name}"),
+    })
+}
+
+/// Reports every pending move done, as the receiving nodes would.
+fn finish_moves(state: &mut MetaState) {
+    let epoch = state.target_epoch;
+    for planned in state.moves.clone() {
+        let result = state.apply(&Command::MoveDone {
+            partition: planned.partition,
+            node: planned.node,
+            target_epoch: epoch,
+        });
+        assert_eq!(result, CommandResult::Ok);
+    }
+}
+
+#[test]
+fn bootstrap_makes_a_one_node_ring_and_only_once() {
+    let mut state = bootstrapped(8);
+    assert_eq!(state.epoch, 1);
+    assert_eq!(state.members.len(), 1);
+    assert_eq!(state.members[&node("n1")].state, MemberState::Active);
+    let ring = state.ring.as_ref().unwrap();
+    assert!(ring.partitions().all().all(|p| ring.preference_list(p) == [node("n1")]));
+    assert_eq!(state.next_namespace_id, 2);
+    let again = state.clone().apply(&Command::Bootstrap {
+        cluster_id: ClusterId(9),
+        partitions: 8,
+        node: node("other"),
+        http_addr: String::new(),
+        peer_addr: String::new(),
+        namespaces: Vec::new(),
+    });
+    assert_eq!(again, CommandResult::Unchanged);
+}
+
+#[test]
+fn a_join_plans_moves_to_the_new_node_and_completes_when_they_are_done() {
+    let mut state = bootstrapped(8);
+    assert_eq!(add(&mut state, "n2"), CommandResult::Ok);
+    assert_eq!(state.members[&node("n2")].state, MemberState::Joining);
+    assert!(state.in_transition());
+    // Two nodes: n2 enters every preference list, so it must receive every partition.
+    assert_eq!(state.moves.len(), 8);
+    assert!(state.moves.iter().all(|m| m.node == node("n2")));
+    // During the transition writes go to old and new owners, reads to the old.
+    let p = PartitionId(0);
+    assert_eq!(state.read_replicas(p, 2), vec![node("n1")]);
+    let mut writes = state.write_replicas(p, 2);
+    writes.sort();
+    assert_eq!(writes, vec![node("n1"), node("n2")]);
+
+    finish_moves(&mut state);
+    assert!(!state.in_transition());
+    assert!(state.moves.is_empty());
+    assert_eq!(state.members[&node("n2")].state, MemberState::Active);
+    let ring = state.ring.as_ref().unwrap();
+    assert_eq!(ring.members(), [node("n1"), node("n2")]);
+}
+
+#[test]
+fn stale_move_reports_change_nothing() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    let planned = state.moves.iter().next().unwrap().clone();
+    let stale = Command::MoveDone {
+        partition: planned.partition,
+        node: planned.node.clone(),
+        target_epoch: state.target_epoch + 5,
+    };
+    let before = state.clone();
+    assert_eq!(state.apply(&stale), CommandResult::Unchanged);
+    assert_eq!(state, before);
+}
+
+#[test]
+fn a_leave_moves_data_away_then_removes_the_member() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    add(&mut state, "n3");
+    finish_moves(&mut state);
+    assert_eq!(state.apply(&Command::Leave { node: node("n3") }), CommandResult::Ok);
+    assert_eq!(state.members[&node("n3")].state, MemberState::Leaving);
+    // n3 still serves until the transition completes.
+    let target = state.target.as_ref().unwrap();
+    assert!(target.partitions().all().all(|p| !target.preference_list(p).contains(&node("n3"))));
+    finish_moves(&mut state);
+    assert!(!state.members.contains_key(&node("n3")));
+    let ring = state.ring.as_ref().unwrap();
+    assert_eq!(ring.members(), [node("n1"), node("n2")]);
+}
+
+#[test]
+fn remove_drops_a_member_at_once_and_replans_from_the_rest() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    add(&mut state, "n3");
+    finish_moves(&mut state);
+    assert_eq!(state.apply(&Command::Remove { node: node("n2") }), CommandResult::Ok);
+    assert!(!state.members.contains_key(&node("n2")));
+    // The removed node is never a replica, not even while its partitions are rebuilt.
+    for p in state.ring.as_ref().unwrap().partitions().all() {
+        assert!(!state.write_replicas(p, 3).contains(&node("n2")));
+    }
+    finish_moves(&mut state);
+    assert_eq!(state.ring.as_ref().unwrap().members(), [node("n1"), node("n3")]);
+    assert_eq!(state.apply(&Command::Remove { node: node("n2") }), CommandResult::Unchanged);
+}
+
+#[test]
+fn the_last_member_cannot_leave_or_be_removed() {
+    let mut state = bootstrapped(8);
+    assert!(matches!(state.apply(&Command::Leave { node: node("n1") }), CommandResult::Refused(_)));
+    assert!(matches!(
+        state.apply(&Command::Remove { node: node("n1") }),
+        CommandResult::Refused(_)
+    ));
+}
+
+#[test]
+fn a_rejoin_with_new_addresses_updates_them_without_a_transition() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    let epoch = state.epoch;
+    assert_eq!(add(&mut state, "n2"), CommandResult::Unchanged);
+    let moved = state.apply(&Command::AddNode {
+        node: node("n2"),
+        http_addr: "new-h".into(),
+        peer_addr: "new-p".into(),
+    });
+    assert_eq!(moved, CommandResult::Ok);
+    assert_eq!(state.epoch, epoch + 1);
+    assert_eq!(state.members[&node("n2")].peer_addr, "new-p");
+    assert!(!state.in_transition());
+}
+
+#[test]
+fn a_second_join_during_a_transition_keeps_finished_moves() {
+    let mut state = bootstrapped(16);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    add(&mut state, "n3");
+    // n3 finishes half of its moves, then n4 joins.
+    let epoch = state.target_epoch;
+    let done: Vec<Move> = state.moves.iter().take(state.moves.len() / 2).cloned().collect();
+    for planned in &done {
+        state.apply(&Command::MoveDone {
+            partition: planned.partition,
+            node: planned.node.clone(),
+            target_epoch: epoch,
+        });
+    }
+    add(&mut state, "n4");
+    for planned in &done {
+        let position = state.target.as_ref().unwrap().position(planned.partition, &planned.node);
+        let completed = state.completed[&(planned.partition, planned.node.clone())];
+        if position.is_some_and(|p| p >= completed) {
+            assert!(!state.moves.contains(planned), "{planned:?} was done and is planned again");
+        }
+    }
+    finish_moves(&mut state);
+    assert_eq!(state.ring.as_ref().unwrap().members().len(), 4);
+    assert!(state.members.values().all(|m| m.state == MemberState::Active));
+}
+
+#[test]
+fn namespaces_are_created_once_and_conflicts_reported() {
+    let mut state = bootstrapped(8);
+    let carts = NamespaceName::new("carts").unwrap();
+    let create = |config: NamespaceConfig| Command::CreateNamespace { name: carts.clone(), config };
+    assert_eq!(
+        state.apply(&create(NamespaceConfig::default())),
+        CommandResult::NamespaceCreated(NamespaceId(2))
+    );
+    assert_eq!(
+        state.apply(&create(NamespaceConfig::default())),
+        CommandResult::NamespaceExists(NamespaceId(2))
+    );
+    let lww =
+        NamespaceConfig { conflicts: concord_types::ConflictPolicy::Lww, ..Default::default() };
+    assert_eq!(
+        state.apply(&create(lww)),
+        CommandResult::NamespaceConflict(NamespaceConfig::default())
+    );
+    let strong = NamespaceConfig { consistency: Consistency::Strong, ..Default::default() };
+    let locks =
+        Command::CreateNamespace { name: NamespaceName::new("locks").unwrap(), config: strong };
+    assert!(matches!(state.apply(&locks), CommandResult::Refused(_)));
+}
+
+#[test]
+fn desired_voters_are_odd_and_at_most_five() {
+    let mut state = bootstrapped(8);
+    let ids = |state: &MetaState| -> BTreeSet<u64> {
+        state.members.values().map(|m| m.raft_id).collect()
+    };
+    let mut voters = ids(&state);
+    for (i, expected) in [(2, 1), (3, 3), (4, 3), (5, 5), (6, 5), (7, 5)] {
+        add(&mut state, &format!("n{i}"));
+        finish_moves(&mut state);
+        voters = crate::service::desired_voters(&state, &voters);
+        assert_eq!(voters.len(), expected, "{i} members");
+        assert!(voters.iter().all(|v| ids(&state).contains(v)));
+    }
+}

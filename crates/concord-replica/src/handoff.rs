@@ -1,0 +1,262 @@
+//! Partition handoff: pulling the partitions this node gains under the target ring, and dropping
+//! the ones it no longer holds once the ring has settled.
+//!
+//! The receiving node drives a move: for every namespace it becomes a replica of, it pulls the
+//! partition from a current replica in bounded chunks (pull-based, so the source is never
+//! flooded: backpressure is the request loop itself), merges each object through the committer,
+//! keeps to a byte-rate limit, and reports `MoveDone` to the metadata leader when the partition
+//! is complete. A failed source is replaced by the next current replica; a failed move is
+//! retried on the next round. Writes reach the new owner during the stream (see `service`), and
+//! merges are idempotent, so a key streamed and written concurrently ends up with both.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use concord_meta::{Command, MetaState, Move};
+use concord_rpc::MessageKind;
+use concord_storage::{ObjectKey, Update};
+use concord_types::{Key, NamespaceId, NodeId, PartitionId};
+use futures_util::future::join_all;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::Replica;
+use crate::messages::{FetchReply, FetchRequest};
+
+/// Handoff settings.
+#[derive(Debug, Clone)]
+pub struct HandoffConfig {
+    /// Most bytes per second pulled by this node.
+    pub rate_bytes: u64,
+    /// Most bytes per chunk.
+    pub chunk_bytes: u32,
+    /// How long a partition replica this node no longer holds is kept after the ring settled.
+    pub drop_delay: Duration,
+    /// Per-chunk request timeout.
+    pub request_timeout: Duration,
+}
+
+impl Default for HandoffConfig {
+    fn default() -> Self {
+        Self {
+            rate_bytes: 128 << 20,
+            chunk_bytes: 1 << 20,
+            drop_delay: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of this node's handoff work, for `GET /v1/cluster`.
+#[derive(Debug, Default)]
+pub struct HandoffProgress {
+    /// Moves being streamed right now.
+    pub active: AtomicUsize,
+    /// Bytes pulled since the node started.
+    pub bytes_moved: AtomicU64,
+    /// Partition replicas received since the node started.
+    pub moves_done: AtomicU64,
+    /// Partition replicas dropped after they moved away.
+    pub dropped: AtomicU64,
+    /// Bytes per second over the last finished chunk window.
+    pub rate_bytes: AtomicU64,
+}
+
+/// Runs handoff for `replica` until `stop` turns true.
+pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::Receiver<bool>) {
+    let mut states = replica.meta.subscribe();
+    let mut settled_since: Option<(u64, Instant)> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let state = replica.meta.state();
+        let mine: Vec<Move> = state.moves_to(&replica.me).cloned().collect();
+        for planned in mine {
+            if *stop.borrow() {
+                return;
+            }
+            replica.progress.active.fetch_add(1, Ordering::Relaxed);
+            let outcome = receive(&replica, &config, &state, &planned).await;
+            replica.progress.active.fetch_sub(1, Ordering::Relaxed);
+            match outcome {
+                Ok(()) => {
+                    let done = Command::MoveDone {
+                        partition: planned.partition,
+                        node: replica.me.clone(),
+                        target_epoch: state.target_epoch,
+                    };
+                    match replica.meta.propose(done).await {
+                        Ok(_) => {
+                            replica.progress.moves_done.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(partition = %planned.partition, "partition received");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not report a finished move"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %planned.partition, error = %e, "move failed; will retry")
+                }
+            }
+        }
+        // Data this node no longer holds is dropped once the ring has been settled a while.
+        if state.in_transition() {
+            settled_since = None;
+        } else {
+            let since = match settled_since {
+                Some((epoch, since)) if epoch == state.epoch => since,
+                _ => {
+                    let now = Instant::now();
+                    settled_since = Some((state.epoch, now));
+                    now
+                }
+            };
+            if since.elapsed() >= config.drop_delay {
+                if let Err(e) = drop_moved_away(&replica, &state) {
+                    tracing::warn!(error = %e, "dropping moved-away partitions failed");
+                }
+            }
+        }
+        tokio::select! {
+            _ = states.changed() => {}
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Pulls every namespace of `planned.partition` that this node gains.
+async fn receive(
+    replica: &Replica,
+    config: &HandoffConfig,
+    state: &MetaState,
+    planned: &Move,
+) -> Result<(), String> {
+    let (Some(current), Some(target)) = (&state.ring, &state.target) else {
+        return Ok(());
+    };
+    let partition = planned.partition;
+    for entry in state.namespaces.values() {
+        let n = state.effective_replicas(&entry.config);
+        if !target.replicas(partition, n).contains(&replica.me)
+            || current.replicas(partition, n).contains(&replica.me)
+        {
+            continue;
+        }
+        let sources: Vec<NodeId> = state
+            .read_replicas(partition, n)
+            .into_iter()
+            .filter(|node| node != &replica.me)
+            .collect();
+        if sources.is_empty() {
+            continue; // every holder is gone: nothing to copy
+        }
+        let mut after = None;
+        let mut errors = Vec::new();
+        let mut finished = false;
+        for source in replica.live_first(&sources) {
+            match pull(replica, config, &source, entry.id, partition, &mut after).await {
+                Ok(()) => {
+                    finished = true;
+                    break;
+                }
+                Err(e) => errors.push(format!("{source}: {e}")),
+            }
+        }
+        if !finished {
+            return Err(errors.join("; "));
+        }
+    }
+    Ok(())
+}
+
+/// Streams one namespace's partition from `source`, resuming after `after`.
+async fn pull(
+    replica: &Replica,
+    config: &HandoffConfig,
+    source: &NodeId,
+    namespace: NamespaceId,
+    partition: PartitionId,
+    after: &mut Option<Key>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut pulled: u64 = 0;
+    loop {
+        let request = FetchRequest {
+            namespace,
+            partition,
+            after: after.clone(),
+            max_objects: 4096,
+            max_bytes: config.chunk_bytes,
+        };
+        let reply = replica
+            .transport
+            .call(
+                source,
+                MessageKind::HandoffFetch,
+                concord_rpc::encode(&request),
+                config.request_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let bytes = reply.len() as u64;
+        let reply: FetchReply = concord_rpc::decode(&reply).map_err(|e| e.to_string())?;
+        if reply.objects.iter().any(|(_, state)| !state.is_well_formed()) {
+            return Err("source sent a malformed DVV set".into());
+        }
+        let policy = replica
+            .meta
+            .state()
+            .namespace_by_id(namespace)
+            .map(|(_, e)| e.config.conflicts)
+            .unwrap_or_default();
+        let last = reply.objects.last().map(|(key, _)| key.clone());
+        let merges = reply.objects.into_iter().map(|(key, state)| {
+            let object = ObjectKey { namespace, partition, key };
+            async move { replica.objects.update(&object, Update::Merge { state, policy }).await }
+        });
+        for result in join_all(merges).await {
+            result.map_err(|e| e.to_string())?;
+        }
+        replica.progress.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
+        pulled += bytes;
+        if last.is_some() {
+            *after = last;
+        }
+        // Keep to the rate limit: never ahead of rate × elapsed.
+        let due = Duration::from_secs_f64(pulled as f64 / config.rate_bytes.max(1) as f64);
+        let elapsed = started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+        let elapsed = started.elapsed().as_secs_f64().max(1e-3);
+        replica.progress.rate_bytes.store((pulled as f64 / elapsed) as u64, Ordering::Relaxed);
+        if !reply.more {
+            return Ok(());
+        }
+    }
+}
+
+/// Drops every partition replica of every namespace this node holds but is not a replica of
+/// under the settled ring, and renews the partition's actor.
+fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
+    let Some(ring) = &state.ring else { return Ok(()) };
+    for entry in state.namespaces.values() {
+        let n = state.effective_replicas(&entry.config);
+        for partition in ring.partitions().all() {
+            if ring.replicas(partition, n).contains(&replica.me) {
+                continue;
+            }
+            if !replica.objects.holds(entry.id, partition).map_err(|e| e.to_string())? {
+                continue;
+            }
+            let dropped =
+                replica.objects.drop_partition(entry.id, partition).map_err(|e| e.to_string())?;
+            replica.actors.renew(partition).map_err(|e| e.to_string())?;
+            replica.progress.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%partition, namespace = entry.id.0, keys = dropped, "dropped a partition replica that moved away");
+        }
+    }
+    Ok(())
+}

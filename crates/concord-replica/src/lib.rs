@@ -1,0 +1,24 @@
+//! The eventual path: coordinating reads and writes across a key's replicas, answering peers'
+//! replica requests, and partition handoff when the ring changes (DESIGN.md §5).
+//!
+//! - [`service`]: [`Replica`], the coordinator and the replica-side handlers.
+//! - [`handoff`]: pulling gained partitions, dropping moved-away ones.
+//! - [`list`]: key listings gathered from one replica of every partition.
+//! - [`actors`]: replica incarnations (the actor in every dot).
+//! - [`messages`]: the payloads of the replica message kinds.
+//!
+//! Quorums here are plain: a write waits for W current replicas plus every new owner during a
+//! transition. Sloppy quorum, hinted handoff and read repair come with the next layer of work.
+
+pub mod actors;
+pub mod handoff;
+pub mod list;
+pub mod messages;
+pub mod service;
+
+pub use actors::Actors;
+pub use handoff::{HandoffConfig, HandoffProgress};
+pub use messages::WriteOp;
+pub use service::{
+    Liveness, NamespaceRef, ReadResult, Replica, ReplicaError, ReplicaParts, WriteResult,
+};
