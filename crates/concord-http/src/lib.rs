@@ -72,6 +72,7 @@ pub fn router(db: Arc<Database>, limits: Limits) -> Router {
         .route("/v1/cluster/nodes/{id}/leave", post(cluster::leave_node))
         .route("/v1/cluster/nodes/{id}/remove", post(cluster::remove_node))
         .route("/v1/admin/faults", post(admin::set_faults).delete(admin::clear_faults))
+        .route("/v1/admin/holdings", get(admin::holdings))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

@@ -26,6 +26,7 @@ use crate::routes::{admin, cluster, kv, namespaces, ops};
         cluster::remove_node,
         admin::set_faults,
         admin::clear_faults,
+        admin::holdings,
         ops::health,
         ops::ready,
         ops::metrics,

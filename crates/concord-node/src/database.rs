@@ -130,6 +130,17 @@ pub trait PeerStatus: Send + Sync + 'static {
     fn clock_offset(&self, node: &NodeId) -> Option<(i64, bool)>;
 }
 
+/// A partition replica stored on this node (see [`Database::holdings`]).
+#[derive(Debug, Clone)]
+pub struct Holding {
+    pub namespace: String,
+    pub partition: u16,
+    /// Objects stored, tombstones included.
+    pub keys: usize,
+    /// Whether the current ring places a replica of this partition here.
+    pub placed: bool,
+}
+
 /// Fault rules as the front end states them (see `POST /v1/admin/faults`).
 #[derive(Debug, Clone, Default)]
 pub struct FaultSpec {
@@ -424,6 +435,31 @@ impl Database {
             CommandResult::Refused(why) => Err(Error::InvalidArgument(why)),
             _ => Ok(()),
         }
+    }
+
+    /// The partition replicas this node stores, per namespace, with their object counts and
+    /// whether the current ring places them here. Scans the data: an operator's tool.
+    pub fn holdings(&self) -> Result<Vec<Holding>, Error> {
+        let state = self.meta.state();
+        let Some(ring) = &state.ring else { return Ok(Vec::new()) };
+        let me = &self.identity.node_id;
+        let mut out = Vec::new();
+        for (name, entry) in &state.namespaces {
+            let n = state.effective_replicas(&entry.config);
+            for partition in ring.partitions().all() {
+                let keys = self.replica.objects().count(entry.id, partition)?;
+                let placed = ring.replicas(partition, n).contains(me);
+                if keys > 0 || placed {
+                    out.push(Holding {
+                        namespace: name.to_string(),
+                        partition: partition.0,
+                        keys,
+                        placed,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Replaces this node's fault rules (fault injection must be enabled).

@@ -225,6 +225,26 @@ impl ObjectStore {
         Ok(!self.storage.scan(Space::Data, &base, &end, 1)?.is_empty())
     }
 
+    /// How many objects (tombstones included) of the partition are stored here.
+    pub fn count(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+    ) -> Result<usize, StorageError> {
+        let base = ObjectKey::partition_prefix(namespace, partition);
+        let end = prefix_end(&base).expect("partition prefix is never all 0xff");
+        let mut start = base;
+        let mut count = 0;
+        loop {
+            let page = self.storage.scan(Space::Data, &start, &end, 1024)?;
+            count += page.len();
+            match page.last() {
+                Some((key, _)) if page.len() == 1024 => start = [key.as_slice(), &[0u8]].concat(),
+                _ => return Ok(count),
+            }
+        }
+    }
+
     /// Deletes every object of the partition (after handoff moved it elsewhere). Returns how
     /// many were deleted.
     pub fn drop_partition(

@@ -63,3 +63,35 @@ pub async fn clear_faults(State(app): State<Arc<AppState>>) -> Result<StatusCode
     app.db.clear_faults()?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// A partition replica stored on the answering node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldingDto {
+    pub namespace: String,
+    pub partition: u16,
+    /// Objects stored, tombstones included.
+    pub keys: usize,
+    /// Whether the current ring places a replica of this partition on this node.
+    pub placed: bool,
+}
+
+/// The partition replicas this node stores (scans its data; for operators and tests).
+#[utoipa::path(get, path = "/v1/admin/holdings", tag = "admin",
+    responses((status = 200, body = Vec<HoldingDto>)))]
+pub async fn holdings(State(app): State<Arc<AppState>>) -> Result<Json<Vec<HoldingDto>>, ApiError> {
+    let db = app.db.clone();
+    let holdings = tokio::task::spawn_blocking(move || db.holdings()).await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    })??;
+    Ok(Json(
+        holdings
+            .into_iter()
+            .map(|h| HoldingDto {
+                namespace: h.namespace,
+                partition: h.partition,
+                keys: h.keys,
+                placed: h.placed,
+            })
+            .collect(),
+    ))
+}
