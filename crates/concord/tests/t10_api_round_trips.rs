@@ -428,10 +428,13 @@ async fn cluster_and_ring_views_describe_a_single_node() {
     assert_eq!(me["partitions"], PARTITIONS);
     assert_eq!(me["clock_offset_ms"], 0);
     assert_eq!(me["hints_pending"], 0);
+    assert_eq!(me["voter"], true, "a lone node votes in the metadata group");
     assert_eq!(
         cluster["moves"],
-        json!({"pending": 0, "active": 0, "bytes_moved": 0, "bytes_total": 0})
+        json!({"pending": 0, "active": 0, "bytes_moved": 0, "bytes_total": 0,
+               "rate_bytes_per_sec": 0})
     );
+    assert_eq!(cluster["alarms"], json!([]));
 
     println!("GET /v1/cluster/ring");
     let ring = node.get_json("/v1/cluster/ring", 200).await;
