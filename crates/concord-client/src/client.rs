@@ -11,7 +11,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{ClusterStatus, Ring};
+use crate::cluster::{ClusterStatus, FaultRules, MembershipChange, Ring};
 use crate::error::{Error, Result, api_error};
 use crate::kv::{
     DEFAULT_CONTENT_TYPE, DeleteResult, Envelope, GetOptions, GetResult, ListPage, PutResult,
@@ -247,6 +247,39 @@ impl Client {
         self.get_json("/v1/cluster/ring", &Query::default()).await
     }
 
+    /// Starts decommissioning `node`: its partitions move to the others, then it is removed.
+    /// Returns once the change is accepted (`202`); `404 node_not_found` for a stranger.
+    pub async fn leave(&self, node: &str) -> Result<MembershipChange> {
+        self.post_json(&path::node_action_path(node, "leave")?, StatusCode::ACCEPTED).await
+    }
+
+    /// Removes a dead `node` at once; its replicas are rebuilt from the others.
+    pub async fn remove(&self, node: &str) -> Result<MembershipChange> {
+        self.post_json(&path::node_action_path(node, "remove")?, StatusCode::ACCEPTED).await
+    }
+
+    /// Replaces the fault rules of the node this client talks to, and returns them as the node
+    /// understood them. `403 forbidden` unless the node runs with `--enable-fault-injection`.
+    pub async fn set_faults(&self, rules: &FaultRules) -> Result<FaultRules> {
+        let url = self.url("/v1/admin/faults", &Query::default());
+        let request = self.http.post(url).json(rules).timeout(self.request_timeout);
+        let response = self.send(request).await?;
+        if response.status() != StatusCode::OK {
+            return Err(error_from(response).await);
+        }
+        json(response).await
+    }
+
+    /// Removes every fault rule of the node this client talks to.
+    pub async fn clear_faults(&self) -> Result<()> {
+        let url = self.url("/v1/admin/faults", &Query::default());
+        let response = self.send(self.http.delete(url).timeout(self.request_timeout)).await?;
+        if response.status() != StatusCode::NO_CONTENT {
+            return Err(error_from(response).await);
+        }
+        Ok(())
+    }
+
     /// `GET /health`: `Ok` while the process serves.
     pub async fn health(&self) -> Result<()> {
         let request = self.http.get(self.url("/health", &Query::default()));
@@ -282,6 +315,16 @@ impl Client {
 
     async fn send(&self, request: RequestBuilder) -> Result<Response> {
         request.send().await.map_err(Error::Transport)
+    }
+
+    /// `POST path` without a body, answered with `expected` and a JSON body of type `T`.
+    async fn post_json<T: DeserializeOwned>(&self, path: &str, expected: StatusCode) -> Result<T> {
+        let request = self.http.post(self.url(path, &Query::default()));
+        let response = self.send(request.timeout(self.request_timeout)).await?;
+        if response.status() != expected {
+            return Err(error_from(response).await);
+        }
+        json(response).await
     }
 
     /// `GET path` answered with 200 and a JSON body of type `T`.

@@ -1,19 +1,37 @@
-//! The cluster views: `GET /v1/cluster` ([`ClusterStatus`]) and `GET /v1/cluster/ring`
-//! ([`Ring`]). The contract promises at least these fields; unknown extra fields are ignored.
+//! The cluster views and operations: `GET /v1/cluster` ([`ClusterStatus`]), `GET
+//! /v1/cluster/ring` ([`Ring`]), the answer to a leave or remove ([`MembershipChange`]), and
+//! the fault-injection rules of `/v1/admin/faults` ([`FaultRules`]).
+//!
+//! The contract promises at least the fields below; unknown extra fields are ignored, and
+//! fields added after the first version default when absent, so an older server still decodes.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-/// `GET /v1/cluster`: members, epoch, leader and data movement.
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `GET /v1/cluster`: members, epoch, leader, data movement and alarms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     /// Hex id shared by every node of the cluster.
     pub cluster_id: String,
     /// Metadata epoch: bumped by every membership or ring change.
     pub epoch: u64,
-    /// The metadata leader's node id, `None` while there is none.
+    /// The metadata leader's node id, `None` while there is none (the server sends `""` or
+    /// `null`).
+    #[serde(deserialize_with = "empty_as_none")]
     pub leader: Option<String>,
     pub nodes: Vec<NodeStatus>,
     pub moves: Moves,
+    /// Conditions an operator should look at (clock offsets, unreachable voters, ...).
+    #[serde(default)]
+    pub alarms: Vec<String>,
+}
+
+impl ClusterStatus {
+    /// The member with this id, if listed.
+    pub fn node(&self, id: &str) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|node| node.id == id)
+    }
 }
 
 /// One member of the cluster.
@@ -24,28 +42,45 @@ pub struct NodeStatus {
     pub peer_addr: String,
     /// `joining`, `up`, `suspect`, `down` or `leaving`.
     pub state: String,
-    /// Partitions this node holds a replica of.
+    /// Partitions this node is the primary replica of.
     pub partitions: u32,
-    /// This node's clock minus the answering node's, as last measured.
+    /// The node's clock minus the answering node's, as last measured.
     pub clock_offset_ms: i64,
+    /// Whether the offset exceeds the cluster's `max_clock_offset_ms`.
+    #[serde(default)]
+    pub clock_alarm: bool,
     /// Hinted writes waiting to be handed to this node.
     pub hints_pending: u64,
+    /// Whether the node votes in the metadata group (the others are learners).
+    #[serde(default)]
+    pub voter: bool,
 }
 
 /// Partition moves of the current ring transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Moves {
+    /// Partition replicas still to be streamed, cluster-wide.
     pub pending: u64,
+    /// Streams the answering node is running now.
     pub active: u64,
+    /// Bytes the answering node has received by handoff.
     pub bytes_moved: u64,
+    /// Estimated total bytes of the transition on the answering node.
     pub bytes_total: u64,
+    /// Rate of the answering node's last stream.
+    #[serde(default)]
+    pub rate_bytes_per_sec: u64,
 }
 
-/// `GET /v1/cluster/ring`: the partition table.
+/// `GET /v1/cluster/ring`: the partition table, and the table being moved to while a
+/// transition runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ring {
     pub partitions: Vec<PartitionReplicas>,
     pub epoch: u64,
+    /// The ring being moved to, present only while a transition is in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<PartitionReplicas>>,
 }
 
 /// One partition and its replicas, in preference order.
@@ -55,33 +90,114 @@ pub struct PartitionReplicas {
     pub replicas: Vec<String>,
 }
 
+/// The `202 Accepted` answer to `POST /v1/cluster/nodes/{id}/leave` or `.../remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipChange {
+    pub node: String,
+    /// `leaving` (partitions are moving away) or `removed`.
+    pub state: String,
+}
+
+/// The fault rules of one node (`POST /v1/admin/faults`); they act on that node's side of its
+/// peer links and replace its previous rules. Empty fields are not sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaultRules {
+    /// Drop every message the node sends to these nodes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop_to: Vec<String>,
+    /// Drop every message the node receives from these nodes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop_from: Vec<String>,
+    /// Delay every message to a node by this many ms.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub delay_ms: BTreeMap<String, u64>,
+    /// Shift the node's wall clock by this many ms.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub clock_offset_ms: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+/// `null` and `""` both mean "none".
+fn empty_as_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value.filter(|text| !text.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The contract's examples decode, extra fields included.
+    /// The server's current shape decodes, extra fields included.
     #[test]
-    fn contract_examples_decode() {
-        let json = br#"{"cluster_id": "ab12", "epoch": 1, "leader": "node-1", "nodes": [
-            {"id": "node-1", "http_addr": "127.0.0.1:7700", "peer_addr": "127.0.0.1:7701",
-             "state": "up", "partitions": 64, "clock_offset_ms": -3, "hints_pending": 0,
-             "future_field": true}],
-            "moves": {"pending": 0, "active": 0, "bytes_moved": 0, "bytes_total": 0}}"#;
+    fn cluster_status_decodes() {
+        let json = br#"{"cluster_id": "ab12", "epoch": 7, "leader": "n1", "nodes": [
+            {"id": "n1", "http_addr": "127.0.0.1:7700", "peer_addr": "127.0.0.1:7701",
+             "state": "up", "partitions": 22, "clock_offset_ms": -3, "clock_alarm": false,
+             "hints_pending": 0, "voter": true, "future_field": true}],
+            "moves": {"pending": 4, "active": 1, "bytes_moved": 10, "bytes_total": 40,
+                      "rate_bytes_per_sec": 5},
+            "alarms": ["clock of n3 is 900 ms off"]}"#;
         let status: ClusterStatus = serde_json::from_slice(json).unwrap();
-        assert_eq!(status.nodes[0].clock_offset_ms, -3);
-        assert_eq!(status.leader.as_deref(), Some("node-1"));
-
-        let json = br#"{"partitions": [{"id": 0, "replicas": ["node-1", "node-2"]}], "epoch": 1}"#;
-        let ring: Ring = serde_json::from_slice(json).unwrap();
-        assert_eq!(ring.partitions[0].replicas, ["node-1", "node-2"]);
+        let node = status.node("n1").unwrap();
+        assert_eq!(node.clock_offset_ms, -3);
+        assert!(node.voter);
+        assert_eq!(status.leader.as_deref(), Some("n1"));
+        assert_eq!(status.moves.rate_bytes_per_sec, 5);
+        assert_eq!(status.alarms, ["clock of n3 is 900 ms off"]);
     }
 
-    /// A cluster without a leader reports `null`.
+    /// The first version's shape (no alarms, voters or rate) still decodes.
     #[test]
-    fn leaderless_cluster_decodes() {
-        let json = br#"{"cluster_id": "ab", "epoch": 0, "leader": null, "nodes": [],
+    fn first_version_cluster_status_decodes() {
+        let json = br#"{"cluster_id": "ab12", "epoch": 1, "leader": "node-1", "nodes": [
+            {"id": "node-1", "http_addr": "127.0.0.1:7700", "peer_addr": "127.0.0.1:7701",
+             "state": "up", "partitions": 64, "clock_offset_ms": 0, "hints_pending": 0}],
             "moves": {"pending": 0, "active": 0, "bytes_moved": 0, "bytes_total": 0}}"#;
         let status: ClusterStatus = serde_json::from_slice(json).unwrap();
-        assert_eq!(status.leader, None);
+        assert!(!status.nodes[0].voter);
+        assert!(status.alarms.is_empty());
+    }
+
+    /// A cluster without a leader reports `""` (or `null`); both are `None`.
+    #[test]
+    fn leaderless_cluster_decodes() {
+        for leader in ["\"\"", "null"] {
+            let json = format!(
+                r#"{{"cluster_id": "ab", "epoch": 0, "leader": {leader}, "nodes": [],
+                "moves": {{"pending": 0, "active": 0, "bytes_moved": 0, "bytes_total": 0}}}}"#
+            );
+            let status: ClusterStatus = serde_json::from_str(&json).unwrap();
+            assert_eq!(status.leader, None, "{leader}");
+        }
+    }
+
+    /// The ring decodes with and without a target.
+    #[test]
+    fn ring_decodes_with_and_without_target() {
+        let json = br#"{"partitions": [{"id": 0, "replicas": ["n1", "n2"]}], "epoch": 1}"#;
+        let ring: Ring = serde_json::from_slice(json).unwrap();
+        assert_eq!(ring.partitions[0].replicas, ["n1", "n2"]);
+        assert_eq!(ring.target, None);
+        let json = br#"{"partitions": [{"id": 0, "replicas": ["n1"]}], "epoch": 2,
+            "target": [{"id": 0, "replicas": ["n2"]}]}"#;
+        let ring: Ring = serde_json::from_slice(json).unwrap();
+        assert_eq!(ring.target.unwrap()[0].replicas, ["n2"]);
+    }
+
+    /// Only the rules that are set go on the wire.
+    #[test]
+    fn fault_rules_send_only_what_is_set() {
+        assert_eq!(serde_json::to_string(&FaultRules::default()).unwrap(), "{}");
+        let rules = FaultRules {
+            drop_to: vec!["n2".into()],
+            delay_ms: BTreeMap::from([("n3".into(), 50)]),
+            ..FaultRules::default()
+        };
+        let json = serde_json::to_string(&rules).unwrap();
+        assert_eq!(json, r#"{"drop_to":["n2"],"delay_ms":{"n3":50}}"#);
     }
 }

@@ -24,7 +24,7 @@
 //! - [`kv`]: key options and results ([`GetResult`], [`Envelope`], [`WriteResult`],
 //!   [`ListPage`]).
 //! - [`namespace`]: [`NamespaceConfig`], [`NamespaceView`], [`Quorum`].
-//! - [`cluster`]: [`ClusterStatus`], [`Ring`].
+//! - [`cluster`]: [`ClusterStatus`], [`Ring`], [`MembershipChange`], [`FaultRules`].
 //! - [`error`]: [`Error`], the one error type.
 //! - [`path`]: percent-encoding of keys into paths.
 //!
@@ -40,7 +40,9 @@ pub mod namespace;
 pub mod path;
 
 pub use client::{CONTEXT_HEADER, Client, ClientConfig, REPLICAS_HEADER};
-pub use cluster::{ClusterStatus, Moves, NodeStatus, PartitionReplicas, Ring};
+pub use cluster::{
+    ClusterStatus, FaultRules, MembershipChange, Moves, NodeStatus, PartitionReplicas, Ring,
+};
 pub use error::{Error, Result};
 pub use kv::{
     DEFAULT_CONTENT_TYPE, DeleteResult, Envelope, GetOptions, GetResult, ListPage, PutResult,

@@ -56,6 +56,12 @@ pub(crate) fn namespace_path(ns: &str) -> Result<String> {
     Ok(format!("/v1/namespaces/{}", encode_component(ns.as_bytes())))
 }
 
+/// `/v1/cluster/nodes/{id}/{action}`: a membership change of one node.
+pub(crate) fn node_action_path(node: &str, action: &str) -> Result<String> {
+    check_segment("node id", node.as_bytes())?;
+    Ok(format!("/v1/cluster/nodes/{}/{action}", encode_component(node.as_bytes())))
+}
+
 /// A query string under construction: `?a=1&b=2`, or nothing when no parameter is set.
 #[derive(Debug, Default)]
 pub(crate) struct Query {
@@ -103,6 +109,7 @@ mod tests {
         assert_eq!(key_path("bench", b"key000000007").unwrap(), "/v1/kv/bench/key000000007");
         assert_eq!(list_path("carts").unwrap(), "/v1/kv/carts");
         assert_eq!(namespace_path("carts").unwrap(), "/v1/namespaces/carts");
+        assert_eq!(node_action_path("n2", "leave").unwrap(), "/v1/cluster/nodes/n2/leave");
     }
 
     /// Segments a URL cannot carry are refused before sending.

@@ -5,8 +5,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::collections::BTreeMap;
+
 use concord_client::{
-    Client, ConflictPolicy, Error, GetOptions, GetResult, NamespaceConfig, Quorum, WriteOptions,
+    Client, ConflictPolicy, Error, FaultRules, GetOptions, GetResult, NamespaceConfig, Quorum,
+    WriteOptions,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -230,4 +233,68 @@ async fn refused_connection_is_a_transport_error() {
     drop(listener);
     let err = Client::new(&endpoint).unwrap().cluster().await.unwrap_err();
     assert!(matches!(err, Error::Transport(_)), "{err:?}");
+}
+
+/// Leaving posts to the node's path and reads the 202 answer.
+#[tokio::test]
+async fn leave_posts_and_reads_accepted() {
+    let (client, seen) = fake_server(
+        "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n",
+        "{\"node\": \"n2\", \"state\": \"leaving\"}",
+    )
+    .await;
+    let change = client.leave("n2").await.unwrap();
+    assert_eq!((change.node.as_str(), change.state.as_str()), ("n2", "leaving"));
+    let request = only_request(&seen);
+    assert_eq!(request.line, "POST /v1/cluster/nodes/n2/leave");
+    assert!(request.body.is_empty());
+}
+
+/// Removing a node the cluster does not know is a 404 `node_not_found` error.
+#[tokio::test]
+async fn remove_of_unknown_node_is_an_api_error() {
+    let (client, seen) = fake_server(
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n",
+        "{\"error\": {\"code\": \"node_not_found\", \"message\": \"no node n9\"}}",
+    )
+    .await;
+    let err = client.remove("n9").await.unwrap_err();
+    assert_eq!((err.status(), err.code()), (Some(404), Some("node_not_found")));
+    assert_eq!(only_request(&seen).line, "POST /v1/cluster/nodes/n9/remove");
+}
+
+/// Fault rules go as JSON with only the fields set, and the node's echo is decoded.
+#[tokio::test]
+async fn set_faults_sends_the_rules() {
+    let (client, seen) = fake_server(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
+        "{\"drop_to\": [\"n2\"], \"drop_from\": [], \"delay_ms\": {\"n3\": 20}, \
+         \"clock_offset_ms\": 0}",
+    )
+    .await;
+    let rules = FaultRules {
+        drop_to: vec!["n2".into()],
+        delay_ms: BTreeMap::from([("n3".into(), 20)]),
+        ..FaultRules::default()
+    };
+    assert_eq!(client.set_faults(&rules).await.unwrap(), rules);
+    let request = only_request(&seen);
+    assert_eq!(request.line, "POST /v1/admin/faults");
+    assert_eq!(request.body, br#"{"drop_to":["n2"],"delay_ms":{"n3":20}}"#);
+}
+
+/// Healing is a DELETE answered with 204; a node without fault injection answers 403.
+#[tokio::test]
+async fn clear_faults_expects_no_content() {
+    let (client, seen) = fake_server("HTTP/1.1 204 No Content\r\n", "").await;
+    client.clear_faults().await.unwrap();
+    assert_eq!(only_request(&seen).line, "DELETE /v1/admin/faults");
+
+    let (client, _) = fake_server(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n",
+        "{\"error\": {\"code\": \"forbidden\", \"message\": \"disabled\"}}",
+    )
+    .await;
+    let err = client.clear_faults().await.unwrap_err();
+    assert_eq!(err.code(), Some("forbidden"));
 }
