@@ -1,6 +1,7 @@
 //! The `concord` binary: argument handling and printing only.
 //!
 //! - `concord server`: run a node ([`server`]).
+//! - `concord demo`: a local cluster of child `concord server` processes ([`demo`]).
 //! - `concord kv|ns|cluster`: client commands over the HTTP API ([`cli`]).
 //! - `concord bench`: a closed-loop load generator ([`bench`]).
 //!
@@ -10,6 +11,7 @@
 
 mod bench;
 mod cli;
+mod demo;
 mod server;
 
 use std::io::{self, Write as _};
@@ -28,11 +30,13 @@ struct Cli {
 enum Command {
     /// Run a Concord node.
     Server(server::ServerArgs),
+    /// Run a local cluster of N nodes until Ctrl-C (data in a temporary directory).
+    Demo(demo::DemoArgs),
     /// Read, write, delete and list keys.
     Kv(cli::kv::KvArgs),
     /// Create, list and show namespaces.
     Ns(cli::ns::NsArgs),
-    /// Show cluster members and the partition ring.
+    /// Show cluster members and the partition ring; decommission or remove nodes.
     Cluster(cli::cluster::ClusterArgs),
     /// Load a cluster with a closed loop of reads and writes and report latency.
     Bench(bench::BenchArgs),
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Kv(args) => cli::kv::run(args),
         Command::Ns(args) => cli::ns::run(args),
         Command::Cluster(args) => cli::cluster::run(args),
@@ -111,6 +116,19 @@ mod tests {
         assert!(cli.is_ok(), "{cli:?}");
         let cli = Cli::try_parse_from(["concord", "cluster", "--endpoint", "h:1", "ring"]);
         assert!(cli.is_ok(), "{cli:?}");
+    }
+
+    /// `demo` takes a node count and a base port; membership changes take one node id.
+    #[test]
+    fn demo_and_membership_commands_parse() {
+        let cli = Cli::try_parse_from(["concord", "demo", "--nodes", "5", "--base-port", "9000"]);
+        assert!(cli.is_ok(), "{cli:?}");
+        assert!(Cli::try_parse_from(["concord", "demo", "--nodes", "0"]).is_err());
+        for change in ["leave", "remove"] {
+            let cli = Cli::try_parse_from(["concord", "cluster", change, "n2"]);
+            assert!(cli.is_ok(), "{cli:?}");
+            assert!(Cli::try_parse_from(["concord", "cluster", change]).is_err());
+        }
     }
 
     /// The value comes from one place only.
