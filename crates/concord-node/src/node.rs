@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use concord_membership::{MembershipConfig, MembershipHandle};
 use concord_meta::{Command, Meta, MetaConfig, MetaNode, NamespaceEntry};
 use concord_replica::{Actors, HandoffConfig, Replica, ReplicaParts};
@@ -32,6 +33,9 @@ use crate::{Config, Error, Identity, Metrics};
 
 /// How long a fresh node waits to see itself in the replicated metadata after joining.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a restarting member waits for a seed to confirm they share a cluster.
+const SEED_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The system clock, shifted by the fault-injection clock offset (zero unless a test sets it).
 pub(crate) struct NodeClock {
@@ -131,10 +135,15 @@ impl Node {
         let meta =
             Meta::open(node_id.clone(), storage.clone(), transport.clone(), MetaConfig::default())
                 .await?;
-        if !joined && !config.cluster.join.is_empty() && !meta.is_initialized().await {
-            // Restarted after a failed join, or a single-node data dir asked to join: try again;
-            // the seed's handshake refuses another cluster's node with a clear reason.
-            join(&*transport, &config.cluster.join, &node_id, &http_addr, &peer_addr).await?;
+        if !joined && !config.cluster.join.is_empty() {
+            if meta.is_initialized().await {
+                // A member restarting with its --join flags: the seeds may be down too (a whole
+                // cluster restarting), so only a refusal — another cluster — stops it.
+                check_same_cluster(&*transport, &config.cluster.join).await?;
+            } else {
+                // Restarted after a failed join: try again.
+                join(&*transport, &config.cluster.join, &node_id, &http_addr, &peer_addr).await?;
+            }
         }
 
         let actors = Arc::new(Actors::load(storage.clone(), partitions.get())?);
@@ -303,6 +312,25 @@ async fn join(
         }
     }
     Err(Error::Startup(format!("could not join through any seed: {}", errors.join("; "))))
+}
+
+/// Refuses to start a node whose data belongs to another cluster than its seeds'. Seeds that
+/// cannot be reached are skipped: they may be restarting.
+async fn check_same_cluster(transport: &dyn Transport, seeds: &[String]) -> Result<(), Error> {
+    for seed in seeds {
+        let hello = transport.call_addr(seed, MessageKind::Hello, Bytes::new(), SEED_CHECK_TIMEOUT);
+        match hello.await {
+            Err(concord_rpc::RpcError::Rejected(why)) => {
+                return Err(Error::Startup(format!(
+                    "{seed} refused this node: {why} (this data dir belongs to another cluster; \
+                     a node that holds another cluster's data cannot join)"
+                )));
+            }
+            Err(e) => tracing::warn!(%seed, error = %e, "could not check the seed's cluster"),
+            Ok(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Founds a new cluster: this node, and the namespaces its data dir already has.

@@ -84,6 +84,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Signal handlers first, so a SIGTERM during startup is a clean stop, not a kill.
+    let shutdown = shutdown_signal()?;
     // The HTTP listener is bound first so the address recorded in the cluster is the real one.
     let listener = TcpListener::bind(&config.http.addr)
         .await
@@ -112,20 +114,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
         drain_timeout: Duration::from_millis(config.limits.request_timeout_ms),
     };
-    concord_http::server::serve(listener, app, options, shutdown_signal()).await;
+    concord_http::server::serve(listener, app, options, shutdown).await;
     db.set_ready(false);
     node.shutdown().await.context("flushing storage at shutdown")?;
     println!("concord node {} stopped cleanly", db.identity().node_id);
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    })
 }
 
 fn init_logging() {
