@@ -162,6 +162,18 @@ impl Replica {
         self.partitions.partition_of(namespace, key)
     }
 
+    /// The metadata now, the key's partition, and the namespace's placed replica count.
+    fn placement(
+        &self,
+        namespace: &NamespaceRef,
+        key: &Key,
+    ) -> (Arc<MetaState>, PartitionId, usize) {
+        let state = self.meta.state();
+        let partition = self.partition_of(namespace.id, key);
+        let n = state.effective_replicas(&namespace.config);
+        (state, partition, n)
+    }
+
     /// `nodes` with the ones SWIM reports down moved to the end (kept: SWIM may be wrong).
     pub(crate) fn live_first(&self, nodes: &[NodeId]) -> Vec<NodeId> {
         let (mut up, down): (Vec<NodeId>, Vec<NodeId>) =
@@ -178,9 +190,7 @@ impl Replica {
         required: usize,
         timeout: Duration,
     ) -> Result<ReadResult, ReplicaError> {
-        let state = self.meta.state();
-        let partition = self.partition_of(namespace.id, &key);
-        let n = state.effective_replicas(&namespace.config);
+        let (state, partition, n) = self.placement(namespace, &key);
         let replicas = state.read_replicas(partition, n);
         let mut pending = FuturesUnordered::new();
         for node in replicas {
@@ -228,9 +238,7 @@ impl Replica {
         timeout: Duration,
     ) -> Result<Option<DvvSet>, String> {
         if node == &self.me {
-            let partition = self.partition_of(namespace, &key);
-            let object = ObjectKey { namespace, partition, key };
-            return self.objects.get(&object).map_err(|e| e.to_string());
+            return self.read_local(namespace, key).map_err(|e| e.to_string());
         }
         let request = concord_rpc::encode(&ReadRequest { namespace, key });
         let reply = self
@@ -245,6 +253,12 @@ impl Replica {
         }
     }
 
+    /// This replica's stored state of a key.
+    fn read_local(&self, namespace: NamespaceId, key: Key) -> Result<Option<DvvSet>, StorageError> {
+        let partition = self.partition_of(namespace, &key);
+        self.objects.get(&ObjectKey { namespace, partition, key })
+    }
+
     /// Writes a key: coordinated here if this node is a current replica, else forwarded to the
     /// first reachable one.
     pub async fn write(
@@ -255,9 +269,7 @@ impl Replica {
         required: usize,
         timeout: Duration,
     ) -> Result<WriteResult, ReplicaError> {
-        let state = self.meta.state();
-        let partition = self.partition_of(namespace.id, &key);
-        let n = state.effective_replicas(&namespace.config);
+        let (state, partition, n) = self.placement(namespace, &key);
         let owners = state.read_replicas(partition, n);
         if owners.contains(&self.me) || owners.is_empty() {
             return self.coordinate(&state, namespace, key, op, required, timeout).await;
@@ -407,10 +419,8 @@ impl Replica {
         match kind {
             MessageKind::ReplicaRead => {
                 let request: ReadRequest = concord_rpc::decode(&payload).map_err(bad)?;
-                let partition = self.partition_of(request.namespace, &request.key);
-                let object =
-                    ObjectKey { namespace: request.namespace, partition, key: request.key };
-                let state = self.objects.get(&object).map_err(|e| e.to_string())?;
+                let state =
+                    self.read_local(request.namespace, request.key).map_err(|e| e.to_string())?;
                 Ok(concord_rpc::encode(&ReadReply { state }))
             }
             MessageKind::ReplicaMerge => {

@@ -150,11 +150,7 @@ impl ObjectStore {
             let exhausted = chunk.len() < CHUNK;
             for (raw_key, bytes) in chunk {
                 start = [raw_key.as_slice(), &[0u8]].concat();
-                let state = codec::decode(&raw_key, &bytes)?;
-                let object = ObjectKey::decode(&raw_key).ok_or_else(|| StorageError::Corrupt {
-                    key: raw_key.clone(),
-                    reason: "not an object key".into(),
-                })?;
+                let (object, state) = decode_entry(&raw_key, &bytes)?;
                 if !state.is_deleted() {
                     out.push(object.key);
                     if out.len() == limit {
@@ -195,11 +191,7 @@ impl ObjectStore {
             let exhausted = page.len() < page_size;
             for (raw_key, bytes) in page {
                 cursor = [raw_key.as_slice(), &[0u8]].concat();
-                let state = codec::decode(&raw_key, &bytes)?;
-                let object = ObjectKey::decode(&raw_key).ok_or_else(|| StorageError::Corrupt {
-                    key: raw_key.clone(),
-                    reason: "not an object key".into(),
-                })?;
+                let (object, state) = decode_entry(&raw_key, &bytes)?;
                 chunk.bytes += raw_key.len() + bytes.len();
                 chunk.objects.push((object.key, state));
                 if chunk.bytes >= max_bytes || chunk.objects.len() >= max_objects {
@@ -284,6 +276,16 @@ impl ObjectStore {
         }
         self.storage.persist()
     }
+}
+
+/// Decodes one stored entry of the data space.
+fn decode_entry(raw_key: &[u8], bytes: &[u8]) -> Result<(ObjectKey, DvvSet), StorageError> {
+    let state = codec::decode(raw_key, bytes)?;
+    let object = ObjectKey::decode(raw_key).ok_or_else(|| StorageError::Corrupt {
+        key: raw_key.to_vec(),
+        reason: "not an object key".into(),
+    })?;
+    Ok((object, state))
 }
 
 /// The single writer of the data space.
