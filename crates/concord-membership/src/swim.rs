@@ -97,7 +97,15 @@ pub struct Swim {
     reported: BTreeMap<NodeId, Liveness>,
     /// Whether the periodic announce timer has been armed (on the first `set_members`).
     announce_armed: bool,
+    /// For each member foca holds suspect: how many announce periods it has been so.
+    suspect_periods: BTreeMap<NodeId, u32>,
 }
+
+/// Announce periods after which a suspicion that neither was refuted nor turned into down is
+/// settled as down. foca drops its pending suspicion timers whenever it invalidates its timer
+/// token (it went idle with no live member, or learned it was declared down itself), which
+/// would otherwise leave a member suspect forever — seen after a healed network cut.
+const STALE_SUSPICION_PERIODS: u32 = 4;
 
 impl Swim {
     /// A machine for identity `me`, with an RNG seeded from `seed` (probe order, indirect
@@ -111,6 +119,7 @@ impl Swim {
             members: BTreeSet::new(),
             reported: BTreeMap::new(),
             announce_armed: false,
+            suspect_periods: BTreeMap::new(),
         })
     }
 
@@ -196,6 +205,7 @@ impl Swim {
                 for node in down {
                     self.announce(node, &mut out);
                 }
+                self.settle_stale_suspicions(&mut out);
                 out.push(self.announce_timer());
             }
         }
@@ -228,6 +238,37 @@ impl Swim {
                     .into_iter()
                     .filter(|output| !matches!(output, Output::Send { to, .. } if *to == suspect)),
             );
+        }
+    }
+
+    /// Declares down every member that has been suspect for [`STALE_SUSPICION_PERIODS`]
+    /// announce periods: its suspicion timer was lost, and it never refuted. The update spreads
+    /// like any other, so the member learns it and rejoins with a new generation.
+    fn settle_stale_suspicions(&mut self, out: &mut Vec<Output>) {
+        let suspects: Vec<Member<SwimId>> = self
+            .foca
+            .iter_membership_state()
+            .filter(|member| member.state() == State::Suspect)
+            .filter(|member| self.members.contains(member.id().node()))
+            .cloned()
+            .collect();
+        self.suspect_periods
+            .retain(|node, _| suspects.iter().any(|member| member.id().node() == node));
+        let mut stale = Vec::new();
+        for member in suspects {
+            let periods = self.suspect_periods.entry(member.id().node().clone()).or_insert(0);
+            *periods += 1;
+            if *periods >= STALE_SUSPICION_PERIODS {
+                tracing::info!(node = %member.id(), "suspicion never settled; declaring down");
+                stale.push(Member::new(member.id().clone(), member.incarnation(), State::Down));
+            }
+        }
+        if stale.is_empty() {
+            return;
+        }
+        let mut runtime = Collector::new(&self.members, out);
+        if let Err(error) = self.foca.apply_many(stale.into_iter(), true, &mut runtime) {
+            tracing::debug!(%error, "settling stale suspicions failed");
         }
     }
 

@@ -387,3 +387,32 @@ fn timers_of_a_new_machine_are_only_the_announce_timer() {
     assert_eq!(describe(&out), ["arm announce 1s"]);
     assert_eq!(Duration::from_secs(1), SwimConfig::default().announce_period);
 }
+
+/// A suspicion whose timer is lost (foca invalidates pending timers when it goes idle or
+/// learns it was declared down itself, as after a healed network cut) is settled as down after
+/// four announce periods instead of staying suspect forever; the down update is gossiped so
+/// the member learns it and rejoins.
+#[test]
+fn a_suspicion_whose_timer_is_lost_settles_as_down() {
+    let (mut a, probe) = a_with_three_live_peers();
+    let out = a.handle_timer(probe);
+    let indirect = armed(&out, "indirect-probe");
+    let probe = armed(&out, "probe");
+    a.handle_timer(indirect);
+    let out = a.handle_timer(probe);
+    assert_eq!(a.liveness(&node("d")), Some(Liveness::Suspect));
+    // The suspect-to-down timer is never delivered: it is lost.
+    let _lost = armed(&out, "suspect-to-down");
+
+    let mut announce = a.set_members([node("b"), node("c"), node("d")]);
+    assert!(announce.is_empty(), "no change of members: {:?}", describe(&announce));
+    let mut timer = SwimTimer(TimerKind::AnnounceToDown);
+    for period in 1..=3 {
+        announce = a.handle_timer(timer);
+        assert_eq!(a.liveness(&node("d")), Some(Liveness::Suspect), "period {period}");
+        timer = armed(&announce, "announce");
+    }
+    let out = a.handle_timer(timer);
+    assert!(describe(&out).contains(&"d is down".to_string()), "{:?}", describe(&out));
+    assert_eq!(a.liveness(&node("d")), Some(Liveness::Down));
+}

@@ -40,7 +40,7 @@ impl Default for MetaConfig {
         Self {
             heartbeat: Duration::from_millis(250),
             election_timeout: Duration::from_millis(1000),
-            propose_timeout: Duration::from_secs(10),
+            propose_timeout: Duration::from_secs(5),
             reconcile_every: Duration::from_millis(500),
         }
     }

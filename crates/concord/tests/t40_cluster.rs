@@ -343,3 +343,85 @@ async fn node_with_another_clusters_data_is_refused() -> anyhow::Result<()> {
     assert!(status.node("x1").is_none(), "the cluster must not list x1: {status:?}");
     Ok(())
 }
+
+/// With a majority of metadata voters down, a metadata change fails with a clear 503 while
+/// reads and writes keep working on the last known ring; a link cut with fault injection is
+/// seen as a down node, and healing brings it back.
+#[tokio::test]
+async fn majority_of_voters_down_refuses_metadata_changes_but_serves_data() -> anyhow::Result<()> {
+    use concord_client::{GetOptions, GetResult, NamespaceConfig, Quorum, WriteOptions};
+    let _serial = SERIAL.lock().await;
+    println!("start a 3-node cluster with fault injection");
+    let mut cluster = TestCluster::start(binary(), 3, |_, o| o.fault_injection())?;
+    cluster
+        .wait_for("every node up on all 3", CLUSTER_UP_TIMEOUT, async || {
+            running_nodes_up(&cluster).await
+        })
+        .await?;
+    cluster
+        .wait_for("three metadata voters", CLUSTER_UP_TIMEOUT, async || {
+            let status = cluster.client(0).cluster().await.map_err(|e| e.to_string())?;
+            let voters = status.nodes.iter().filter(|n| n.voter).count();
+            if voters == 3 { Ok(()) } else { Err(format!("{voters} voters")) }
+        })
+        .await?;
+
+    println!("cut n3 off from n1 and n2 in both directions with fault rules on n3");
+    let cut = FaultRules {
+        drop_to: vec!["n1".into(), "n2".into()],
+        drop_from: vec!["n1".into(), "n2".into()],
+        ..Default::default()
+    };
+    cluster.client(2).set_faults(&cut).await?;
+    cluster
+        .wait_for("n1 and n2 see n3 down", DETECTION_TIMEOUT, async || {
+            for i in [0, 1] {
+                let status = cluster.client(i).cluster().await.map_err(|e| e.to_string())?;
+                let state = status.node("n3").map_or("absent", |n| n.state.as_str());
+                if state != "down" {
+                    return Err(format!("{} sees n3 {state}", cluster.id(i)));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    println!("heal: n3 is up again everywhere");
+    cluster.client(2).clear_faults().await?;
+    cluster
+        .wait_for("every node up after healing", DETECTION_TIMEOUT, async || {
+            running_nodes_up(&cluster).await
+        })
+        .await?;
+
+    let client = cluster.client(2);
+    let before = client.put("default", b"kept", "before", None, None, WriteOptions::default());
+    before.await?;
+    println!("kill n1 and n2: the only survivor n3 has no metadata majority");
+    cluster.kill9(0);
+    cluster.kill9(1);
+    let patient = concord_client::ClientConfig {
+        request_timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let patient = concord_client::Client::with_config(client.endpoint(), patient)?;
+    let started = std::time::Instant::now();
+    let refused = patient.create_namespace("late", &NamespaceConfig::default()).await;
+    match refused {
+        Err(e) => {
+            assert_eq!(e.status(), Some(503), "metadata change without a majority: {e:#}");
+            println!("  refused after {:.1?}: {e}", started.elapsed());
+        }
+        Ok(created) => panic!("a namespace was created without a metadata majority: {created:?}"),
+    }
+    println!("data keeps working on the last known ring with w=1 and r=1");
+    let one = WriteOptions { w: Some(Quorum::One), ..Default::default() };
+    client.put("default", b"during", "outage", None, None, one).await?;
+    let read = GetOptions { r: Some(Quorum::One), ..Default::default() };
+    for (key, value) in [(&b"kept"[..], &b"before"[..]), (b"during", b"outage")] {
+        match client.get("default", key, read).await? {
+            GetResult::Value { value: got, .. } => assert_eq!(got, value),
+            other => panic!("reading {key:?} during the outage: {other:?}"),
+        }
+    }
+    Ok(())
+}
