@@ -70,6 +70,9 @@ pub struct Moves {
     /// Rate of the answering node's last stream.
     #[serde(default)]
     pub rate_bytes_per_sec: u64,
+    /// Partition replicas the answering node has received by handoff.
+    #[serde(default)]
+    pub partitions_moved: u64,
 }
 
 /// `GET /v1/cluster/ring`: the partition table, and the table being moved to while a

@@ -100,6 +100,8 @@ pub struct MovesView {
     pub bytes_total: u64,
     /// Pull rate of the last stream, bytes per second.
     pub rate_bytes: u64,
+    /// Partition replicas this node has received by handoff since it started.
+    pub partitions_moved: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +396,7 @@ impl Database {
                 bytes_moved,
                 bytes_total: bytes_moved + estimate,
                 rate_bytes: progress.rate_bytes.load(Ordering::Relaxed),
+                partitions_moved: done,
             },
             alarms,
         }

@@ -41,6 +41,8 @@ pub struct MovesDto {
     pub bytes_total: u64,
     /// Rate of the answering node's last stream, bytes per second.
     pub rate_bytes_per_sec: u64,
+    /// Partition replicas the answering node has received by handoff.
+    pub partitions_moved: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -102,6 +104,7 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
             bytes_moved: moves.bytes_moved,
             bytes_total: moves.bytes_total,
             rate_bytes_per_sec: moves.rate_bytes,
+            partitions_moved: moves.partitions_moved,
         },
         alarms: view.alarms,
     })

@@ -93,12 +93,13 @@ fn print_status(status: &ClusterStatus) -> anyhow::Result<()> {
     Ok(table.print()?)
 }
 
-/// `2 pending, 1 active, 1.2 MiB of 4.0 MiB moved (35%), 800.0 KiB/s`.
+/// `2 pending, 1 active, 3 received, 1.2 MiB of 4.0 MiB moved (35%), 800.0 KiB/s`.
 fn moves_line(moves: &Moves) -> String {
     let mut line = format!(
-        "{} pending, {} active, {} of {} moved",
+        "{} pending, {} active, {} received, {} of {} moved",
         moves.pending,
         moves.active,
+        moves.partitions_moved,
         human_bytes(moves.bytes_moved),
         human_bytes(moves.bytes_total)
     );
@@ -208,10 +209,11 @@ mod tests {
             bytes_moved: 1 << 20,
             bytes_total: 4 << 20,
             rate_bytes_per_sec: 800 << 10,
+            partitions_moved: 3,
         };
         assert_eq!(
             moves_line(&moves),
-            "2 pending, 1 active, 1.0 MiB of 4.0 MiB moved (25%), 800.0 KiB/s"
+            "2 pending, 1 active, 3 received, 1.0 MiB of 4.0 MiB moved (25%), 800.0 KiB/s"
         );
         assert_eq!(moves_line(&Moves::default()), "0 pending, 0 active, 0 B of 0 B moved, 0 B/s");
     }
