@@ -24,7 +24,9 @@ use concord_types::NodeId;
 use serde::{Deserialize, Serialize};
 
 pub use service::{JoinReply, JoinRequest, Meta, MetaConfig, MetaError};
-pub use state::{Command, CommandResult, Member, MemberState, MetaState, Move, NamespaceEntry};
+pub use state::{
+    Command, CommandResult, Founding, Member, MemberState, MetaState, Move, NamespaceEntry,
+};
 
 /// How a member is known to Raft: its name and where to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

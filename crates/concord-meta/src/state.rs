@@ -63,15 +63,8 @@ pub struct Move {
 /// conflicting proposal is refused by its result rather than corrupting the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// The first command of a new cluster: the founding member and the namespaces it brings.
-    Bootstrap {
-        cluster_id: ClusterId,
-        partitions: u16,
-        node: NodeId,
-        http_addr: String,
-        peer_addr: String,
-        namespaces: Vec<(NamespaceName, NamespaceEntry)>,
-    },
+    /// The first command of a new cluster.
+    Bootstrap(Founding),
     /// A node asks to join, or a member announces new addresses.
     AddNode {
         node: NodeId,
@@ -96,6 +89,17 @@ pub enum Command {
         name: NamespaceName,
         config: NamespaceConfig,
     },
+}
+
+/// A new cluster: the founding member and the namespaces its data dir already has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Founding {
+    pub cluster_id: ClusterId,
+    pub partitions: u16,
+    pub node: NodeId,
+    pub http_addr: String,
+    pub peer_addr: String,
+    pub namespaces: Vec<(NamespaceName, NamespaceEntry)>,
 }
 
 /// What applying a command did.
@@ -135,14 +139,7 @@ impl MetaState {
     /// Applies one committed command.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         let result = match command {
-            Command::Bootstrap {
-                cluster_id,
-                partitions,
-                node,
-                http_addr,
-                peer_addr,
-                namespaces,
-            } => self.bootstrap(*cluster_id, *partitions, node, http_addr, peer_addr, namespaces),
+            Command::Bootstrap(founding) => self.bootstrap(founding),
             Command::AddNode { node, http_addr, peer_addr } => {
                 self.add_node(node, http_addr, peer_addr)
             }
@@ -208,15 +205,9 @@ impl MetaState {
         self.moves.iter().filter(move |m| &m.node == node)
     }
 
-    fn bootstrap(
-        &mut self,
-        cluster_id: ClusterId,
-        partitions: u16,
-        node: &NodeId,
-        http_addr: &str,
-        peer_addr: &str,
-        namespaces: &[(NamespaceName, NamespaceEntry)],
-    ) -> CommandResult {
+    fn bootstrap(&mut self, founding: &Founding) -> CommandResult {
+        let Founding { cluster_id, partitions, node, http_addr, peer_addr, namespaces } = founding;
+        let (cluster_id, partitions) = (*cluster_id, *partitions);
         if self.cluster_id.is_some() {
             return CommandResult::Unchanged;
         }

@@ -384,7 +384,7 @@ impl Database {
         let done = progress.moves_done.load(Ordering::Relaxed);
         let pending = state.moves.len() as u64;
         // Remaining bytes are estimated from the average size of the moves this node finished.
-        let estimate = if done > 0 { bytes_moved / done * pending } else { 0 };
+        let estimate = bytes_moved.checked_div(done).map_or(0, |per_move| per_move * pending);
         ClusterView {
             cluster_id: state.cluster_id.unwrap_or(self.identity.cluster_id).to_string(),
             epoch: state.epoch,

@@ -358,14 +358,14 @@ async fn bootstrap(
             },
         ));
     }
-    let command = Command::Bootstrap {
+    let command = Command::Bootstrap(concord_meta::Founding {
         cluster_id: identity.cluster_id,
         partitions: identity.partitions,
         node: identity.node_id.clone(),
         http_addr: me.http_addr.clone(),
         peer_addr: me.peer_addr.clone(),
         namespaces,
-    };
+    });
     meta.bootstrap(me, command).await?;
     tracing::info!(cluster = %identity.cluster_id, "bootstrapped a new cluster");
     Ok(())

@@ -112,10 +112,10 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
                     now
                 }
             };
-            if since.elapsed() >= config.drop_delay {
-                if let Err(e) = drop_moved_away(&replica, &state) {
-                    tracing::warn!(error = %e, "dropping moved-away partitions failed");
-                }
+            if since.elapsed() >= config.drop_delay
+                && let Err(e) = drop_moved_away(&replica, &state)
+            {
+                tracing::warn!(error = %e, "dropping moved-away partitions failed");
             }
         }
         tokio::select! {

@@ -272,7 +272,7 @@ impl Replica {
         let (state, partition, n) = self.placement(namespace, &key);
         let owners = state.read_replicas(partition, n);
         if owners.contains(&self.me) || owners.is_empty() {
-            return self.coordinate(&state, namespace, key, op, required, timeout).await;
+            return self.coordinate(namespace, key, op, required, timeout).await;
         }
         let deadline = Instant::now() + timeout;
         let request = WriteRequest {
@@ -324,7 +324,6 @@ impl Replica {
     /// replica have it durably.
     async fn coordinate(
         &self,
-        state: &MetaState,
         namespace: &NamespaceRef,
         key: Key,
         op: WriteOp,
@@ -332,8 +331,7 @@ impl Replica {
         timeout: Duration,
     ) -> Result<WriteResult, ReplicaError> {
         let deadline = Instant::now() + timeout;
-        let partition = self.partition_of(namespace.id, &key);
-        let n = state.effective_replicas(&namespace.config);
+        let (state, partition, n) = self.placement(namespace, &key);
         let owners = state.read_replicas(partition, n);
         let targets = state.write_replicas(partition, n);
         let actor = self.actors.get(partition);
@@ -478,14 +476,7 @@ impl Replica {
         let namespace = NamespaceRef { id: request.namespace, config: entry.config.clone() };
         let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 120_000));
         let result = self
-            .coordinate(
-                &state,
-                &namespace,
-                request.key,
-                request.op,
-                request.required as usize,
-                timeout,
-            )
+            .coordinate(&namespace, request.key, request.op, request.required as usize, timeout)
             .await;
         match result {
             Ok(done) => WriteReply::Done {

@@ -9,7 +9,7 @@ fn node(name: &str) -> NodeId {
 fn bootstrapped(partitions: u16) -> MetaState {
     let mut state = MetaState::default();
     let default = NamespaceName::new("default").unwrap();
-    let result = state.apply(&Command::Bootstrap {
+    let result = state.apply(&Command::Bootstrap(Founding {
         cluster_id: ClusterId(7),
         partitions,
         node: node("n1"),
@@ -19,7 +19,7 @@ fn bootstrapped(partitions: u16) -> MetaState {
             default,
             NamespaceEntry { id: NamespaceId(1), config: NamespaceConfig::default() },
         )],
-    });
+    }));
     assert_eq!(result, CommandResult::Ok);
     state
 }
@@ -54,14 +54,14 @@ fn bootstrap_makes_a_one_node_ring_and_only_once() {
     let ring = state.ring.as_ref().unwrap();
     assert!(ring.partitions().all().all(|p| ring.preference_list(p) == [node("n1")]));
     assert_eq!(state.next_namespace_id, 2);
-    let again = state.clone().apply(&Command::Bootstrap {
+    let again = state.clone().apply(&Command::Bootstrap(Founding {
         cluster_id: ClusterId(9),
         partitions: 8,
         node: node("other"),
         http_addr: String::new(),
         peer_addr: String::new(),
         namespaces: Vec::new(),
-    });
+    }));
     assert_eq!(again, CommandResult::Unchanged);
 }
 
