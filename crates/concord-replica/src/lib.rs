@@ -6,6 +6,7 @@
 //! - [`list`]: key listings gathered from one replica of every partition.
 //! - [`actors`]: replica incarnations (the actor in every dot).
 //! - [`messages`]: the payloads of the replica message kinds.
+//! - [`quorum`]: acknowledgement tracking of a coordinated write (pure).
 //!
 //! Quorums here are plain: a write waits for W current replicas plus every new owner during a
 //! transition. Sloppy quorum, hinted handoff and read repair come with the next layer of work.
@@ -14,6 +15,7 @@ pub mod actors;
 pub mod handoff;
 pub mod list;
 pub mod messages;
+pub mod quorum;
 pub mod service;
 
 pub use actors::Actors;

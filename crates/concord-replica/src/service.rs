@@ -26,6 +26,7 @@ use crate::messages::{
     Failure, FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, WriteOp, WriteReply,
     WriteRequest,
 };
+use crate::quorum::WriteAcks;
 use crate::{Actors, HandoffProgress};
 
 /// Tells the replica layer which nodes SWIM believes are down, so requests skip them first.
@@ -355,9 +356,7 @@ impl Replica {
             .await
             .map_err(|_| ReplicaError::Timeout { timeout_ms: timeout.as_millis() as u64 })??;
 
-        let mut owners_answered = usize::from(owners.contains(&self.me) || owners.is_empty());
-        let mut must: Vec<NodeId> =
-            targets.iter().filter(|n| !owners.contains(n) && **n != self.me).cloned().collect();
+        let mut acks = WriteAcks::new(&self.me, &owners, &targets, required);
         let merge = concord_rpc::encode(&MergeRequest {
             namespace: namespace.id,
             key,
@@ -378,37 +377,27 @@ impl Replica {
             });
         }
         drop(answers);
-        let mut failures = Vec::new();
-        let satisfied = |owners_answered: usize, must: &Vec<NodeId>| {
-            owners_answered >= required && must.is_empty()
-        };
-        while outstanding > 0 && !satisfied(owners_answered, &must) {
+        while outstanding > 0 && !acks.satisfied() {
             match tokio::time::timeout_at(deadline, inbox.recv()).await {
                 Ok(Some((node, Ok(())))) => {
                     outstanding -= 1;
-                    if owners.contains(&node) {
-                        owners_answered += 1;
-                    }
-                    must.retain(|m| m != &node);
+                    acks.ack(&node);
                 }
                 Ok(Some((node, Err(e)))) => {
                     outstanding -= 1;
-                    failures.push((node.to_string(), e.to_string()));
+                    acks.fail(&node, e.to_string());
                 }
                 Ok(None) | Err(_) => break,
             }
         }
-        if !satisfied(owners_answered, &must) {
-            for node in &must {
-                if !failures.iter().any(|(n, _)| n == node.as_str()) {
-                    failures
-                        .push((node.to_string(), "no answer (new owner during handoff)".into()));
-                }
-            }
-            let required = required.max(owners_answered + must.len());
-            return Err(ReplicaError::Quorum { required, answered: owners_answered, failures });
+        match acks.finish() {
+            Ok(answered) => Ok(WriteResult { state: local, answered, required }),
+            Err(short) => Err(ReplicaError::Quorum {
+                required: short.required,
+                answered: short.answered,
+                failures: short.failures,
+            }),
         }
-        Ok(WriteResult { state: local, answered: owners_answered, required })
     }
 
     /// Serves the replica message kinds sent by peers.
