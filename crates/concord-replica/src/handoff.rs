@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use concord_meta::{Command, MetaState, Move};
 use concord_rpc::MessageKind;
-use concord_storage::{ObjectKey, Update};
 use concord_types::{Key, NamespaceId, NodeId, PartitionId};
-use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -171,7 +169,9 @@ async fn receive(
     Ok(())
 }
 
-/// Streams one namespace's partition from `source`, resuming after `after`.
+/// Streams one namespace's partition from `source`, resuming after `after`. The next chunk is
+/// fetched while the current one is merged, so the source's scan and the network overlap the
+/// local commit; at most one chunk is in flight, which bounds memory and the source's work.
 async fn pull(
     replica: &Replica,
     config: &HandoffConfig,
@@ -180,45 +180,47 @@ async fn pull(
     partition: PartitionId,
     after: &mut Option<Key>,
 ) -> Result<(), String> {
-    let started = Instant::now();
-    let mut pulled: u64 = 0;
-    loop {
+    let fetch = |after: Option<Key>| {
         let request = FetchRequest {
             namespace,
             partition,
-            after: after.clone(),
+            after,
             max_objects: 4096,
             max_bytes: config.chunk_bytes,
         };
-        let reply = replica
-            .transport
-            .call(
-                source,
-                MessageKind::HandoffFetch,
-                concord_rpc::encode(&request),
-                config.request_timeout,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let call = replica.transport.call(
+            source,
+            MessageKind::HandoffFetch,
+            concord_rpc::encode(&request),
+            config.request_timeout,
+        );
+        tokio::spawn(call)
+    };
+    let policy = replica
+        .meta
+        .state()
+        .namespace_by_id(namespace)
+        .map(|(_, e)| e.config.conflicts)
+        .unwrap_or_default();
+    let started = Instant::now();
+    let mut pulled: u64 = 0;
+    let mut next = Some(fetch(after.clone()));
+    while let Some(in_flight) = next.take() {
+        let reply = in_flight.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let bytes = reply.len() as u64;
         let reply: FetchReply = concord_rpc::decode(&reply).map_err(|e| e.to_string())?;
         if reply.objects.iter().any(|(_, state)| !state.is_well_formed()) {
             return Err("source sent a malformed DVV set".into());
         }
-        let policy = replica
-            .meta
-            .state()
-            .namespace_by_id(namespace)
-            .map(|(_, e)| e.config.conflicts)
-            .unwrap_or_default();
         let last = reply.objects.last().map(|(key, _)| key.clone());
-        let merges = reply.objects.into_iter().map(|(key, state)| {
-            let object = ObjectKey { namespace, partition, key };
-            async move { replica.objects.update(&object, Update::Merge { state, policy }).await }
-        });
-        for result in join_all(merges).await {
-            result.map_err(|e| e.to_string())?;
+        if reply.more && last.is_some() {
+            next = Some(fetch(last.clone()));
         }
+        replica
+            .objects
+            .merge_all(namespace, partition, reply.objects, policy)
+            .await
+            .map_err(|e| e.to_string())?;
         replica.progress.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
         pulled += bytes;
         if last.is_some() {
@@ -230,12 +232,12 @@ async fn pull(
         if due > elapsed {
             tokio::time::sleep(due - elapsed).await;
         }
-        let elapsed = started.elapsed().as_secs_f64().max(1e-3);
-        replica.progress.rate_bytes.store((pulled as f64 / elapsed) as u64, Ordering::Relaxed);
-        if !reply.more {
-            return Ok(());
+        if pulled > 0 {
+            let elapsed = started.elapsed().as_secs_f64().max(1e-3);
+            replica.progress.rate_bytes.store((pulled as f64 / elapsed) as u64, Ordering::Relaxed);
         }
     }
+    Ok(())
 }
 
 /// Drops every partition replica of every namespace this node holds but is not a replica of

@@ -71,9 +71,21 @@ impl CommitObserver for () {
 type Reply = oneshot::Sender<Result<DvvSet, StorageError>>;
 
 enum Message {
-    Update { key: Vec<u8>, update: Update, reply: Reply },
+    Update {
+        key: Vec<u8>,
+        update: Update,
+        reply: Reply,
+    },
+    /// Many merges answered once, without returning the states (handoff).
+    MergeAll {
+        items: Vec<(Vec<u8>, DvvSet)>,
+        policy: ConflictPolicy,
+        reply: BulkReply,
+    },
     Close(oneshot::Sender<()>),
 }
+
+type BulkReply = oneshot::Sender<Result<(), StorageError>>;
 
 /// Reads go straight to the engine; writes go through the committer thread.
 pub struct ObjectStore {
@@ -110,6 +122,29 @@ impl ObjectStore {
     pub async fn update(&self, key: &ObjectKey, update: Update) -> Result<DvvSet, StorageError> {
         let (reply, answer) = oneshot::channel();
         let message = Message::Update { key: key.encode(), update, reply };
+        self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Merges every `(key, state)` of one partition in, durably, with one answer and without
+    /// returning the merged states: the bulk path of handoff. The items join the committer's
+    /// batches like any other writes.
+    pub async fn merge_all(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+        objects: Vec<(Key, DvvSet)>,
+        policy: ConflictPolicy,
+    ) -> Result<(), StorageError> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let items = objects
+            .into_iter()
+            .map(|(key, state)| (ObjectKey { namespace, partition, key }.encode(), state))
+            .collect();
+        let (reply, answer) = oneshot::channel();
+        let message = Message::MergeAll { items, policy, reply };
         self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
@@ -298,7 +333,8 @@ struct Committer {
 struct Pending {
     key: Vec<u8>,
     update: Update,
-    reply: Reply,
+    /// `None` for the items of a bulk merge, answered through their [`BulkReply`].
+    reply: Option<Reply>,
 }
 
 impl Committer {
@@ -307,13 +343,22 @@ impl Committer {
         while closing.is_none() {
             let Some(first) = inbox.blocking_recv() else { break };
             let mut batch = Vec::new();
+            let mut bulk = Vec::new();
             let mut next = Some(first);
             // Everything that queued up while the previous batch was syncing joins this batch:
             // that is the group commit.
             while let Some(message) = next.take() {
                 match message {
                     Message::Update { key, update, reply } => {
-                        batch.push(Pending { key, update, reply })
+                        batch.push(Pending { key, update, reply: Some(reply) })
+                    }
+                    Message::MergeAll { items, policy, reply } => {
+                        batch.extend(items.into_iter().map(|(key, state)| Pending {
+                            key,
+                            update: Update::Merge { state, policy },
+                            reply: None,
+                        }));
+                        bulk.push(reply);
                     }
                     Message::Close(done) => {
                         closing = Some(done);
@@ -325,7 +370,7 @@ impl Committer {
                 }
             }
             if !batch.is_empty() {
-                self.commit(batch);
+                self.commit(batch, bulk);
             }
         }
         inbox.close();
@@ -336,14 +381,23 @@ impl Committer {
 
     /// Applies a batch of updates on the latest states, commits them with one sync, and answers
     /// every waiter.
-    fn commit(&self, batch: Vec<Pending>) {
+    fn commit(&self, batch: Vec<Pending>, bulk: Vec<BulkReply>) {
         let started = Instant::now();
         let mut states: HashMap<Vec<u8>, DvvSet> = HashMap::new();
         let updates = batch.len();
         let mut waiting = Vec::with_capacity(updates);
+        let mut bulk_failed = None;
         for Pending { key, update, reply } in batch {
             // The update is moved in, so a value is copied only into the stored state.
-            waiting.push((reply, self.apply(&mut states, key, update)));
+            let applied = self.apply(&mut states, key, update);
+            match reply {
+                Some(reply) => waiting.push((reply, applied.cloned())),
+                None => {
+                    if let Err(e) = applied {
+                        bulk_failed = Some(e);
+                    }
+                }
+            }
         }
         let mut writes = Batch::new();
         for (key, state) in states {
@@ -359,14 +413,22 @@ impl Committer {
             // The waiter may have given up (client gone); the write stands regardless.
             let _ = reply.send(answer);
         }
+        for reply in bulk {
+            let answer = match (&committed, &bulk_failed) {
+                (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
+                (Ok(()), Some(e)) => Err(StorageError::Engine(format!("bulk merge failed: {e}"))),
+                (Ok(()), None) => Ok(()),
+            };
+            let _ = reply.send(answer);
+        }
     }
 
-    fn apply(
+    fn apply<'s>(
         &self,
-        states: &mut HashMap<Vec<u8>, DvvSet>,
+        states: &'s mut HashMap<Vec<u8>, DvvSet>,
         key: Vec<u8>,
         update: Update,
-    ) -> Result<DvvSet, StorageError> {
+    ) -> Result<&'s DvvSet, StorageError> {
         let state = match states.entry(key) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
@@ -387,7 +449,7 @@ impl Committer {
             }
             Update::Merge { state: other, policy } => state.merge(&other, policy),
         }
-        Ok(state.clone())
+        Ok(state)
     }
 }
 

@@ -290,3 +290,35 @@ async fn partition_chunks_and_drop() {
     assert!(!store.holds(NamespaceId(1), PartitionId(3)).unwrap());
     assert!(store.holds(NamespaceId(1), PartitionId(4)).unwrap());
 }
+
+/// A bulk merge lands every object durably with one answer, merging with what is stored.
+#[tokio::test]
+async fn bulk_merges_land_and_merge_with_stored_state() {
+    let storage = Arc::new(MemoryStorage::new());
+    let store = ObjectStore::start(storage.clone(), Default::default(), Arc::new(()));
+    let here = key("both");
+    let local = store.update(&here, write(&VersionVector::new(), "local")).await.unwrap();
+    let remote = {
+        let mut state = DvvSet::new();
+        state.write(
+            &VersionVector::new(),
+            ActorId(9),
+            Timestamp(5),
+            Content::Value { data: b"remote".to_vec(), content_type: "text/plain".into() },
+            ConflictPolicy::Siblings,
+        );
+        state
+    };
+    let objects = vec![
+        (here.key.clone(), remote.clone()),
+        (Key::new("only-remote").unwrap(), remote.clone()),
+    ];
+    store
+        .merge_all(NamespaceId(1), PartitionId(0), objects, ConflictPolicy::Siblings)
+        .await
+        .unwrap();
+    assert_eq!(values(&store.get(&here).unwrap().unwrap()), ["local", "remote"]);
+    assert_eq!(values(&store.get(&key("only-remote")).unwrap().unwrap()), ["remote"]);
+    assert!(local.values().count() == 1);
+    store.close().await.unwrap();
+}
