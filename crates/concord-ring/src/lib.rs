@@ -31,11 +31,18 @@
 //! Everything is deterministic: the same ring and membership give the same next ring on every
 //! node and every platform.
 //!
+//! # Transitions
+//!
+//! [`changes`] compares two rings for a namespace of `n` replicas: for every partition whose
+//! replica set differs, the nodes that must receive its data and the nodes that may drop it once
+//! they have.
+//!
 //! # Layout
 //!
 //! * `ring.rs`: [`Ring`], its accessors and its stored form.
 //! * `claim.rs`: the claim algorithm on index lists; `claim/balance.rs` balances deeper
 //!   prefixes; `claim/tests.rs` holds the property tests of every guarantee above.
+//! * `transition.rs`: [`changes`] and [`PartitionChange`].
 //! * `error.rs`: [`RingError`].
 //!
 //! Pure: no I/O, no clock, no randomness. Depends only on `concord-types`.
@@ -43,9 +50,11 @@
 mod claim;
 mod error;
 mod ring;
+mod transition;
 
 pub use error::RingError;
 pub use ring::{MEMBERS_MAX, Ring};
+pub use transition::{PartitionChange, changes};
 
 use concord_types::{Key, NamespaceId, PartitionId};
 
