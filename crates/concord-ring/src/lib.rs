@@ -44,6 +44,7 @@
 //!   prefixes; `claim/tests.rs` holds the property tests of every guarantee above.
 //! * `transition.rs`: [`changes`] and [`PartitionChange`].
 //! * `error.rs`: [`RingError`].
+//! * `examples/balance_survey.rs`: measures balance over random histories.
 //!
 //! Pure: no I/O, no clock, no randomness. Depends only on `concord-types`.
 
