@@ -57,7 +57,8 @@ pub struct HandoffProgress {
     pub moves_done: AtomicU64,
     /// Partition replicas dropped after they moved away.
     pub dropped: AtomicU64,
-    /// Bytes per second over the last finished chunk window.
+    /// Bytes per second of the latest round of moves (from its start to the last finished
+    /// move).
     pub rate_bytes: AtomicU64,
 }
 
@@ -71,6 +72,10 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
         }
         let state = replica.meta.state();
         let mine: Vec<Move> = state.moves_to(&replica.me).cloned().collect();
+        // The rate is measured over this round of moves, so empty partitions do not make it
+        // flicker.
+        let round_started = Instant::now();
+        let round_base = replica.progress.bytes_moved.load(Ordering::Relaxed);
         for planned in mine {
             if *stop.borrow() {
                 return;
@@ -78,6 +83,9 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
             replica.progress.active.fetch_add(1, Ordering::Relaxed);
             let outcome = receive(&replica, &config, &state, &planned).await;
             replica.progress.active.fetch_sub(1, Ordering::Relaxed);
+            let moved = replica.progress.bytes_moved.load(Ordering::Relaxed) - round_base;
+            let elapsed = round_started.elapsed().as_secs_f64().max(1e-3);
+            replica.progress.rate_bytes.store((moved as f64 / elapsed) as u64, Ordering::Relaxed);
             match outcome {
                 Ok(()) => {
                     let done = Command::MoveDone {
@@ -231,10 +239,6 @@ async fn pull(
         let elapsed = started.elapsed();
         if due > elapsed {
             tokio::time::sleep(due - elapsed).await;
-        }
-        if pulled > 0 {
-            let elapsed = started.elapsed().as_secs_f64().max(1e-3);
-            replica.progress.rate_bytes.store((pulled as f64 / elapsed) as u64, Ordering::Relaxed);
         }
     }
     Ok(())
