@@ -215,7 +215,10 @@ mod tests {
             moves_line(&moves),
             "2 pending, 1 active, 3 received, 1.0 MiB of 4.0 MiB moved (25%), 800.0 KiB/s"
         );
-        assert_eq!(moves_line(&Moves::default()), "0 pending, 0 active, 0 received, 0 B of 0 B moved, 0 B/s");
+        assert_eq!(
+            moves_line(&Moves::default()),
+            "0 pending, 0 active, 0 received, 0 B of 0 B moved, 0 B/s"
+        );
     }
 
     /// A partition moves when its replica list changes, order included.
