@@ -47,7 +47,7 @@ fn finish_moves(state: &mut MetaState) {
 
 #[test]
 fn bootstrap_makes_a_one_node_ring_and_only_once() {
-    let mut state = bootstrapped(8);
+    let state = bootstrapped(8);
     assert_eq!(state.epoch, 1);
     assert_eq!(state.members.len(), 1);
     assert_eq!(state.members[&node("n1")].state, MemberState::Active);
