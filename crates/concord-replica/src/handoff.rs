@@ -22,6 +22,9 @@ use tokio::time::Instant;
 use crate::Replica;
 use crate::messages::{FetchReply, FetchRequest};
 
+/// Most objects merged in one committer batch by handoff.
+const MERGE_SLICE: usize = 256;
+
 /// Handoff settings.
 #[derive(Debug, Clone)]
 pub struct HandoffConfig {
@@ -224,11 +227,18 @@ async fn pull(
         if reply.more && last.is_some() {
             next = Some(fetch(last.clone()));
         }
-        replica
-            .objects
-            .merge_all(namespace, partition, reply.objects, policy)
-            .await
-            .map_err(|e| e.to_string())?;
+        // Merged in slices, so that the committer interleaves client writes between them
+        // instead of holding them behind one large batch.
+        let mut objects = reply.objects;
+        while !objects.is_empty() {
+            let rest = objects.split_off(objects.len().min(MERGE_SLICE));
+            replica
+                .objects
+                .merge_all(namespace, partition, objects, policy)
+                .await
+                .map_err(|e| e.to_string())?;
+            objects = rest;
+        }
         replica.progress.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
         pulled += bytes;
         if last.is_some() {
