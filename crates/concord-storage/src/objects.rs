@@ -247,8 +247,7 @@ impl ObjectStore {
         namespace: NamespaceId,
         partition: PartitionId,
     ) -> Result<bool, StorageError> {
-        let base = ObjectKey::partition_prefix(namespace, partition);
-        let end = prefix_end(&base).expect("partition prefix is never all 0xff");
+        let (base, end) = partition_range(namespace, partition);
         Ok(!self.storage.scan(Space::Data, &base, &end, 1)?.is_empty())
     }
 
@@ -258,8 +257,7 @@ impl ObjectStore {
         namespace: NamespaceId,
         partition: PartitionId,
     ) -> Result<usize, StorageError> {
-        let base = ObjectKey::partition_prefix(namespace, partition);
-        let end = prefix_end(&base).expect("partition prefix is never all 0xff");
+        let (base, end) = partition_range(namespace, partition);
         let mut start = base;
         let mut count = 0;
         loop {
@@ -279,8 +277,7 @@ impl ObjectStore {
         namespace: NamespaceId,
         partition: PartitionId,
     ) -> Result<usize, StorageError> {
-        let base = ObjectKey::partition_prefix(namespace, partition);
-        let end = prefix_end(&base).expect("partition prefix is never all 0xff");
+        let (base, end) = partition_range(namespace, partition);
         let mut dropped = 0;
         loop {
             let page = self.storage.scan(Space::Data, &base, &end, 1024)?;
@@ -311,6 +308,13 @@ impl ObjectStore {
         }
         self.storage.persist()
     }
+}
+
+/// The key range `[start, end)` of one partition of a namespace in the data space.
+fn partition_range(namespace: NamespaceId, partition: PartitionId) -> (Vec<u8>, Vec<u8>) {
+    let base = ObjectKey::partition_prefix(namespace, partition);
+    let end = prefix_end(&base).expect("partition prefix is never all 0xff");
+    (base, end)
 }
 
 /// Decodes one stored entry of the data space.
