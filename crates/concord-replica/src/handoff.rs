@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use concord_meta::{Command, MetaState, Move};
 use concord_rpc::MessageKind;
+use concord_storage::ObjectStore;
 use concord_types::{Key, NamespaceId, NodeId, PartitionId};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -220,16 +221,19 @@ async fn pull(
         let reply = in_flight.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let bytes = reply.len() as u64;
         let reply: FetchReply = concord_rpc::decode(&reply).map_err(|e| e.to_string())?;
-        if reply.objects.iter().any(|(_, state)| !state.is_well_formed()) {
-            return Err("source sent a malformed DVV set".into());
+        let more = reply.more;
+        let mut objects = Vec::with_capacity(reply.objects.len());
+        for (key, encoded) in reply.objects {
+            let state = ObjectStore::decode_state(&encoded)
+                .map_err(|e| format!("source sent a malformed state for {key:?}: {e}"))?;
+            objects.push((key, state));
         }
-        let last = reply.objects.last().map(|(key, _)| key.clone());
-        if reply.more && last.is_some() {
+        let last = objects.last().map(|(key, _)| key.clone());
+        if more && last.is_some() {
             next = Some(fetch(last.clone()));
         }
         // Merged in slices, so that the committer interleaves client writes between them
         // instead of holding them behind one large batch.
-        let mut objects = reply.objects;
         while !objects.is_empty() {
             let rest = objects.split_off(objects.len().min(MERGE_SLICE));
             replica

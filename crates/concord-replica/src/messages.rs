@@ -80,6 +80,8 @@ pub struct FetchRequest {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FetchReply {
-    pub objects: Vec<(Key, DvvSet)>,
+    /// Keys with their states as the source stores them (format byte and postcard), decoded
+    /// and validated by the receiver.
+    pub objects: Vec<(Key, Vec<u8>)>,
     pub more: bool,
 }

@@ -52,7 +52,9 @@ pub enum Update {
 /// A chunk of a partition's objects (see [`ObjectStore::scan_objects`]).
 #[derive(Debug, Default)]
 pub struct ObjectChunk {
-    pub objects: Vec<(Key, DvvSet)>,
+    /// Keys with their stored states, still encoded: the chunk is shipped as is, and the
+    /// receiver decodes (and so validates) each with [`ObjectStore::decode_state`].
+    pub objects: Vec<(Key, Vec<u8>)>,
     /// Encoded size of the chunk, keys included.
     pub bytes: usize,
     /// Whether objects after the last one may exist.
@@ -149,6 +151,11 @@ impl ObjectStore {
         answer.await.map_err(|_| StorageError::Closed)?
     }
 
+    /// Decodes a stored state as shipped in an [`ObjectChunk`]; a malformed one is an error.
+    pub fn decode_state(bytes: &[u8]) -> Result<DvvSet, StorageError> {
+        codec::decode(&[], bytes)
+    }
+
     /// The stored state of `key`, if any.
     pub fn get(&self, key: &ObjectKey) -> Result<Option<DvvSet>, StorageError> {
         let encoded = key.encode();
@@ -226,9 +233,9 @@ impl ObjectStore {
             let exhausted = page.len() < page_size;
             for (raw_key, bytes) in page {
                 cursor = [raw_key.as_slice(), &[0u8]].concat();
-                let (object, state) = decode_entry(&raw_key, &bytes)?;
+                let object = ObjectKey::decode(&raw_key).ok_or_else(|| not_an_object(&raw_key))?;
                 chunk.bytes += raw_key.len() + bytes.len();
-                chunk.objects.push((object.key, state));
+                chunk.objects.push((object.key, bytes));
                 if chunk.bytes >= max_bytes || chunk.objects.len() >= max_objects {
                     chunk.more = true;
                     break 'pages;
@@ -320,11 +327,12 @@ fn partition_range(namespace: NamespaceId, partition: PartitionId) -> (Vec<u8>, 
 /// Decodes one stored entry of the data space.
 fn decode_entry(raw_key: &[u8], bytes: &[u8]) -> Result<(ObjectKey, DvvSet), StorageError> {
     let state = codec::decode(raw_key, bytes)?;
-    let object = ObjectKey::decode(raw_key).ok_or_else(|| StorageError::Corrupt {
-        key: raw_key.to_vec(),
-        reason: "not an object key".into(),
-    })?;
+    let object = ObjectKey::decode(raw_key).ok_or_else(|| not_an_object(raw_key))?;
     Ok((object, state))
+}
+
+fn not_an_object(raw_key: &[u8]) -> StorageError {
+    StorageError::Corrupt { key: raw_key.to_vec(), reason: "not an object key".into() }
 }
 
 /// The single writer of the data space.
