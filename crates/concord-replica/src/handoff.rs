@@ -70,6 +70,8 @@ pub struct HandoffProgress {
 pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::Receiver<bool>) {
     let mut states = replica.meta.subscribe();
     let mut settled_since: Option<(u64, Instant)> = None;
+    // The settled epoch whose moved-away data was last dropped.
+    let mut dropped_at: Option<u64> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -110,7 +112,8 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
                 }
             }
         }
-        // Data this node no longer holds is dropped once the ring has been settled a while.
+        // Data this node no longer holds is dropped once the ring has been settled a while:
+        // one pass per settled epoch (a failed pass is tried again), not one per wake-up.
         if state.in_transition() {
             settled_since = None;
         } else {
@@ -122,10 +125,11 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
                     now
                 }
             };
-            if since.elapsed() >= config.drop_delay
-                && let Err(e) = drop_moved_away(&replica, &state)
-            {
-                tracing::warn!(error = %e, "dropping moved-away partitions failed");
+            if since.elapsed() >= config.drop_delay && dropped_at != Some(state.epoch) {
+                match drop_moved_away(&replica, &state) {
+                    Ok(()) => dropped_at = Some(state.epoch),
+                    Err(e) => tracing::warn!(error = %e, "dropping moved-away partitions failed"),
+                }
             }
         }
         tokio::select! {
