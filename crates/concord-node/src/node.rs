@@ -167,10 +167,7 @@ impl Node {
             rand::rng().random(),
         )
         .map_err(|e| Error::Startup(format!("membership: {e}")))?;
-        let peers = Arc::new(SwimPeers {
-            membership: membership.clone(),
-            max_offset_ms: config.cluster.max_clock_offset_ms,
-        });
+        let peers = Arc::new(SwimPeers { membership: membership.clone() });
 
         let replica = Replica::new(ReplicaParts {
             me: node_id.clone(),

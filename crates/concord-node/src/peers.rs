@@ -89,7 +89,6 @@ impl concord_membership::SwimNet for SwimTransport {
 /// SWIM's current view of the other members.
 pub(crate) struct SwimPeers {
     pub(crate) membership: MembershipHandle,
-    pub(crate) max_offset_ms: u64,
 }
 
 impl PeerStatus for SwimPeers {
@@ -105,7 +104,8 @@ impl PeerStatus for SwimPeers {
     fn clock_offset(&self, node: &NodeId) -> Option<(i64, bool)> {
         let status = self.membership.status().into_iter().find(|s| &s.node == node)?;
         let offset = status.clock_offset_ms?;
-        Some((offset, status.alarm || offset.unsigned_abs() > self.max_offset_ms))
+        // The driver judges the alarm against `cluster.max_clock_offset_ms`.
+        Some((offset, status.alarm))
     }
 }
 
