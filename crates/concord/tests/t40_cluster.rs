@@ -39,6 +39,17 @@ fn defaults(_: usize, options: ServerOptions) -> ServerOptions {
     options
 }
 
+/// Starts `n` nodes and waits until every one lists all `n` up.
+async fn start_up(
+    n: usize,
+    options: impl Fn(usize, ServerOptions) -> ServerOptions,
+) -> anyhow::Result<TestCluster> {
+    let cluster = TestCluster::start(binary(), n, options)?;
+    let what = format!("every node up on all {n}");
+    cluster.wait_for(&what, CLUSTER_UP_TIMEOUT, async || running_nodes_up(&cluster).await).await?;
+    Ok(cluster)
+}
+
 /// `Ok` when every running node lists every running node `up`.
 async fn running_nodes_up(cluster: &TestCluster) -> Result<(), String> {
     let running = cluster.running();
@@ -69,12 +80,7 @@ async fn leader(cluster: &TestCluster) -> anyhow::Result<String> {
 async fn five_nodes_joined_through_one_seed_agree_on_epoch_and_ring() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     println!("start n1, then n2..n5 joining through n1's peer address");
-    let cluster = TestCluster::start(binary(), 5, defaults)?;
-    cluster
-        .wait_for("every node up on all 5", CLUSTER_UP_TIMEOUT, async || {
-            running_nodes_up(&cluster).await
-        })
-        .await?;
+    let cluster = start_up(5, defaults).await?;
     cluster
         .wait_for("the same epoch and ring on all 5", CLUSTER_UP_TIMEOUT, async || {
             same_epoch_and_ring(&cluster).await
@@ -147,12 +153,7 @@ fn placed_nodes(ring: &Ring) -> Vec<String> {
 #[tokio::test]
 async fn killed_or_frozen_node_goes_down_and_comes_back_up() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let mut cluster = TestCluster::start(binary(), 3, defaults)?;
-    cluster
-        .wait_for("every node up on all 3", CLUSTER_UP_TIMEOUT, async || {
-            running_nodes_up(&cluster).await
-        })
-        .await?;
+    let mut cluster = start_up(3, defaults).await?;
     let leader = leader(&cluster).await?;
     let victim = (0..cluster.len()).rev().find(|&i| cluster.id(i) != leader).expect("a follower");
     let id = cluster.id(victim).to_owned();
@@ -197,12 +198,7 @@ async fn killed_or_frozen_node_goes_down_and_comes_back_up() -> anyhow::Result<(
 #[tokio::test]
 async fn killed_metadata_leader_is_replaced_and_joins_still_work() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let mut cluster = TestCluster::start(binary(), 3, defaults)?;
-    cluster
-        .wait_for("every node up on all 3", CLUSTER_UP_TIMEOUT, async || {
-            running_nodes_up(&cluster).await
-        })
-        .await?;
+    let mut cluster = start_up(3, defaults).await?;
     let old = leader(&cluster).await?;
     let old_index = cluster.index_of(&old).expect("the leader is a member");
     println!("phase 1: SIGKILL the metadata leader {old}");
@@ -352,12 +348,7 @@ async fn majority_of_voters_down_refuses_metadata_changes_but_serves_data() -> a
     use concord_client::{GetOptions, GetResult, NamespaceConfig, Quorum, WriteOptions};
     let _serial = SERIAL.lock().await;
     println!("start a 3-node cluster with fault injection");
-    let mut cluster = TestCluster::start(binary(), 3, |_, o| o.fault_injection())?;
-    cluster
-        .wait_for("every node up on all 3", CLUSTER_UP_TIMEOUT, async || {
-            running_nodes_up(&cluster).await
-        })
-        .await?;
+    let mut cluster = start_up(3, |_, o| o.fault_injection()).await?;
     cluster
         .wait_for("three metadata voters", CLUSTER_UP_TIMEOUT, async || {
             let status = cluster.client(0).cluster().await.map_err(|e| e.to_string())?;
