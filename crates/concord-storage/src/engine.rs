@@ -11,16 +11,30 @@ pub enum Space {
     Meta,
     /// The Raft log, vote and metadata state machine of `concord-meta`.
     Raft,
+    /// Hinted handoff: writes held for a replica that could not take them
+    /// ([`crate::hints::HintKey`] → encoded DVV set).
+    Hints,
 }
 
 impl Space {
-    pub const ALL: [Space; 3] = [Space::Data, Space::Meta, Space::Raft];
+    pub const ALL: [Space; 4] = [Space::Data, Space::Meta, Space::Raft, Space::Hints];
 
     pub fn name(self) -> &'static str {
         match self {
             Space::Data => "data",
             Space::Meta => "meta",
             Space::Raft => "raft",
+            Space::Hints => "hints",
+        }
+    }
+
+    /// Position in [`Space::ALL`]; engines keep one map per space in that order.
+    pub fn index(self) -> usize {
+        match self {
+            Space::Data => 0,
+            Space::Meta => 1,
+            Space::Raft => 2,
+            Space::Hints => 3,
         }
     }
 }

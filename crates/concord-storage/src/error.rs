@@ -1,8 +1,15 @@
 use thiserror::Error;
 
-/// Storage failures. None of them is the client's fault.
+/// Storage failures. Only `TooManySiblings` is the client's doing.
 #[derive(Debug, Error)]
 pub enum StorageError {
+    /// A write would leave more concurrent versions of a key than the configured limit; it was
+    /// not applied.
+    #[error(
+        "the write would leave {count} concurrent versions of the key, above the limit of {max}: \
+         read the key and write with its context to resolve the siblings"
+    )]
+    TooManySiblings { count: usize, max: usize },
     /// The engine failed to read or write; the node may be unable to continue.
     #[error("storage engine: {0}")]
     Engine(String),

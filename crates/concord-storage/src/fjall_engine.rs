@@ -25,7 +25,7 @@ impl Default for FjallOptions {
 /// `Storage` on a fjall database, one fjall keyspace per [`Space`].
 pub struct FjallStorage {
     db: Database,
-    spaces: [Keyspace; 3],
+    spaces: [Keyspace; 4],
 }
 
 impl FjallStorage {
@@ -42,16 +42,13 @@ impl FjallStorage {
                 KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
             })
         };
-        let spaces = [open(Space::Data)?, open(Space::Meta)?, open(Space::Raft)?];
+        let spaces =
+            [open(Space::Data)?, open(Space::Meta)?, open(Space::Raft)?, open(Space::Hints)?];
         Ok(Self { db, spaces })
     }
 
     fn keyspace(&self, space: Space) -> &Keyspace {
-        match space {
-            Space::Data => &self.spaces[0],
-            Space::Meta => &self.spaces[1],
-            Space::Raft => &self.spaces[2],
-        }
+        &self.spaces[space.index()]
     }
 }
 

@@ -11,10 +11,12 @@
 //!   read-modify-write of a DVV set happens inside this one thread, two concurrent writes to a key
 //!   can never both start from the same stored state (DESIGN.md §4).
 //! - [`keys`]: how object keys are laid out: namespace id, partition, user key.
+//! - [`hints`]: writes held for another replica (hinted handoff), in their own space.
 //!
 //! This crate knows nothing of the network.
 
 pub mod engine;
+pub mod hints;
 pub mod keys;
 pub mod objects;
 
@@ -26,6 +28,7 @@ mod memory;
 pub use engine::{Batch, Durability, Space, Storage};
 pub use error::StorageError;
 pub use fjall_engine::{FjallOptions, FjallStorage};
+pub use hints::{Hint, HintKey};
 pub use keys::ObjectKey;
 pub use memory::MemoryStorage;
 pub use objects::{CommitObserver, ObjectChunk, ObjectStore, ObjectStoreOptions, Update};

@@ -11,7 +11,7 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 /// `Storage` over one `BTreeMap` per space.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
-    spaces: RwLock<[Map; 3]>,
+    spaces: RwLock<[Map; 4]>,
 }
 
 impl MemoryStorage {
@@ -20,18 +20,10 @@ impl MemoryStorage {
     }
 }
 
-fn index(space: Space) -> usize {
-    match space {
-        Space::Data => 0,
-        Space::Meta => 1,
-        Space::Raft => 2,
-    }
-}
-
 impl Storage for MemoryStorage {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let spaces = self.spaces.read().expect("memory storage lock poisoned");
-        Ok(spaces[index(space)].get(key).cloned())
+        Ok(spaces[space.index()].get(key).cloned())
     }
 
     fn scan(
@@ -42,7 +34,7 @@ impl Storage for MemoryStorage {
         limit: usize,
     ) -> Result<Entries, StorageError> {
         let spaces = self.spaces.read().expect("memory storage lock poisoned");
-        Ok(spaces[index(space)]
+        Ok(spaces[space.index()]
             .range(start.to_vec()..end.to_vec())
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -52,7 +44,7 @@ impl Storage for MemoryStorage {
     fn commit(&self, batch: Batch, _durability: Durability) -> Result<(), StorageError> {
         let mut spaces = self.spaces.write().expect("memory storage lock poisoned");
         for (space, key, value) in batch.ops {
-            let map = &mut spaces[index(space)];
+            let map = &mut spaces[space.index()];
             match value {
                 Some(value) => map.insert(key, value),
                 None => map.remove(&key),

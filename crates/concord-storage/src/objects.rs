@@ -23,11 +23,14 @@ pub struct ObjectStoreOptions {
     pub batch_max: usize,
     /// Most updates waiting for the committer; writers wait for room beyond it.
     pub queue_max: usize,
+    /// Most concurrent versions a client write may leave on a key (`siblings` policy). Merges
+    /// from other replicas are never refused: replicas must converge.
+    pub siblings_max: usize,
 }
 
 impl Default for ObjectStoreOptions {
     fn default() -> Self {
-        Self { durability: Durability::Sync, batch_max: 1024, queue_max: 8192 }
+        Self { durability: Durability::Sync, batch_max: 1024, queue_max: 8192, siblings_max: 64 }
     }
 }
 
@@ -74,9 +77,17 @@ type Reply = oneshot::Sender<Result<DvvSet, StorageError>>;
 
 enum Message {
     Update {
+        space: Space,
         key: Vec<u8>,
         update: Update,
         reply: Reply,
+    },
+    /// Deletes the key if its state is still `expected` (a delivered hint nobody added to).
+    DeleteIf {
+        space: Space,
+        key: Vec<u8>,
+        expected: DvvSet,
+        reply: oneshot::Sender<Result<bool, StorageError>>,
     },
     /// Many merges answered once, without returning the states (handoff).
     MergeAll {
@@ -122,8 +133,32 @@ impl ObjectStore {
 
     /// Applies `update` to `key` and returns the resulting state once it is durable.
     pub async fn update(&self, key: &ObjectKey, update: Update) -> Result<DvvSet, StorageError> {
+        self.update_in(Space::Data, key.encode(), update).await
+    }
+
+    /// Applies `update` to the DVV set stored under `key` in `space` (the data space, or hints).
+    pub(crate) async fn update_in(
+        &self,
+        space: Space,
+        key: Vec<u8>,
+        update: Update,
+    ) -> Result<DvvSet, StorageError> {
         let (reply, answer) = oneshot::channel();
-        let message = Message::Update { key: key.encode(), update, reply };
+        let message = Message::Update { space, key, update, reply };
+        self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Deletes `key` from `space` if its state is still `expected`; `false` if it changed (or
+    /// is gone). Runs in the committer, so no update can slip in between check and delete.
+    pub(crate) async fn delete_if(
+        &self,
+        space: Space,
+        key: Vec<u8>,
+        expected: DvvSet,
+    ) -> Result<bool, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        let message = Message::DeleteIf { space, key, expected, reply };
         self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
@@ -342,12 +377,24 @@ struct Committer {
     observer: Arc<dyn CommitObserver>,
 }
 
-struct Pending {
-    key: Vec<u8>,
-    update: Update,
-    /// `None` for the items of a bulk merge, answered through their [`BulkReply`].
-    reply: Option<Reply>,
+enum Pending {
+    Update {
+        space: Space,
+        key: Vec<u8>,
+        update: Update,
+        /// `None` for the items of a bulk merge, answered through their [`BulkReply`].
+        reply: Option<Reply>,
+    },
+    DeleteIf {
+        space: Space,
+        key: Vec<u8>,
+        expected: DvvSet,
+        reply: oneshot::Sender<Result<bool, StorageError>>,
+    },
 }
+
+/// A key's state as the batch being built leaves it; `None` once deleted.
+type Staged = HashMap<(Space, Vec<u8>), Option<DvvSet>>;
 
 impl Committer {
     fn run(self, mut inbox: mpsc::Receiver<Message>) {
@@ -361,11 +408,15 @@ impl Committer {
             // that is the group commit.
             while let Some(message) = next.take() {
                 match message {
-                    Message::Update { key, update, reply } => {
-                        batch.push(Pending { key, update, reply: Some(reply) })
+                    Message::Update { space, key, update, reply } => {
+                        batch.push(Pending::Update { space, key, update, reply: Some(reply) })
+                    }
+                    Message::DeleteIf { space, key, expected, reply } => {
+                        batch.push(Pending::DeleteIf { space, key, expected, reply })
                     }
                     Message::MergeAll { items, policy, reply } => {
-                        batch.extend(items.into_iter().map(|(key, state)| Pending {
+                        batch.extend(items.into_iter().map(|(key, state)| Pending::Update {
+                            space: Space::Data,
                             key,
                             update: Update::Merge { state, policy },
                             reply: None,
@@ -395,25 +446,37 @@ impl Committer {
     /// every waiter.
     fn commit(&self, batch: Vec<Pending>, bulk: Vec<BulkReply>) {
         let started = Instant::now();
-        let mut states: HashMap<Vec<u8>, DvvSet> = HashMap::new();
+        let mut states: Staged = HashMap::new();
         let updates = batch.len();
         let mut waiting = Vec::with_capacity(updates);
+        let mut deletes = Vec::new();
         let mut bulk_failed = None;
-        for Pending { key, update, reply } in batch {
-            // The update is moved in, so a value is copied only into the stored state.
-            let applied = self.apply(&mut states, key, update);
-            match reply {
-                Some(reply) => waiting.push((reply, applied.cloned())),
-                None => {
-                    if let Err(e) = applied {
-                        bulk_failed = Some(e);
+        for pending in batch {
+            match pending {
+                Pending::Update { space, key, update, reply } => {
+                    // The update is moved in, so a value is copied only into the stored state.
+                    let applied = self.apply(&mut states, space, key, update);
+                    match reply {
+                        Some(reply) => waiting.push((reply, applied.cloned())),
+                        None => {
+                            if let Err(e) = applied {
+                                bulk_failed = Some(e);
+                            }
+                        }
                     }
+                }
+                Pending::DeleteIf { space, key, expected, reply } => {
+                    let deleted = self.delete_if(&mut states, space, key, &expected);
+                    deletes.push((reply, deleted));
                 }
             }
         }
         let mut writes = Batch::new();
-        for (key, state) in states {
-            writes.put(Space::Data, key, codec::encode(&state));
+        for ((space, key), state) in states {
+            match state {
+                Some(state) => writes.put(space, key, codec::encode(&state)),
+                None => writes.delete(space, key),
+            }
         }
         let committed = self.storage.commit(writes, self.options.durability);
         self.observer.on_commit(updates, started.elapsed());
@@ -423,6 +486,13 @@ impl Committer {
                 (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
             };
             // The waiter may have given up (client gone); the write stands regardless.
+            let _ = reply.send(answer);
+        }
+        for (reply, deleted) in deletes {
+            let answer = match (&committed, deleted) {
+                (Ok(()), deleted) => deleted,
+                (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
+            };
             let _ = reply.send(answer);
         }
         for reply in bulk {
@@ -435,24 +505,62 @@ impl Committer {
         }
     }
 
-    fn apply<'s>(
+    /// The latest state of a key: staged by this batch, else stored (`None` if absent).
+    fn staged<'s>(
         &self,
-        states: &'s mut HashMap<Vec<u8>, DvvSet>,
+        states: &'s mut Staged,
+        space: Space,
         key: Vec<u8>,
-        update: Update,
-    ) -> Result<&'s DvvSet, StorageError> {
-        let state = match states.entry(key) {
+    ) -> Result<&'s mut Option<DvvSet>, StorageError> {
+        Ok(match states.entry((space, key)) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                let stored = match self.storage.get(Space::Data, entry.key())? {
-                    Some(bytes) => codec::decode(entry.key(), &bytes)?,
-                    None => DvvSet::new(),
+                let raw = &entry.key().1;
+                let stored = match self.storage.get(space, raw)? {
+                    Some(bytes) => Some(codec::decode(raw, &bytes)?),
+                    None => None,
                 };
                 entry.insert(stored)
             }
-        };
+        })
+    }
+
+    fn delete_if(
+        &self,
+        states: &mut Staged,
+        space: Space,
+        key: Vec<u8>,
+        expected: &DvvSet,
+    ) -> Result<bool, StorageError> {
+        let state = self.staged(states, space, key)?;
+        if state.as_ref() == Some(expected) {
+            *state = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn apply<'s>(
+        &self,
+        states: &'s mut Staged,
+        space: Space,
+        key: Vec<u8>,
+        update: Update,
+    ) -> Result<&'s DvvSet, StorageError> {
+        let state = self.staged(states, space, key)?.get_or_insert_with(DvvSet::new);
         match update {
             Update::Write { context, actor, timestamp, content, policy } => {
+                if policy == ConflictPolicy::Siblings {
+                    // The versions the write leaves: those its context has not seen, and itself.
+                    let count =
+                        state.siblings().iter().filter(|s| !context.covers(s.dot)).count() + 1;
+                    if count > self.options.siblings_max {
+                        return Err(StorageError::TooManySiblings {
+                            count,
+                            max: self.options.siblings_max,
+                        });
+                    }
+                }
                 state.write(&context, actor, timestamp, content, policy);
             }
             Update::DeleteStored { actor, timestamp, policy } => {

@@ -52,7 +52,8 @@ impl CommitObserver for BatchSizes {
 /// Many blind writes racing on one key must all survive as siblings: each read-modify-write
 /// starts from the state the previous one left.
 async fn concurrent_blind_writes_all_survive(storage: Arc<dyn Storage>) {
-    let store = Arc::new(ObjectStore::start(storage, Default::default(), Arc::new(())));
+    let options = ObjectStoreOptions { siblings_max: 256, ..Default::default() };
+    let store = Arc::new(ObjectStore::start(storage, options, Arc::new(())));
     let mut tasks = Vec::new();
     for i in 0..200 {
         let store = store.clone();
