@@ -67,7 +67,7 @@ impl From<Error> for ApiError {
             Error::NamespaceConflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
-            Error::QuorumNotReached { required, answered, failures } => {
+            Error::QuorumNotReached { required, answered, failures, .. } => {
                 let failures: serde_json::Map<String, serde_json::Value> =
                     failures.into_iter().map(|(node, cause)| (node, cause.into())).collect();
                 ApiError {
@@ -78,6 +78,11 @@ impl From<Error> for ApiError {
                         "required": required, "answered": answered, "failures": failures,
                     }),
                 }
+            }
+            Error::TooManySiblings { count, max } => {
+                let mut e = ApiError::new(StatusCode::CONFLICT, "too_many_siblings", message);
+                e.details = serde_json::json!({ "siblings": count, "limit": max });
+                e
             }
             Error::Timeout { timeout_ms } => {
                 let mut e = ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message);
@@ -101,6 +106,10 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let replicas = match (self.details.get("answered"), self.details.get("required")) {
+            (Some(answered), Some(required)) => Some(format!("{answered}/{required}")),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
@@ -111,6 +120,10 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // A quorum failure still says how many replicas answered.
+        if let Some(value) = replicas.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            response.headers_mut().insert("concord-replicas", value);
         }
         response
     }

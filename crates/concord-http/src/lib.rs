@@ -28,7 +28,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use concord_node::{Config, Database};
 
 use crate::error::ApiError;
@@ -73,6 +73,7 @@ pub fn router(db: Arc<Database>, limits: Limits) -> Router {
         .route("/v1/cluster/nodes/{id}/remove", post(cluster::remove_node))
         .route("/v1/admin/faults", post(admin::set_faults).delete(admin::clear_faults))
         .route("/v1/admin/holdings", get(admin::holdings))
+        .route("/v1/admin/hints", delete(admin::drop_hints))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

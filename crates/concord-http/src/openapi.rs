@@ -27,6 +27,7 @@ use crate::routes::{admin, cluster, kv, namespaces, ops};
         admin::set_faults,
         admin::clear_faults,
         admin::holdings,
+        admin::drop_hints,
         ops::health,
         ops::ready,
         ops::metrics,

@@ -20,6 +20,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub peer: PeerConfig,
     pub cluster: ClusterConfig,
+    pub replication: ReplicationConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub admin: AdminConfig,
@@ -107,6 +108,33 @@ impl Default for ClusterConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Most hints this node holds for one replica; writes for it beyond that are not hinted.
+    /// Default 1000000.
+    pub hints_max_per_target: u64,
+    /// Most hints replayed per second once their replica is back. Default 5000.
+    pub hint_replay_rate: u64,
+    /// How often this node checks whether replicas it holds hints for are back, in ms.
+    /// Default 1000.
+    pub hint_replay_interval_ms: u64,
+    /// How long a read keeps listening, after answering, to the replicas it did not wait for,
+    /// to repair the ones that are behind, in ms. Default 200.
+    pub read_repair_wait_ms: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            hints_max_per_target: 1_000_000,
+            hint_replay_rate: 5_000,
+            hint_replay_interval_ms: 1_000,
+            read_repair_wait_ms: 200,
+        }
+    }
+}
+
 /// `storage.durability`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -155,11 +183,19 @@ pub struct LimitsConfig {
     pub request_timeout_ms: u64,
     /// Most keys one list page returns. Default 1000.
     pub list_limit_max: usize,
+    /// Most concurrent versions (siblings) a write may leave on a key; a write beyond it is
+    /// refused with 409 until a client resolves them. Default 64.
+    pub siblings_max: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { value_bytes_max: 1 << 20, request_timeout_ms: 10_000, list_limit_max: 1000 }
+        Self {
+            value_bytes_max: 1 << 20,
+            request_timeout_ms: 10_000,
+            list_limit_max: 1000,
+            siblings_max: 64,
+        }
     }
 }
 
@@ -215,6 +251,15 @@ impl Config {
         }
         if self.http.max_connections == 0 {
             return fail("http.max_connections must be positive");
+        }
+        if self.limits.siblings_max == 0 || self.limits.siblings_max > 4096 {
+            return fail("limits.siblings_max must be between 1 and 4096");
+        }
+        if self.replication.hint_replay_rate == 0 || self.replication.hint_replay_interval_ms == 0 {
+            return fail(
+                "replication.hint_replay_rate and replication.hint_replay_interval_ms must be \
+                 positive",
+            );
         }
         if self.cluster.handoff_rate_bytes < 1 << 20 {
             return fail("cluster.handoff_rate_bytes must be at least 1048576");

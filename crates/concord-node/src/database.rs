@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use concord_meta::{Command, CommandResult, MemberState, Meta, MetaState};
-use concord_replica::{NamespaceRef, Replica, WriteOp};
+use concord_replica::{NamespaceRef, Replica, WriteOp, WriteQuorum};
 use concord_ring::Ring;
 use concord_rpc::{FaultRules, Faults};
 use concord_types::{
@@ -272,8 +272,14 @@ impl Database {
     ) -> Result<WriteOutcome, Error> {
         let namespace = self.namespace_ref(ns)?;
         let required = self.required(&namespace, options.quorum, namespace.config.write_quorum)?;
+        let strict = options.strict.unwrap_or(namespace.config.strict);
         let timeout = options.timeout.unwrap_or(self.request_timeout);
-        let written = self.replica.write(&namespace, key, op, required, timeout).await?;
+        let quorum = WriteQuorum { required, strict };
+        let written = self
+            .replica
+            .write(&namespace, key, op, quorum, timeout)
+            .await
+            .map_err(|e| Error::from(e).for_write())?;
         Ok(WriteOutcome {
             state: written.state,
             replicas: ReplicaCount { answered: written.answered, required: written.required },
@@ -370,7 +376,7 @@ impl Database {
                     partitions: state.ring.as_ref().map_or(0, |r| r.primary_count(id)),
                     clock_offset_ms,
                     clock_alarm,
-                    hints_pending: 0,
+                    hints_pending: self.replica.hints_pending(id),
                     voter: voters.iter().any(|v| v == id.as_str()),
                 }
             })
@@ -465,6 +471,16 @@ impl Database {
         Ok(out)
     }
 
+    /// Deletes every hint this node holds (fault injection must be enabled): a test's way to
+    /// make a replica miss writes that only anti-entropy or read repair can bring back.
+    pub fn drop_hints(&self) -> Result<usize, Error> {
+        self.faults()?;
+        let dropped = self.replica.objects().drop_hints()?;
+        self.replica.recount_hints().map_err(Error::Unavailable)?;
+        tracing::warn!(dropped, "hints dropped by an operator");
+        Ok(dropped)
+    }
+
     /// Replaces this node's fault rules (fault injection must be enabled).
     pub fn set_faults(&self, spec: FaultSpec) -> Result<(), Error> {
         let faults = self.faults()?;
@@ -536,6 +552,7 @@ impl Database {
         let required = quorum.required(placed);
         if required > placed {
             return Err(Error::QuorumNotReached {
+                write: false,
                 required,
                 answered: 0,
                 failures: vec![(

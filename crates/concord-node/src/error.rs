@@ -16,12 +16,35 @@ pub enum Error {
     /// The namespace exists with another configuration.
     #[error("namespace {name:?} already exists with a different configuration")]
     NamespaceConflict { name: String },
-    /// Fewer replicas can answer than the request needs. Retry later or lower the quorum; for
-    /// writes, replicas that did answer may hold the value.
-    #[error("{answered} of {required} required replicas answered")]
-    QuorumNotReached { required: usize, answered: usize, failures: Vec<(String, String)> },
+    /// Fewer replicas can answer than the request needs. Retry later or lower the quorum. For a
+    /// write the outcome is unknown: replicas that did answer may hold the value, and a retry
+    /// with the same context is safe (it replaces the same versions).
+    #[error(
+        "{answered} of {required} required replicas answered{}",
+        if *write {
+            "; the write's outcome is unknown (some replicas may hold it): retrying with the same \
+             context is safe"
+        } else {
+            ""
+        }
+    )]
+    QuorumNotReached {
+        required: usize,
+        answered: usize,
+        failures: Vec<(String, String)>,
+        write: bool,
+    },
+    /// A write would leave more siblings on a key than `limits.siblings_max`; nothing changed.
+    #[error(
+        "the write would leave {count} concurrent versions of the key, above the limit of {max}: \
+         read the key and write with its context to resolve the siblings"
+    )]
+    TooManySiblings { count: usize, max: usize },
     /// The operation's deadline passed; a write's outcome is unknown.
-    #[error("operation did not finish within {timeout_ms} ms")]
+    #[error(
+        "operation did not finish within {timeout_ms} ms; a write's outcome is unknown: \
+         retrying with the same context is safe"
+    )]
     Timeout { timeout_ms: u64 },
     /// A cluster-wide change cannot be made now (no metadata leader, majority of voters down).
     #[error("{0}")]
@@ -38,6 +61,18 @@ pub enum Error {
     Storage(#[from] StorageError),
 }
 
+impl Error {
+    /// Marks a quorum failure as a write's, whose outcome is unknown.
+    pub fn for_write(self) -> Self {
+        match self {
+            Error::QuorumNotReached { required, answered, failures, .. } => {
+                Error::QuorumNotReached { required, answered, failures, write: true }
+            }
+            other => other,
+        }
+    }
+}
+
 impl From<MetaError> for Error {
     fn from(e: MetaError) -> Self {
         match e {
@@ -52,9 +87,10 @@ impl From<ReplicaError> for Error {
     fn from(e: ReplicaError) -> Self {
         match e {
             ReplicaError::Quorum { required, answered, failures } => {
-                Error::QuorumNotReached { required, answered, failures }
+                Error::QuorumNotReached { required, answered, failures, write: false }
             }
             ReplicaError::Timeout { timeout_ms } => Error::Timeout { timeout_ms },
+            ReplicaError::TooManySiblings { count, max } => Error::TooManySiblings { count, max },
             ReplicaError::NamespaceNotFound(ns) => Error::NamespaceNotFound(ns),
             ReplicaError::Storage(why) => Error::Unavailable(format!("storage: {why}")),
         }

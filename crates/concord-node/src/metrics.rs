@@ -41,6 +41,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     commit_batch_updates: Histogram,
     rpc: concord_rpc::RpcMetrics,
+    replica: concord_replica::ReplicaMetrics,
 }
 
 impl Default for Metrics {
@@ -76,12 +77,25 @@ impl Metrics {
             commit_batch_updates.clone(),
         );
         let rpc = concord_rpc::RpcMetrics::new(&mut registry);
-        Self { registry, requests, request_seconds, commit_seconds, commit_batch_updates, rpc }
+        let replica = concord_replica::ReplicaMetrics::new(&mut registry);
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            commit_seconds,
+            commit_batch_updates,
+            rpc,
+            replica,
+        }
     }
 
     /// The peer transport's metrics (`concord_rpc_*`).
     pub fn rpc(&self) -> &concord_rpc::RpcMetrics {
         &self.rpc
+    }
+
+    pub fn replica(&self) -> &concord_replica::ReplicaMetrics {
+        &self.replica
     }
 
     pub fn record_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use concord_membership::{MembershipConfig, MembershipHandle};
 use concord_meta::{Command, Meta, MetaConfig, MetaNode, NamespaceEntry};
-use concord_replica::{Actors, HandoffConfig, Replica, ReplicaParts};
+use concord_replica::{Actors, HandoffConfig, HintConfig, Replica, ReplicaParts};
 use concord_ring::PartitionCount;
 use concord_rpc::{
     Faults, Local, MessageKind, RpcServer, ServerLimits, TcpTransport, Transport, TransportConfig,
@@ -154,6 +154,7 @@ impl Node {
             },
             batch_max: config.storage.commit_batch_max,
             queue_max: config.storage.commit_queue_max,
+            siblings_max: config.limits.siblings_max,
         };
         let objects = Arc::new(ObjectStore::start(storage.clone(), options, metrics.clone()));
         let clock: Arc<dyn WallClock> = Arc::new(NodeClock { faults: faults.clone() });
@@ -178,6 +179,13 @@ impl Node {
             transport: transport.clone(),
             meta: meta.clone(),
             liveness: peers.clone(),
+            hints: HintConfig {
+                max_per_target: config.replication.hints_max_per_target,
+                replay_rate: config.replication.hint_replay_rate,
+                replay_interval: Duration::from_millis(config.replication.hint_replay_interval_ms),
+            },
+            read_repair_wait: Duration::from_millis(config.replication.read_repair_wait_ms),
+            metrics: metrics.replica().clone(),
         });
         let handler = Arc::new(PeerHandler {
             meta: meta.clone(),
@@ -213,6 +221,7 @@ impl Node {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(announce_addresses(meta.clone(), node_id.clone(), me));
         tokio::spawn(feed_members(meta.clone(), membership.clone(), stopped.clone()));
+        tokio::spawn(concord_replica::hints::run_replay(replica.clone(), stopped.clone()));
         tokio::spawn(concord_replica::handoff::run(
             replica.clone(),
             handoff_config(&config),

@@ -46,6 +46,7 @@ impl Handler for PeerHandler {
             | MessageKind::ReplicaWrite
             | MessageKind::ReplicaMerge
             | MessageKind::ReplicaList
+            | MessageKind::ReplicaHint
             | MessageKind::HandoffFetch => {
                 let replica = self.replica.clone();
                 Box::pin(async move { replica.handle(kind, payload).await })

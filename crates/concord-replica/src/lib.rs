@@ -6,21 +6,25 @@
 //! - [`list`]: key listings gathered from one replica of every partition.
 //! - [`actors`]: replica incarnations (the actor in every dot).
 //! - [`messages`]: the payloads of the replica message kinds.
-//! - [`quorum`]: acknowledgement tracking of a coordinated write (pure).
-//!
-//! Quorums here are plain: a write waits for W current replicas plus every new owner during a
-//! transition. Sloppy quorum, hinted handoff and read repair come with the next layer of work.
+//! - [`quorum`]: acknowledgement tracking of a coordinated write, sloppy or strict (pure).
+//! - [`hints`]: hinted handoff: holding writes for replicas that missed them, and replay.
+//! - [`metrics`]: hints, read repairs and sloppy acknowledgements.
 
 pub mod actors;
 pub mod handoff;
+pub mod hints;
 pub mod list;
 pub mod messages;
+pub mod metrics;
 pub mod quorum;
 pub mod service;
 
 pub use actors::Actors;
 pub use handoff::{HandoffConfig, HandoffProgress};
+pub use hints::HintConfig;
 pub use messages::WriteOp;
+pub use metrics::ReplicaMetrics;
 pub use service::{
-    Liveness, NamespaceRef, ReadResult, Replica, ReplicaError, ReplicaParts, WriteResult,
+    Liveness, NamespaceRef, ReadResult, Replica, ReplicaError, ReplicaParts, WriteQuorum,
+    WriteResult,
 };

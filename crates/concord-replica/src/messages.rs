@@ -48,6 +48,8 @@ pub struct WriteRequest {
     pub op: WriteOp,
     /// Replicas the client asked to acknowledge the write.
     pub required: u32,
+    /// Count only current replicas toward `required`.
+    pub strict: bool,
     pub timeout_ms: u64,
 }
 
@@ -62,6 +64,7 @@ pub enum WriteReply {
 pub enum Failure {
     Quorum { required: u32, answered: u32, failures: Vec<(String, String)> },
     Timeout { timeout_ms: u64 },
+    TooManySiblings { count: u64, max: u64 },
     NamespaceNotFound(String),
     Storage(String),
 }

@@ -1,9 +1,11 @@
 //! Quorum tracking for a coordinated write: pure bookkeeping of who acknowledged.
 //!
-//! A write succeeds once `required` of the key's current replicas hold it (the coordinator
-//! counts when it is one) and, during a ring transition, every target-only replica (a new
-//! owner) holds it too: a new owner that missed a write could otherwise lose it when the old
-//! owners drop the partition after handoff.
+//! A write succeeds once `required` distinct nodes hold it: current replicas that took it (the
+//! coordinator counts when it is one) and, unless the write is strict, fallback nodes holding a
+//! hint for a replica that did not (the sloppy quorum). During a ring transition every
+//! target-only replica (a new owner) must also hold the write or have a hint stored for it:
+//! a new owner that missed a write could otherwise lose it when the old owners drop the
+//! partition after handoff.
 
 use concord_types::NodeId;
 
@@ -12,7 +14,9 @@ use concord_types::NodeId;
 pub struct WriteAcks {
     owners: Vec<NodeId>,
     required: usize,
-    owners_answered: usize,
+    strict: bool,
+    /// Distinct nodes holding the write that count toward `required`.
+    counted: Vec<NodeId>,
     /// Target-only replicas that have not acknowledged yet.
     must: Vec<NodeId>,
     failures: Vec<(String, String)>,
@@ -28,24 +32,40 @@ pub struct Shortfall {
 
 impl WriteAcks {
     /// `owners` are the current replicas, `targets` every replica the write goes to (owners
-    /// and new owners); `me` has already applied the write.
-    pub fn new(me: &NodeId, owners: &[NodeId], targets: &[NodeId], required: usize) -> Self {
+    /// and new owners); `me` has already applied the write. A `strict` write counts only
+    /// current replicas.
+    pub fn new(
+        me: &NodeId,
+        owners: &[NodeId],
+        targets: &[NodeId],
+        required: usize,
+        strict: bool,
+    ) -> Self {
         let must = targets.iter().filter(|n| !owners.contains(n) && *n != me).cloned().collect();
-        Self {
-            owners: owners.to_vec(),
-            required,
-            owners_answered: usize::from(owners.contains(me) || owners.is_empty()),
-            must,
-            failures: Vec::new(),
-        }
+        let counted =
+            if owners.contains(me) || owners.is_empty() { vec![me.clone()] } else { vec![] };
+        Self { owners: owners.to_vec(), required, strict, counted, must, failures: Vec::new() }
     }
 
     /// `node` holds the write.
     pub fn ack(&mut self, node: &NodeId) {
-        if self.owners.contains(node) {
-            self.owners_answered += 1;
+        if self.owners.contains(node) && !self.counted.contains(node) {
+            self.counted.push(node.clone());
         }
         self.must.retain(|m| m != node);
+    }
+
+    /// A hint for `target` is durably stored on `holder`: a fallback node (counted toward a
+    /// sloppy quorum unless strict, and once) or, with `None`, the coordinator itself (which
+    /// keeps the write safe but adds no copy).
+    pub fn hinted(&mut self, target: &NodeId, holder: Option<&NodeId>) {
+        self.must.retain(|m| m != target);
+        if let Some(holder) = holder
+            && !self.strict
+            && !self.counted.contains(holder)
+        {
+            self.counted.push(holder.clone());
+        }
     }
 
     /// `node` did not take the write.
@@ -54,18 +74,18 @@ impl WriteAcks {
     }
 
     pub fn satisfied(&self) -> bool {
-        self.owners_answered >= self.required && self.must.is_empty()
+        self.answered() >= self.required && self.must.is_empty()
     }
 
-    /// Current replicas that acknowledged (the coordinator included).
+    /// Distinct nodes that hold the write and count (the coordinator included).
     pub fn answered(&self) -> usize {
-        self.owners_answered
+        self.counted.len()
     }
 
     /// The outcome once no more answers will come.
     pub fn finish(mut self) -> Result<usize, Shortfall> {
         if self.satisfied() {
-            return Ok(self.owners_answered);
+            return Ok(self.answered());
         }
         for node in &self.must {
             if !self.failures.iter().any(|(n, _)| n == node.as_str()) {
@@ -75,7 +95,7 @@ impl WriteAcks {
         }
         Err(Shortfall {
             required: self.required + self.must.len(),
-            answered: self.owners_answered,
+            answered: self.answered(),
             failures: self.failures,
         })
     }
@@ -92,7 +112,7 @@ mod tests {
     #[test]
     fn the_coordinator_counts_and_quorum_is_reached_by_owners() {
         let owners = ids(&["a", "b", "c"]);
-        let mut acks = WriteAcks::new(&owners[0], &owners, &owners, 2);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &owners, 2, false);
         assert!(!acks.satisfied());
         acks.fail(&owners[2], "timed out".into());
         assert!(!acks.satisfied());
@@ -105,7 +125,7 @@ mod tests {
     fn a_new_owner_must_acknowledge_during_a_transition() {
         let owners = ids(&["a", "b", "c"]);
         let targets = ids(&["a", "b", "c", "d"]);
-        let mut acks = WriteAcks::new(&owners[0], &owners, &targets, 1);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &targets, 1, false);
         assert!(!acks.satisfied(), "d has not acknowledged");
         acks.ack(&owners[1]);
         assert!(!acks.satisfied());
@@ -118,7 +138,7 @@ mod tests {
     fn a_shortfall_names_every_missing_replica() {
         let owners = ids(&["a", "b", "c"]);
         let targets = ids(&["a", "b", "c", "d"]);
-        let mut acks = WriteAcks::new(&owners[0], &owners, &targets, 2);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &targets, 2, false);
         acks.fail(&owners[1], "unreachable".into());
         let shortfall = acks.finish().unwrap_err();
         assert_eq!(shortfall.required, 3, "two owners and the new owner d");
@@ -136,9 +156,50 @@ mod tests {
     fn a_forwarded_coordinator_outside_the_owners_does_not_count() {
         let owners = ids(&["b", "c"]);
         let me = NodeId::new("a").unwrap();
-        let mut acks = WriteAcks::new(&me, &owners, &owners, 1);
+        let mut acks = WriteAcks::new(&me, &owners, &owners, 1, false);
         assert_eq!(acks.answered(), 0);
         acks.ack(&owners[0]);
         assert_eq!(acks.finish(), Ok(1));
+    }
+
+    #[test]
+    fn a_fallback_holding_a_hint_counts_once_unless_strict() {
+        let owners = ids(&["a", "b", "c"]);
+        let fallback = NodeId::new("d").unwrap();
+        let mut acks = WriteAcks::new(&owners[0], &owners, &owners, 3, false);
+        acks.hinted(&owners[1], Some(&fallback));
+        acks.hinted(&owners[2], Some(&fallback));
+        assert_eq!(acks.answered(), 2, "one fallback is one copy, however many hints it holds");
+        acks.ack(&owners[1]);
+        acks.ack(&owners[1]);
+        assert!(acks.satisfied());
+        assert_eq!(acks.finish(), Ok(3));
+
+        let mut strict = WriteAcks::new(&owners[0], &owners, &owners, 2, true);
+        strict.hinted(&owners[1], Some(&fallback));
+        assert!(!strict.satisfied(), "strict counts only primaries");
+        strict.ack(&owners[2]);
+        assert_eq!(strict.finish(), Ok(2));
+    }
+
+    #[test]
+    fn a_hint_kept_by_the_coordinator_adds_no_copy_but_covers_a_new_owner() {
+        let owners = ids(&["a", "b", "c"]);
+        let targets = ids(&["a", "b", "c", "d"]);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &targets, 2, false);
+        acks.hinted(&owners[1], None);
+        acks.hinted(&targets[3], None);
+        assert_eq!(acks.answered(), 1);
+        assert!(!acks.satisfied());
+        acks.ack(&owners[2]);
+        assert!(acks.satisfied(), "d's write is safe in a hint");
+        let mut short = WriteAcks::new(&owners[0], &owners, &owners, 2, false);
+        short.fail(&owners[1], "down".into());
+        short.hinted(&owners[1], None);
+        short.fail(&owners[2], "timeout".into());
+        short.hinted(&owners[2], None);
+        let shortfall = short.finish().unwrap_err();
+        assert_eq!((shortfall.required, shortfall.answered), (2, 1));
+        assert_eq!(shortfall.failures.len(), 2);
     }
 }

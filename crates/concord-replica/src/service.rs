@@ -7,7 +7,7 @@
 //! A write is coordinated by a current replica (it mints the dot with its actor); any other node
 //! forwards the write to the first reachable one.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,16 +18,15 @@ use concord_storage::{ObjectKey, ObjectStore, StorageError, Update};
 use concord_types::{
     Content, DvvSet, Hlc, Key, NamespaceConfig, NamespaceId, NodeId, PartitionId, WallClock,
 };
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
+use crate::hints::{HintConfig, HintLedger, HintRequest};
 use crate::messages::{
     Failure, FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, WriteOp, WriteReply,
     WriteRequest,
 };
 use crate::quorum::WriteAcks;
-use crate::{Actors, HandoffProgress};
+use crate::{Actors, HandoffProgress, ReplicaMetrics};
 
 /// Tells the replica layer which nodes SWIM believes are down, so requests skip them first.
 pub trait Liveness: Send + Sync + 'static {
@@ -48,6 +47,11 @@ pub enum ReplicaError {
     Quorum { required: usize, answered: usize, failures: Vec<(String, String)> },
     #[error("timed out after {timeout_ms} ms")]
     Timeout { timeout_ms: u64 },
+    #[error(
+        "the write would leave {count} concurrent versions of the key, above the limit of {max}: \
+         read the key and write with its context to resolve the siblings"
+    )]
+    TooManySiblings { count: usize, max: usize },
     #[error("namespace {0} not found")]
     NamespaceNotFound(String),
     #[error("storage: {0}")]
@@ -69,6 +73,9 @@ impl From<Failure> for ReplicaError {
                 failures,
             },
             Failure::Timeout { timeout_ms } => ReplicaError::Timeout { timeout_ms },
+            Failure::TooManySiblings { count, max } => {
+                ReplicaError::TooManySiblings { count: count as usize, max: max as usize }
+            }
             Failure::NamespaceNotFound(ns) => ReplicaError::NamespaceNotFound(ns),
             Failure::Storage(e) => ReplicaError::Storage(e),
         }
@@ -82,6 +89,9 @@ impl From<&ReplicaError> for Failure {
                 Failure::Quorum { required: required as u32, answered: answered as u32, failures }
             }
             ReplicaError::Timeout { timeout_ms } => Failure::Timeout { timeout_ms },
+            ReplicaError::TooManySiblings { count, max } => {
+                Failure::TooManySiblings { count: count as u64, max: max as u64 }
+            }
             ReplicaError::NamespaceNotFound(ns) => Failure::NamespaceNotFound(ns),
             ReplicaError::Storage(e) => Failure::Storage(e),
         }
@@ -110,6 +120,35 @@ pub struct WriteResult {
     pub required: usize,
 }
 
+/// How many nodes must hold a write, and whether only current replicas count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteQuorum {
+    pub required: usize,
+    pub strict: bool,
+}
+
+/// Merges `state` into `merged`, which starts empty.
+fn merge_into(merged: &mut Option<DvvSet>, state: &DvvSet, policy: concord_types::ConflictPolicy) {
+    match merged {
+        Some(merged) => merged.merge(state, policy),
+        None => *merged = Some(state.clone()),
+    }
+}
+
+/// Where hints for a partition's replicas go, in order: the preference list past its first `n`
+/// nodes, then every other member in ring order; never a node the write already goes to.
+fn fallbacks(
+    state: &MetaState,
+    partition: PartitionId,
+    n: usize,
+    targets: &[NodeId],
+) -> Vec<NodeId> {
+    let Some(ring) = &state.ring else { return Vec::new() };
+    let list = ring.preference_list(partition);
+    let past = list.iter().skip(n);
+    past.chain(ring.fallbacks(partition)).filter(|node| !targets.contains(node)).cloned().collect()
+}
+
 /// Everything the replica service runs on.
 pub struct ReplicaParts {
     pub me: NodeId,
@@ -120,9 +159,16 @@ pub struct ReplicaParts {
     pub transport: Arc<dyn Transport>,
     pub meta: Arc<Meta>,
     pub liveness: Arc<dyn Liveness>,
+    pub hints: HintConfig,
+    /// How long a read keeps waiting, after answering, for the replicas it did not need, to
+    /// repair the ones that are behind.
+    pub read_repair_wait: Duration,
+    pub metrics: ReplicaMetrics,
 }
 
 pub struct Replica {
+    /// This service itself, for the tasks it spawns that outlive a request.
+    this: Weak<Replica>,
     pub(crate) me: NodeId,
     pub(crate) partitions: PartitionCount,
     pub(crate) objects: Arc<ObjectStore>,
@@ -133,11 +179,40 @@ pub struct Replica {
     pub(crate) meta: Arc<Meta>,
     pub(crate) liveness: Arc<dyn Liveness>,
     pub(crate) progress: HandoffProgress,
+    pub(crate) ledger: HintLedger,
+    pub(crate) hint_config: HintConfig,
+    read_repair_wait: Duration,
+    pub(crate) metrics: ReplicaMetrics,
+}
+
+/// What one replica did with a coordinated write.
+enum Delivery {
+    Acked(NodeId),
+    Failed(NodeId, String),
+    /// A hint for `target` is durably held on `holder` (`None`: on the coordinator).
+    Hinted {
+        target: NodeId,
+        holder: Option<NodeId>,
+    },
+}
+
+/// Why a call to a replica failed, as reported to clients: `down`, `timeout` or `error: ...`.
+fn cause(liveness: &dyn Liveness, node: &NodeId, e: &RpcError) -> String {
+    match e {
+        _ if liveness.is_down(node) => "down".into(),
+        RpcError::Timeout => "timeout".into(),
+        other => format!("error: {other}"),
+    }
 }
 
 impl Replica {
     pub fn new(parts: ReplicaParts) -> Arc<Replica> {
-        Arc::new(Replica {
+        Arc::new_cyclic(|this| Replica {
+            this: this.clone(),
+            ledger: HintLedger::default(),
+            hint_config: parts.hints,
+            read_repair_wait: parts.read_repair_wait,
+            metrics: parts.metrics,
             me: parts.me,
             partitions: parts.partitions,
             objects: parts.objects,
@@ -183,7 +258,13 @@ impl Replica {
         up
     }
 
-    /// Reads a key from its current replicas; answers once `required` of them have.
+    fn arc(&self) -> Arc<Replica> {
+        self.this.upgrade().expect("the replica service outlives its requests")
+    }
+
+    /// Reads a key from its current replicas; answers once `required` of them have. The
+    /// replicas it did not wait for are still heard for a moment, and every replica found
+    /// behind is sent the merged object (read repair).
     pub async fn read(
         &self,
         namespace: &NamespaceRef,
@@ -193,42 +274,97 @@ impl Replica {
     ) -> Result<ReadResult, ReplicaError> {
         let (state, partition, n) = self.placement(namespace, &key);
         let replicas = state.read_replicas(partition, n);
-        let mut pending = FuturesUnordered::new();
-        for node in replicas {
-            let key = key.clone();
-            let id = namespace.id;
-            pending.push(async move {
-                let answer = self.read_one(&node, id, key, timeout).await;
-                (node, answer)
+        let (answers, mut inbox) = tokio::sync::mpsc::channel(replicas.len().max(1));
+        for node in replicas.iter().cloned() {
+            let (this, key, answers, id) = (self.arc(), key.clone(), answers.clone(), namespace.id);
+            tokio::spawn(async move {
+                let answer = this.read_one(&node, id, key, timeout).await;
+                let _ = answers.send((node, answer)).await;
             });
         }
+        drop(answers);
         let deadline = Instant::now() + timeout;
+        let mut heard: Vec<(NodeId, Option<DvvSet>)> = Vec::new();
         let mut merged: Option<DvvSet> = None;
-        let mut answered = 0;
         let mut failures = Vec::new();
-        while answered < required {
-            let next = tokio::time::timeout_at(deadline, pending.next()).await;
-            match next {
-                Ok(Some((_, Ok(reply)))) => {
-                    answered += 1;
-                    if let Some(remote) = reply {
-                        match &mut merged {
-                            Some(state) => state.merge(&remote, namespace.config.conflicts),
-                            None => merged = Some(remote),
-                        }
+        while heard.len() < required {
+            match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                Ok(Some((node, Ok(reply)))) => {
+                    if let Some(remote) = &reply {
+                        merge_into(&mut merged, remote, namespace.config.conflicts);
                     }
+                    heard.push((node, reply));
                 }
                 Ok(Some((node, Err(e)))) => failures.push((node.to_string(), e)),
-                Ok(None) | Err(_) => break,
+                Ok(None) => break,
+                Err(_) => {
+                    for node in replicas.iter() {
+                        let answered = heard.iter().any(|(n, _)| n == node)
+                            || failures.iter().any(|(n, _)| n == node.as_str());
+                        if !answered {
+                            failures.push((node.to_string(), "timeout".into()));
+                        }
+                    }
+                    break;
+                }
             }
         }
+        let answered = heard.len();
         if answered < required {
-            for (node, _) in failures.iter() {
-                tracing::debug!(%node, "read failed on replica");
-            }
             return Err(ReplicaError::Quorum { required, answered, failures });
         }
+        if heard.len() + failures.len() < replicas.len() || merged.is_some() {
+            let this = self.arc();
+            let (id, policy) = (namespace.id, namespace.config.conflicts);
+            tokio::spawn(async move { this.read_repair(id, key, policy, heard, inbox).await });
+        }
         Ok(ReadResult { state: merged, answered })
+    }
+
+    /// Hears the replicas a read did not wait for (briefly), then sends the merge of every
+    /// answer to each replica whose answer lacked something.
+    async fn read_repair(
+        &self,
+        namespace: NamespaceId,
+        key: Key,
+        policy: concord_types::ConflictPolicy,
+        mut heard: Vec<(NodeId, Option<DvvSet>)>,
+        mut inbox: tokio::sync::mpsc::Receiver<(NodeId, Result<Option<DvvSet>, String>)>,
+    ) {
+        let until = Instant::now() + self.read_repair_wait;
+        while let Ok(Some((node, answer))) = tokio::time::timeout_at(until, inbox.recv()).await {
+            if let Ok(state) = answer {
+                heard.push((node, state));
+            }
+        }
+        let mut merged: Option<DvvSet> = None;
+        for state in heard.iter().filter_map(|(_, s)| s.as_ref()) {
+            merge_into(&mut merged, state, policy);
+        }
+        let Some(merged) = merged else { return };
+        let behind = heard.into_iter().filter(|(_, state)| state.as_ref() != Some(&merged));
+        for (node, _) in behind {
+            self.metrics.read_repairs.inc();
+            let outcome = if node == self.me {
+                let partition = self.partition_of(namespace, &key);
+                let object = ObjectKey { namespace, partition, key: key.clone() };
+                let update = Update::Merge { state: merged.clone(), policy };
+                self.objects.update(&object, update).await.map(|_| ()).map_err(|e| e.to_string())
+            } else {
+                let merge = concord_rpc::encode(&MergeRequest {
+                    namespace,
+                    key: key.clone(),
+                    state: merged.clone(),
+                    policy,
+                });
+                let budget = Duration::from_secs(5);
+                let call = self.transport.call(&node, MessageKind::ReplicaMerge, merge, budget);
+                call.await.map(|_| ()).map_err(|e| e.to_string())
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(%node, error = %e, "read repair not delivered");
+            }
+        }
     }
 
     async fn read_one(
@@ -239,17 +375,20 @@ impl Replica {
         timeout: Duration,
     ) -> Result<Option<DvvSet>, String> {
         if node == &self.me {
-            return self.read_local(namespace, key).map_err(|e| e.to_string());
+            return self.read_local(namespace, key).map_err(|e| format!("error: {e}"));
         }
         let request = concord_rpc::encode(&ReadRequest { namespace, key });
         let reply = self
             .transport
             .call(node, MessageKind::ReplicaRead, request, timeout)
             .await
-            .map_err(|e| e.to_string())?;
-        let reply: ReadReply = concord_rpc::decode(&reply).map_err(|e| e.to_string())?;
+            .map_err(|e| cause(&*self.liveness, node, &e))?;
+        let reply: ReadReply =
+            concord_rpc::decode(&reply).map_err(|e| format!("error: bad reply: {e}"))?;
         match reply.state {
-            Some(state) if !state.is_well_formed() => Err("malformed state from replica".into()),
+            Some(state) if !state.is_well_formed() => {
+                Err("error: malformed state from replica".into())
+            }
             state => Ok(state),
         }
     }
@@ -261,26 +400,27 @@ impl Replica {
     }
 
     /// Writes a key: coordinated here if this node is a current replica, else forwarded to the
-    /// first reachable one.
+    /// first reachable one. A `strict` write counts only current replicas toward `required`.
     pub async fn write(
         &self,
         namespace: &NamespaceRef,
         key: Key,
         op: WriteOp,
-        required: usize,
+        quorum: WriteQuorum,
         timeout: Duration,
     ) -> Result<WriteResult, ReplicaError> {
         let (state, partition, n) = self.placement(namespace, &key);
         let owners = state.read_replicas(partition, n);
         if owners.contains(&self.me) || owners.is_empty() {
-            return self.coordinate(namespace, key, op, required, timeout).await;
+            return self.coordinate(namespace, key, op, quorum, timeout).await;
         }
         let deadline = Instant::now() + timeout;
         let request = WriteRequest {
             namespace: namespace.id,
             key,
             op,
-            required: required as u32,
+            required: quorum.required as u32,
+            strict: quorum.strict,
             timeout_ms: timeout.as_millis() as u64,
         };
         let payload = concord_rpc::encode(&request);
@@ -309,26 +449,27 @@ impl Replica {
                 // Not delivered: the next owner may take it. A timeout may have been applied,
                 // so it is not retried elsewhere.
                 Err(e @ (RpcError::Unreachable(_) | RpcError::Rejected(_))) => {
-                    failures.push((owner.to_string(), e.to_string()))
+                    failures.push((owner.to_string(), cause(&*self.liveness, &owner, &e)))
                 }
                 Err(e) => {
-                    failures.push((owner.to_string(), e.to_string()));
+                    failures.push((owner.to_string(), cause(&*self.liveness, &owner, &e)));
                     break;
                 }
             }
         }
-        Err(ReplicaError::Quorum { required, answered: 0, failures })
+        Err(ReplicaError::Quorum { required: quorum.required, answered: 0, failures })
     }
 
-    /// Applies the write here, minting the dot, then merges the result into the other replicas.
-    /// Succeeds once `required` current replicas (this one included) and every target-only
-    /// replica have it durably.
+    /// Applies the write here, minting the dot, then sends the result to the other replicas.
+    /// A replica that is down, fails, or is slow gets a hint: held by a fallback node (which
+    /// counts toward a sloppy quorum) or else by this node. Succeeds once `required` nodes hold
+    /// the write and every target-only replica holds it or has a hint.
     async fn coordinate(
         &self,
         namespace: &NamespaceRef,
         key: Key,
         op: WriteOp,
-        required: usize,
+        quorum: WriteQuorum,
         timeout: Duration,
     ) -> Result<WriteResult, ReplicaError> {
         let deadline = Instant::now() + timeout;
@@ -352,51 +493,148 @@ impl Replica {
             WriteOp::Delete { context: None } => Update::DeleteStored { actor, timestamp, policy },
         };
         let object = ObjectKey { namespace: namespace.id, partition, key: key.clone() };
-        let local = tokio::time::timeout_at(deadline, self.objects.update(&object, update))
+        let local = match tokio::time::timeout_at(deadline, self.objects.update(&object, update))
             .await
-            .map_err(|_| ReplicaError::Timeout { timeout_ms: timeout.as_millis() as u64 })??;
+        {
+            Err(_) => return Err(ReplicaError::Timeout { timeout_ms: timeout.as_millis() as u64 }),
+            Ok(Err(StorageError::TooManySiblings { count, max })) => {
+                return Err(ReplicaError::TooManySiblings { count, max });
+            }
+            Ok(result) => result?,
+        };
 
-        let mut acks = WriteAcks::new(&self.me, &owners, &targets, required);
-        let merge = concord_rpc::encode(&MergeRequest {
-            namespace: namespace.id,
-            key,
-            state: local.clone(),
-            policy,
-        });
-        let (answers, mut inbox) = tokio::sync::mpsc::channel(targets.len().max(1));
-        let mut outstanding = 0;
+        let mut acks = WriteAcks::new(&self.me, &owners, &targets, quorum.required, quorum.strict);
+        let fallbacks = fallbacks(&state, partition, n, &targets);
+        let (deliveries, mut inbox) = tokio::sync::mpsc::channel(2 * targets.len().max(1));
         for node in targets.iter().filter(|n| **n != self.me) {
-            outstanding += 1;
-            let (transport, node, merge, answers) =
-                (self.transport.clone(), node.clone(), merge.clone(), answers.clone());
-            let budget = deadline.saturating_duration_since(Instant::now());
-            // Spawned so that replicas answering after the client was answered still get it.
+            let (this, node, deliveries) = (self.arc(), node.clone(), deliveries.clone());
+            let (object, local, fallbacks) = (object.clone(), local.clone(), fallbacks.clone());
+            // Spawned so that replicas answering after the client was answered still get the
+            // write, and the ones that do not still get a hint.
             tokio::spawn(async move {
-                let answer = transport.call(&node, MessageKind::ReplicaMerge, merge, budget).await;
-                let _ = answers.send((node, answer.map(|_| ()))).await;
+                this.replicate(node, object, local, policy, fallbacks, deadline, deliveries).await
             });
         }
-        drop(answers);
-        while outstanding > 0 && !acks.satisfied() {
+        drop(deliveries);
+        while !acks.satisfied() {
             match tokio::time::timeout_at(deadline, inbox.recv()).await {
-                Ok(Some((node, Ok(())))) => {
-                    outstanding -= 1;
-                    acks.ack(&node);
-                }
-                Ok(Some((node, Err(e)))) => {
-                    outstanding -= 1;
-                    acks.fail(&node, e.to_string());
+                Ok(Some(Delivery::Acked(node))) => acks.ack(&node),
+                Ok(Some(Delivery::Failed(node, why))) => acks.fail(&node, why),
+                Ok(Some(Delivery::Hinted { target, holder })) => {
+                    if holder.is_some() && !quorum.strict {
+                        self.metrics.sloppy_acks.inc();
+                    }
+                    acks.hinted(&target, holder.as_ref());
                 }
                 Ok(None) | Err(_) => break,
             }
         }
         match acks.finish() {
-            Ok(answered) => Ok(WriteResult { state: local, answered, required }),
+            Ok(answered) => Ok(WriteResult { state: local, answered, required: quorum.required }),
             Err(short) => Err(ReplicaError::Quorum {
                 required: short.required,
                 answered: short.answered,
                 failures: short.failures,
             }),
+        }
+    }
+
+    /// Sends a coordinated write to one replica. If SWIM says it is down, or the merge fails, or
+    /// it has not answered by half the deadline, a hint is stored for it too.
+    #[allow(clippy::too_many_arguments)]
+    async fn replicate(
+        &self,
+        node: NodeId,
+        object: ObjectKey,
+        state: DvvSet,
+        policy: concord_types::ConflictPolicy,
+        fallbacks: Vec<NodeId>,
+        deadline: Instant,
+        deliveries: tokio::sync::mpsc::Sender<Delivery>,
+    ) {
+        let report = |delivery| {
+            let deliveries = deliveries.clone();
+            async move {
+                let _ = deliveries.send(delivery).await;
+            }
+        };
+        let hint =
+            || self.hint(node.clone(), object.clone(), state.clone(), policy, &fallbacks, deadline);
+        if self.liveness.is_down(&node) {
+            report(Delivery::Failed(node.clone(), "down".into())).await;
+            report(hint().await).await;
+            return;
+        }
+        let merge = concord_rpc::encode(&MergeRequest {
+            namespace: object.namespace,
+            key: object.key.clone(),
+            state: state.clone(),
+            policy,
+        });
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let call = self.transport.call(&node, MessageKind::ReplicaMerge, merge, budget);
+        tokio::pin!(call);
+        let slow = tokio::time::sleep(budget / 2);
+        tokio::select! {
+            answer = &mut call => match answer {
+                Ok(_) => report(Delivery::Acked(node.clone())).await,
+                Err(e) => {
+                    report(Delivery::Failed(node.clone(), cause(&*self.liveness, &node, &e))).await;
+                    report(hint().await).await;
+                }
+            },
+            _ = slow => {
+                // Slow: hold a hint elsewhere while the merge goes on.
+                let (answer, hinted) = tokio::join!(call, hint());
+                report(hinted).await;
+                match answer {
+                    Ok(_) => report(Delivery::Acked(node.clone())).await,
+                    Err(e) => {
+                        report(Delivery::Failed(node.clone(), cause(&*self.liveness, &node, &e)))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores a hint for `target`: on the first fallback that takes it, else here.
+    async fn hint(
+        &self,
+        target: NodeId,
+        object: ObjectKey,
+        state: DvvSet,
+        policy: concord_types::ConflictPolicy,
+        fallbacks: &[NodeId],
+        deadline: Instant,
+    ) -> Delivery {
+        // Hints outlive the client's deadline: a write that timed out must still be hinted.
+        let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let request = HintRequest {
+            target: target.clone(),
+            namespace: object.namespace,
+            key: object.key.clone(),
+            state: state.clone(),
+            policy,
+        };
+        let payload = concord_rpc::encode(&request);
+        let up = fallbacks.iter().filter(|f| !self.liveness.is_down(f)).take(2);
+        for fallback in up {
+            let call =
+                self.transport.call(fallback, MessageKind::ReplicaHint, payload.clone(), budget);
+            match call.await {
+                Ok(_) => return Delivery::Hinted { target, holder: Some(fallback.clone()) },
+                Err(e) => {
+                    tracing::debug!(%fallback, %target, error = %e, "fallback did not take a hint")
+                }
+            }
+        }
+        match self.hold_hint(&target, object, state, policy).await {
+            Ok(()) => Delivery::Hinted { target, holder: None },
+            Err(e) => {
+                tracing::warn!(%target, error = %e, "hint not stored");
+                Delivery::Failed(target, format!("error: hint not stored: {e}"))
+            }
         }
     }
 
@@ -426,6 +664,10 @@ impl Replica {
                 let request: WriteRequest = concord_rpc::decode(&payload).map_err(bad)?;
                 let reply = self.forwarded_write(request).await;
                 Ok(concord_rpc::encode(&reply))
+            }
+            MessageKind::ReplicaHint => {
+                let request: HintRequest = concord_rpc::decode(&payload).map_err(bad)?;
+                self.handle_hint(request).await
             }
             MessageKind::HandoffFetch => {
                 let request: FetchRequest = concord_rpc::decode(&payload).map_err(bad)?;
@@ -464,9 +706,8 @@ impl Replica {
         };
         let namespace = NamespaceRef { id: request.namespace, config: entry.config.clone() };
         let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 120_000));
-        let result = self
-            .coordinate(&namespace, request.key, request.op, request.required as usize, timeout)
-            .await;
+        let quorum = WriteQuorum { required: request.required as usize, strict: request.strict };
+        let result = self.coordinate(&namespace, request.key, request.op, quorum, timeout).await;
         match result {
             Ok(done) => WriteReply::Done {
                 state: done.state,

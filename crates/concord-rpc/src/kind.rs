@@ -38,6 +38,8 @@ pub enum MessageKind {
     ReplicaMerge = 32,
     /// List the live keys of one partition of a namespace (key listings).
     ReplicaList = 33,
+    /// Hold a write as a hint for a replica that could not take it (hinted handoff).
+    ReplicaHint = 34,
     /// Fetch a page of a partition being handed off.
     HandoffFetch = 40,
     /// The receiver of a handoff reports that it holds the whole partition.
@@ -46,7 +48,7 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// Every kind, in wire-number order.
-    pub const ALL: [MessageKind; 14] = [
+    pub const ALL: [MessageKind; 15] = [
         MessageKind::Hello,
         MessageKind::Join,
         MessageKind::MetaForward,
@@ -59,6 +61,7 @@ impl MessageKind {
         MessageKind::ReplicaWrite,
         MessageKind::ReplicaMerge,
         MessageKind::ReplicaList,
+        MessageKind::ReplicaHint,
         MessageKind::HandoffFetch,
         MessageKind::HandoffDone,
     ];
@@ -88,6 +91,7 @@ impl MessageKind {
             MessageKind::ReplicaWrite => "replica_write",
             MessageKind::ReplicaMerge => "replica_merge",
             MessageKind::ReplicaList => "replica_list",
+            MessageKind::ReplicaHint => "replica_hint",
             MessageKind::HandoffFetch => "handoff_fetch",
             MessageKind::HandoffDone => "handoff_done",
         }

@@ -64,6 +64,26 @@ pub async fn clear_faults(State(app): State<Arc<AppState>>) -> Result<StatusCode
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// How many hints were dropped.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DroppedHintsDto {
+    pub dropped: usize,
+}
+
+/// Drop every hint this node holds (only with fault injection enabled): makes a replica miss
+/// writes that only read repair or anti-entropy can bring back.
+#[utoipa::path(delete, path = "/v1/admin/hints", tag = "admin",
+    responses((status = 200, body = DroppedHintsDto), (status = 403, body = ErrorBody)))]
+pub async fn drop_hints(
+    State(app): State<Arc<AppState>>,
+) -> Result<Json<DroppedHintsDto>, ApiError> {
+    let db = app.db.clone();
+    let dropped = tokio::task::spawn_blocking(move || db.drop_hints()).await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    })??;
+    Ok(Json(DroppedHintsDto { dropped }))
+}
+
 /// A partition replica stored on the answering node.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HoldingDto {

@@ -1,0 +1,266 @@
+//! Hinted handoff (DESIGN.md §5): a write a replica could not take is held, durably, as a hint
+//! naming that replica, first on a fallback node (which then counts toward a sloppy quorum) and
+//! else on the coordinator. Hints are bounded per target, replayed at a limited rate once their
+//! target is up again, and deleted when it acknowledged them.
+//!
+//! A hint carries the coordinator's merged state of the key; replay merges it into the target
+//! like any other replica merge, so replaying twice or out of order is harmless. No dot is ever
+//! minted for a hint.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use concord_rpc::MessageKind;
+use concord_storage::{Hint, HintKey, ObjectKey, Update};
+use concord_types::{ConflictPolicy, DvvSet, Key, NamespaceId, NodeId};
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::Replica;
+use crate::metrics::TargetLabels;
+
+/// `ReplicaHint`: hold `state` of a key for `target`, which could not take it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HintRequest {
+    pub target: NodeId,
+    pub namespace: NamespaceId,
+    pub key: Key,
+    pub state: DvvSet,
+    pub policy: ConflictPolicy,
+}
+
+/// Settings of hinted handoff.
+#[derive(Debug, Clone)]
+pub struct HintConfig {
+    /// Most hints held for one target; more writes for it are not hinted (and, if they needed
+    /// the hint for their quorum, fail).
+    pub max_per_target: u64,
+    /// Most hints replayed per second, all targets together.
+    pub replay_rate: u64,
+    /// How often targets with hints are checked.
+    pub replay_interval: Duration,
+}
+
+impl Default for HintConfig {
+    fn default() -> Self {
+        Self {
+            max_per_target: 1_000_000,
+            replay_rate: 5_000,
+            replay_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How many hints this node holds per target. Kept up to date as hints come and go, and
+/// recounted from storage after every replay round (a merge into an existing hint is not a new
+/// hint, and the two cannot always be told apart without a read).
+#[derive(Debug, Default)]
+pub struct HintLedger {
+    counts: Mutex<BTreeMap<NodeId, u64>>,
+}
+
+impl HintLedger {
+    pub fn pending(&self, target: &NodeId) -> u64 {
+        self.counts.lock().expect("hint ledger lock").get(target).copied().unwrap_or(0)
+    }
+
+    pub fn targets(&self) -> Vec<NodeId> {
+        let counts = self.counts.lock().expect("hint ledger lock");
+        counts.iter().filter(|(_, n)| **n > 0).map(|(t, _)| t.clone()).collect()
+    }
+
+    fn add(&self, target: &NodeId, delta: i64) -> u64 {
+        let mut counts = self.counts.lock().expect("hint ledger lock");
+        let count = counts.entry(target.clone()).or_default();
+        *count = count.saturating_add_signed(delta);
+        *count
+    }
+
+    fn reset(&self, fresh: Vec<(NodeId, u64)>) -> BTreeMap<NodeId, u64> {
+        let mut counts = self.counts.lock().expect("hint ledger lock");
+        let old = std::mem::take(&mut *counts);
+        counts.extend(fresh);
+        // Targets that drained keep a zero, so their gauge goes to zero too.
+        for target in old.into_keys() {
+            counts.entry(target).or_insert(0);
+        }
+        counts.clone()
+    }
+}
+
+impl Replica {
+    /// Hints this node holds for `target`.
+    pub fn hints_pending(&self, target: &NodeId) -> u64 {
+        self.ledger.pending(target)
+    }
+
+    /// Recounts the hints held, per target, from storage.
+    pub fn recount_hints(&self) -> Result<(), String> {
+        let fresh = self.objects.hint_counts().map_err(|e| e.to_string())?;
+        for (target, count) in self.ledger.reset(fresh) {
+            self.set_pending_gauge(&target, count);
+        }
+        Ok(())
+    }
+
+    fn set_pending_gauge(&self, target: &NodeId, count: u64) {
+        let labels = TargetLabels { target: target.to_string() };
+        self.metrics.hints_pending.get_or_create(&labels).set(count as i64);
+    }
+
+    /// Stores a hint here, durably, unless its target has reached the bound.
+    pub(crate) async fn hold_hint(
+        &self,
+        target: &NodeId,
+        object: ObjectKey,
+        state: DvvSet,
+        policy: ConflictPolicy,
+    ) -> Result<(), String> {
+        let key = HintKey { target: target.clone(), object };
+        let exists = self.objects.has_hint(&key).map_err(|e| e.to_string())?;
+        if !exists && self.ledger.pending(target) >= self.hint_config.max_per_target {
+            self.metrics.hints_refused.inc();
+            return Err(format!(
+                "hint limit of {} reached for {target}",
+                self.hint_config.max_per_target
+            ));
+        }
+        self.objects.store_hint(&key, state, policy).await.map_err(|e| e.to_string())?;
+        self.metrics.hints_stored.inc();
+        if !exists {
+            let count = self.ledger.add(target, 1);
+            self.set_pending_gauge(target, count);
+        }
+        Ok(())
+    }
+
+    /// Serves `ReplicaHint`.
+    pub(crate) async fn handle_hint(&self, request: HintRequest) -> Result<Bytes, String> {
+        if !request.state.is_well_formed() {
+            return Err("malformed DVV set".into());
+        }
+        if request.target == self.me {
+            return Err("a hint for the node that holds it".into());
+        }
+        let partition = self.partition_of(request.namespace, &request.key);
+        let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
+        self.hold_hint(&request.target, object, request.state, request.policy).await?;
+        Ok(Bytes::new())
+    }
+
+    /// Delivers one hint: to its target if it is still a member, else (it was removed) to the
+    /// partition's current replicas. `Err` if any of them did not take it.
+    async fn deliver(&self, hint: &Hint, timeout: Duration) -> Result<(), String> {
+        let state = self.meta.state();
+        let Some((_, namespace)) = state.namespace_by_id(hint.key.object.namespace) else {
+            // No such namespace any more: nothing to deliver to.
+            return Ok(());
+        };
+        let policy = namespace.config.conflicts;
+        let object = &hint.key.object;
+        let recipients = if state.members.contains_key(&hint.key.target) {
+            vec![hint.key.target.clone()]
+        } else {
+            let n = state.effective_replicas(&namespace.config);
+            state.write_replicas(object.partition, n)
+        };
+        for node in recipients {
+            if node == self.me {
+                let update = Update::Merge { state: hint.state.clone(), policy };
+                self.objects.update(object, update).await.map_err(|e| e.to_string())?;
+                continue;
+            }
+            let merge = concord_rpc::encode(&crate::messages::MergeRequest {
+                namespace: object.namespace,
+                key: object.key.clone(),
+                state: hint.state.clone(),
+                policy,
+            });
+            self.transport
+                .call(&node, MessageKind::ReplicaMerge, merge, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// One replay round over every target that is up: pages of hints delivered concurrently,
+    /// deleted once acknowledged, paced to `replay_rate`. A target that fails is left for the
+    /// next round.
+    async fn replay_round(&self) -> usize {
+        const PAGE: usize = 64;
+        let mut replayed = 0;
+        for target in self.ledger.targets() {
+            if self.liveness.is_down(&target) {
+                continue;
+            }
+            let mut after: Option<HintKey> = None;
+            loop {
+                let started = Instant::now();
+                let page = match self.objects.hints_for(&target, after.as_ref(), PAGE) {
+                    Ok(page) if page.is_empty() => break,
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %target, "reading hints failed");
+                        break;
+                    }
+                };
+                after = page.last().map(|h| h.key.clone());
+                let delivered =
+                    join_all(page.iter().map(|hint| self.deliver(hint, Duration::from_secs(5))))
+                        .await;
+                let mut failed = None;
+                for (hint, outcome) in page.iter().zip(delivered) {
+                    match outcome {
+                        Ok(()) => {
+                            if let Ok(true) = self.objects.delete_hint(hint).await {
+                                replayed += 1;
+                                self.metrics.hints_replayed.inc();
+                                let count = self.ledger.add(&target, -1);
+                                self.set_pending_gauge(&target, count);
+                            }
+                        }
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                if let Some(e) = failed {
+                    tracing::debug!(%target, error = %e, "hint replay stopped; next round retries");
+                    break;
+                }
+                // Pace: a page of PAGE hints takes at least PAGE / rate seconds.
+                let rate = self.hint_config.replay_rate.max(1) as f64;
+                let budget = Duration::from_secs_f64(PAGE as f64 / rate);
+                tokio::time::sleep_until(started + budget).await;
+            }
+        }
+        replayed
+    }
+}
+
+/// Replays hints until `stop` turns true.
+pub async fn run_replay(replica: std::sync::Arc<Replica>, mut stop: watch::Receiver<bool>) {
+    if let Err(e) = replica.recount_hints() {
+        tracing::error!(error = %e, "counting stored hints failed");
+    }
+    let interval = replica.hint_config.replay_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let replayed = replica.replay_round().await;
+        if replayed > 0 {
+            tracing::info!(replayed, "hints delivered");
+            if let Err(e) = replica.recount_hints() {
+                tracing::warn!(error = %e, "recounting hints failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Metrics of the replica layer: hinted handoff, read repair, sloppy quorums.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
+/// Registered once per node; cheap to clone (every metric is a shared handle).
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaMetrics {
+    pub(crate) hints_stored: Counter,
+    pub(crate) hints_refused: Counter,
+    pub(crate) hints_replayed: Counter,
+    pub(crate) hints_pending: Family<TargetLabels, Gauge>,
+    pub(crate) read_repairs: Counter,
+    pub(crate) sloppy_acks: Counter,
+}
+
+impl ReplicaMetrics {
+    /// Registers every metric under the sub-prefix `replica` of `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        let registry = registry.sub_registry_with_prefix("replica");
+        registry.register(
+            "hints_stored",
+            "Writes held as hints for a replica that could not take them",
+            metrics.hints_stored.clone(),
+        );
+        registry.register(
+            "hints_refused",
+            "Hints not stored because their target reached hints.max_per_target",
+            metrics.hints_refused.clone(),
+        );
+        registry.register(
+            "hints_replayed",
+            "Hints delivered to their target and deleted",
+            metrics.hints_replayed.clone(),
+        );
+        registry.register(
+            "hints_pending",
+            "Hints this node holds, by the replica they are meant for",
+            metrics.hints_pending.clone(),
+        );
+        registry.register(
+            "read_repairs",
+            "Replicas sent the merged object after a read found them behind",
+            metrics.read_repairs.clone(),
+        );
+        registry.register(
+            "sloppy_acks",
+            "Write acknowledgements counted from a fallback holding a hint",
+            metrics.sloppy_acks.clone(),
+        );
+        metrics
+    }
+}
