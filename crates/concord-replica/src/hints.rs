@@ -152,8 +152,8 @@ impl Replica {
         Ok(Bytes::new())
     }
 
-    /// Delivers one hint: to its target if it is still a member, else (it was removed) to the
-    /// partition's current replicas. `Err` if any of them did not take it.
+    /// Delivers one hint: to its target if it still holds the partition, else to the
+    /// partition's replicas now. `Err` if any of them did not take it.
     async fn deliver(&self, hint: &Hint, timeout: Duration) -> Result<(), String> {
         let state = self.meta.state();
         let Some((_, namespace)) = state.namespace_by_id(hint.key.object.namespace) else {
@@ -162,11 +162,14 @@ impl Replica {
         };
         let policy = namespace.config.conflicts;
         let object = &hint.key.object;
-        let recipients = if state.members.contains_key(&hint.key.target) {
+        let n = state.effective_replicas(&namespace.config);
+        let replicas = state.write_replicas(object.partition, n);
+        let recipients = if replicas.contains(&hint.key.target) {
             vec![hint.key.target.clone()]
         } else {
-            let n = state.effective_replicas(&namespace.config);
-            state.write_replicas(object.partition, n)
+            // The target left, was removed, or no longer holds the partition: the write goes to
+            // whoever holds it now.
+            replicas
         };
         for node in recipients {
             if node == self.me {
