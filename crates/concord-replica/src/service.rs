@@ -196,6 +196,19 @@ enum Delivery {
     },
 }
 
+/// A coordinated write on its way to the other replicas.
+struct Outgoing {
+    object: ObjectKey,
+    /// The coordinator's state of the key after the write.
+    state: DvvSet,
+    policy: concord_types::ConflictPolicy,
+    /// The encoded `ReplicaMerge` carrying `state`.
+    merge: Bytes,
+    /// Where hints go, in order.
+    fallbacks: Vec<NodeId>,
+    deadline: Instant,
+}
+
 /// Why a call to a replica failed, as reported to clients: `down`, `timeout` or `error: ...`.
 fn cause(liveness: &dyn Liveness, node: &NodeId, e: &RpcError) -> String {
     match e {
@@ -504,16 +517,27 @@ impl Replica {
         };
 
         let mut acks = WriteAcks::new(&self.me, &owners, &targets, quorum.required, quorum.strict);
-        let fallbacks = fallbacks(&state, partition, n, &targets);
+        let merge = concord_rpc::encode(&MergeRequest {
+            namespace: object.namespace,
+            key: object.key.clone(),
+            state: local.clone(),
+            policy,
+        });
+        let outgoing = Arc::new(Outgoing {
+            fallbacks: fallbacks(&state, partition, n, &targets),
+            object,
+            state: local.clone(),
+            policy,
+            merge,
+            deadline,
+        });
         let (deliveries, mut inbox) = tokio::sync::mpsc::channel(2 * targets.len().max(1));
         for node in targets.iter().filter(|n| **n != self.me) {
             let (this, node, deliveries) = (self.arc(), node.clone(), deliveries.clone());
-            let (object, local, fallbacks) = (object.clone(), local.clone(), fallbacks.clone());
+            let outgoing = outgoing.clone();
             // Spawned so that replicas answering after the client was answered still get the
             // write, and the ones that do not still get a hint.
-            tokio::spawn(async move {
-                this.replicate(node, object, local, policy, fallbacks, deadline, deliveries).await
-            });
+            tokio::spawn(async move { this.replicate(node, &outgoing, deliveries).await });
         }
         drop(deliveries);
         while !acks.satisfied() {
@@ -541,15 +565,10 @@ impl Replica {
 
     /// Sends a coordinated write to one replica. If SWIM says it is down, or the merge fails, or
     /// it has not answered by half the deadline, a hint is stored for it too.
-    #[allow(clippy::too_many_arguments)]
     async fn replicate(
         &self,
         node: NodeId,
-        object: ObjectKey,
-        state: DvvSet,
-        policy: concord_types::ConflictPolicy,
-        fallbacks: Vec<NodeId>,
-        deadline: Instant,
+        write: &Outgoing,
         deliveries: tokio::sync::mpsc::Sender<Delivery>,
     ) {
         let report = |delivery| {
@@ -558,21 +577,15 @@ impl Replica {
                 let _ = deliveries.send(delivery).await;
             }
         };
-        let hint =
-            || self.hint(node.clone(), object.clone(), state.clone(), policy, &fallbacks, deadline);
+        let hint = || self.hint(node.clone(), write);
         if self.liveness.is_down(&node) {
             report(Delivery::Failed(node.clone(), "down".into())).await;
             report(hint().await).await;
             return;
         }
-        let merge = concord_rpc::encode(&MergeRequest {
-            namespace: object.namespace,
-            key: object.key.clone(),
-            state: state.clone(),
-            policy,
-        });
-        let budget = deadline.saturating_duration_since(Instant::now());
-        let call = self.transport.call(&node, MessageKind::ReplicaMerge, merge, budget);
+        let budget = write.deadline.saturating_duration_since(Instant::now());
+        let call =
+            self.transport.call(&node, MessageKind::ReplicaMerge, write.merge.clone(), budget);
         tokio::pin!(call);
         let slow = tokio::time::sleep(budget / 2);
         tokio::select! {
@@ -599,26 +612,19 @@ impl Replica {
     }
 
     /// Stores a hint for `target`: on the first fallback that takes it, else here.
-    async fn hint(
-        &self,
-        target: NodeId,
-        object: ObjectKey,
-        state: DvvSet,
-        policy: concord_types::ConflictPolicy,
-        fallbacks: &[NodeId],
-        deadline: Instant,
-    ) -> Delivery {
+    async fn hint(&self, target: NodeId, write: &Outgoing) -> Delivery {
         // Hints outlive the client's deadline: a write that timed out must still be hinted.
-        let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let budget =
+            write.deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
         let request = HintRequest {
             target: target.clone(),
-            namespace: object.namespace,
-            key: object.key.clone(),
-            state: state.clone(),
-            policy,
+            namespace: write.object.namespace,
+            key: write.object.key.clone(),
+            state: write.state.clone(),
+            policy: write.policy,
         };
         let payload = concord_rpc::encode(&request);
-        let up = fallbacks.iter().filter(|f| !self.liveness.is_down(f)).take(2);
+        let up = write.fallbacks.iter().filter(|f| !self.liveness.is_down(f)).take(2);
         for fallback in up {
             let call =
                 self.transport.call(fallback, MessageKind::ReplicaHint, payload.clone(), budget);
@@ -629,7 +635,8 @@ impl Replica {
                 }
             }
         }
-        match self.hold_hint(&target, object, state, policy).await {
+        let (object, state) = (write.object.clone(), write.state.clone());
+        match self.hold_hint(&target, object, state, write.policy).await {
             Ok(()) => Delivery::Hinted { target, holder: None },
             Err(e) => {
                 tracing::warn!(%target, error = %e, "hint not stored");
