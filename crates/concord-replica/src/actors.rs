@@ -68,7 +68,8 @@ impl Actors {
     }
 }
 
-fn draw() -> ActorId {
+/// A fresh actor id, never drawn before (64 random bits).
+pub fn draw() -> ActorId {
     ActorId(rand::rng().random_range(1..=u64::MAX))
 }
 

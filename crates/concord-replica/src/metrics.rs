@@ -20,6 +20,7 @@ pub struct ReplicaMetrics {
     pub(crate) hints_pending: Family<TargetLabels, Gauge>,
     pub(crate) read_repairs: Counter,
     pub(crate) sloppy_acks: Counter,
+    pub(crate) fallback_writes: Counter,
 }
 
 impl ReplicaMetrics {
@@ -56,6 +57,11 @@ impl ReplicaMetrics {
             "sloppy_acks",
             "Write acknowledgements counted from a fallback holding a hint",
             metrics.sloppy_acks.clone(),
+        );
+        registry.register(
+            "fallback_writes",
+            "Writes taken by this node as a fallback because no replica of the key was reachable",
+            metrics.fallback_writes.clone(),
         );
         metrics
     }

@@ -47,6 +47,19 @@ impl WriteAcks {
         Self { owners: owners.to_vec(), required, strict, counted, must, failures: Vec::new() }
     }
 
+    /// A write taken by a fallback node because no replica of the key could be reached: every
+    /// replica in `targets` must get a hint, and each node holding hints counts once.
+    pub fn for_fallback(targets: &[NodeId], required: usize) -> Self {
+        Self {
+            owners: Vec::new(),
+            required,
+            strict: false,
+            counted: Vec::new(),
+            must: targets.to_vec(),
+            failures: Vec::new(),
+        }
+    }
+
     /// `node` holds the write.
     pub fn ack(&mut self, node: &NodeId) {
         if self.owners.contains(node) && !self.counted.contains(node) {
@@ -201,5 +214,25 @@ mod tests {
         let shortfall = short.finish().unwrap_err();
         assert_eq!((shortfall.required, shortfall.answered), (2, 1));
         assert_eq!(shortfall.failures.len(), 2);
+    }
+
+    #[test]
+    fn a_fallback_coordinator_needs_a_hint_for_every_replica_and_counts_itself_once() {
+        let targets = ids(&["a", "b", "c"]);
+        let me = NodeId::new("d").unwrap();
+        let mut acks = WriteAcks::for_fallback(&targets, 1);
+        acks.hinted(&targets[0], Some(&me));
+        acks.hinted(&targets[1], Some(&me));
+        assert!(!acks.satisfied(), "c has no hint yet");
+        acks.hinted(&targets[2], Some(&me));
+        assert_eq!(acks.finish(), Ok(1));
+
+        let mut two = WriteAcks::for_fallback(&targets, 2);
+        for target in &targets {
+            two.hinted(target, Some(&me));
+        }
+        assert!(!two.satisfied(), "one node is one copy");
+        two.hinted(&targets[0], Some(&NodeId::new("e").unwrap()));
+        assert_eq!(two.finish(), Ok(2));
     }
 }

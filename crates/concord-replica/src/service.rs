@@ -466,11 +466,99 @@ impl Replica {
                 }
                 Err(e) => {
                     failures.push((owner.to_string(), cause(&*self.liveness, &owner, &e)));
+                    return Err(ReplicaError::Quorum {
+                        required: quorum.required,
+                        answered: 0,
+                        failures,
+                    });
+                }
+            }
+        }
+        // No replica of the key could be reached: this node takes the write as a fallback.
+        self.coordinate_as_fallback(namespace, request, deadline, failures).await
+    }
+
+    /// Takes a write none of the key's replicas could be reached for (DESIGN.md §5: "when no
+    /// primary is reachable, the first reachable fallback"). The write is held as a hint for
+    /// each replica, here and, for W > 1, on other fallbacks. Its dot is minted by a fresh actor
+    /// drawn for this one write: a fallback has no history of the key, and a reused actor could
+    /// mint a dot already used by a delivered, deleted hint. Strict writes and deletes without
+    /// a context (which need the stored versions) are refused.
+    async fn coordinate_as_fallback(
+        &self,
+        namespace: &NamespaceRef,
+        request: WriteRequest,
+        deadline: Instant,
+        mut failures: Vec<(String, String)>,
+    ) -> Result<WriteResult, ReplicaError> {
+        let WriteRequest { key, op, required, strict, .. } = request;
+        let quorum = WriteQuorum { required: required as usize, strict };
+        let refuse =
+            |failures| ReplicaError::Quorum { required: quorum.required, answered: 0, failures };
+        if quorum.strict {
+            return Err(refuse(failures));
+        }
+        let (context, content) = match op {
+            WriteOp::Put { context, data, content_type } => {
+                (context, Content::Value { data, content_type })
+            }
+            WriteOp::Delete { context: Some(context) } => (context, Content::Tombstone),
+            WriteOp::Delete { context: None } => {
+                let why = "a delete without a context needs a replica of the key".to_string();
+                failures.push((self.me.to_string(), format!("error: {why}")));
+                return Err(refuse(failures));
+            }
+        };
+        let (state, partition, n) = self.placement(namespace, &key);
+        let targets = state.write_replicas(partition, n);
+        let policy = namespace.config.conflicts;
+        let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms());
+        let mut written = DvvSet::new();
+        written.write(&context, crate::actors::draw(), timestamp, content, policy);
+        let object = ObjectKey { namespace: namespace.id, partition, key: key.clone() };
+
+        let mut acks = WriteAcks::for_fallback(&targets, quorum.required);
+        for target in &targets {
+            match self.hold_hint(target, object.clone(), written.clone(), policy).await {
+                Ok(()) => acks.hinted(target, Some(&self.me)),
+                Err(e) => acks.fail(target, format!("error: hint not stored: {e}")),
+            }
+        }
+        if !acks.satisfied() && quorum.required > 1 {
+            // More copies: the other fallbacks hold hints too, each counting once.
+            let mut fallbacks = fallbacks(&state, partition, n, &targets);
+            fallbacks.retain(|f| *f != self.me);
+            let outgoing = Outgoing {
+                object,
+                state: written.clone(),
+                policy,
+                merge: Bytes::new(),
+                fallbacks,
+                deadline,
+            };
+            for target in &targets {
+                if let Delivery::Hinted { target, holder } =
+                    self.hint(target.clone(), &outgoing).await
+                {
+                    acks.hinted(&target, holder.as_ref());
+                }
+                if acks.satisfied() {
                     break;
                 }
             }
         }
-        Err(ReplicaError::Quorum { required: quorum.required, answered: 0, failures })
+        self.metrics.fallback_writes.inc();
+        match acks.finish() {
+            Ok(answered) => Ok(WriteResult { state: written, answered, required: quorum.required }),
+            Err(short) => {
+                failures.extend(short.failures);
+                Err(ReplicaError::Quorum {
+                    required: short.required,
+                    answered: short.answered,
+                    failures,
+                })
+            }
+        }
     }
 
     /// Applies the write here, minting the dot, then sends the result to the other replicas.

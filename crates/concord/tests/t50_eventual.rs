@@ -257,6 +257,63 @@ async fn sloppy_quorums_count_fallbacks_unless_strict() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// N=3 on four nodes with three of them killed: W=1 writes of every key still succeed, those
+/// whose three replicas are all dead taken by the last node as a fallback. After the restarts
+/// the hints drain and R=3 reads return every value.
+#[tokio::test]
+async fn writes_succeed_while_any_node_is_reachable() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = start_cluster(4).await?;
+    let client = cluster.client(0);
+    println!("kill -9 n2, n3 and n4; W=1 writes through n1");
+    for i in 1..4 {
+        cluster.kill9(i);
+    }
+    let mut acked = Vec::new();
+    for i in 0..24 {
+        let value = format!("last-node-{i}");
+        let put = client.put(NS, &key(i), value.clone(), None, None, w(Quorum::One)).await?;
+        assert_eq!(put.replicas.answered, 1, "key {i}");
+        acked.push((i, value));
+    }
+    let metrics = reqwest::get(format!("{}/metrics", client.endpoint().trim_end_matches('/')))
+        .await?
+        .text()
+        .await?;
+    let taken = counter(&metrics, "concord_replica_fallback_writes_total");
+    println!("{taken} writes taken as a fallback");
+    assert!(taken > 0.0, "with N=3 of 4 nodes some of 24 keys are not placed on n1");
+
+    println!("restart n2, n3, n4; hints drain");
+    for i in 1..4 {
+        cluster.restart(i)?;
+    }
+    cluster.wait_for("all up", CLUSTER_UP_TIMEOUT, async || all_up(&cluster).await).await?;
+    cluster
+        .wait_for("no hints pending anywhere", SETTLE_TIMEOUT, async || {
+            let mut pending = 0;
+            for node in ["n2", "n3", "n4"] {
+                pending += hints_for(&cluster, node).await?;
+            }
+            if pending == 0 { Ok(()) } else { Err(format!("{pending} hints pending")) }
+        })
+        .await?;
+    for (i, value) in &acked {
+        let read = client.get(NS, &key(*i), r(Quorum::All)).await?;
+        assert_eq!(value_of(&read), Some(value.as_bytes()), "key {i} at R=3");
+    }
+    Ok(())
+}
+
+/// The value of a Prometheus counter in a `/metrics` text, 0 if absent.
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 /// Concurrent blind writes become siblings; a write with the read's context resolves them; a
 /// writer that writes with its own last read's context never makes siblings; and a write that
 /// would exceed the sibling limit is refused with 409.
@@ -417,11 +474,7 @@ async fn a_read_repairs_a_replica_that_missed_writes() -> anyhow::Result<()> {
             .await?
             .text()
             .await?;
-    let repairs = metrics
-        .lines()
-        .find(|l| l.starts_with("concord_replica_read_repairs_total"))
-        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let repairs = counter(&metrics, "concord_replica_read_repairs_total");
     assert!(repairs >= 10.0, "read repairs counted: {repairs}");
     Ok(())
 }
