@@ -12,6 +12,7 @@
 //!   can never both start from the same stored state (DESIGN.md §4).
 //! - [`keys`]: how object keys are laid out: namespace id, partition, user key.
 //! - [`hints`]: writes held for another replica (hinted handoff), in their own space.
+//! - [`tree`]: anti-entropy hash trees per partition replica, kept current by the committer.
 //!
 //! This crate knows nothing of the network.
 
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod hints;
 pub mod keys;
 pub mod objects;
+pub mod tree;
 
 mod codec;
 mod error;
@@ -32,3 +34,4 @@ pub use hints::{Hint, HintKey};
 pub use keys::ObjectKey;
 pub use memory::MemoryStorage;
 pub use objects::{CommitObserver, ObjectChunk, ObjectStore, ObjectStoreOptions, Update};
+pub use tree::{HashTree, Trees};

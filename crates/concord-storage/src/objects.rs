@@ -13,6 +13,7 @@ use concord_types::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::prefix_end;
+use crate::tree::{self, Trees};
 use crate::{Batch, Durability, ObjectKey, Space, Storage, StorageError, codec};
 
 /// How the committer batches and how hard it syncs.
@@ -108,6 +109,7 @@ pub struct ObjectStore {
     queue: mpsc::Sender<Message>,
     /// Joined on close, so shutdown returns only after the last batch is durable.
     committer: Mutex<Option<JoinHandle<()>>>,
+    trees: Arc<Trees>,
 }
 
 impl ObjectStore {
@@ -119,12 +121,26 @@ impl ObjectStore {
     ) -> Self {
         assert!(options.batch_max > 0 && options.queue_max > 0);
         let (queue, inbox) = mpsc::channel(options.queue_max);
-        let committer = Committer { storage: storage.clone(), options, observer };
+        let trees = Arc::new(Trees::default());
+        let started = Instant::now();
+        match trees.rebuild_all(&*storage) {
+            Ok(()) => tracing::info!(elapsed = ?started.elapsed(), "anti-entropy trees built"),
+            // Trees are a repair aid: a node without them still serves, and reports empty
+            // trees until rebuilt.
+            Err(e) => tracing::error!(error = %e, "building anti-entropy trees failed"),
+        }
+        let committer =
+            Committer { storage: storage.clone(), options, observer, trees: trees.clone() };
         let handle = std::thread::Builder::new()
             .name("concord-committer".into())
             .spawn(move || committer.run(inbox))
             .expect("spawning the committer thread");
-        Self { storage, queue, committer: Mutex::new(Some(handle)) }
+        Self { storage, queue, committer: Mutex::new(Some(handle)), trees }
+    }
+
+    /// The anti-entropy hash trees of the partition replicas stored here.
+    pub fn trees(&self) -> &Arc<Trees> {
+        &self.trees
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -324,6 +340,7 @@ impl ObjectStore {
         loop {
             let page = self.storage.scan(Space::Data, &base, &end, 1024)?;
             if page.is_empty() {
+                self.trees.rebuild(&*self.storage, namespace, partition)?;
                 return Ok(dropped);
             }
             let mut batch = Batch::new();
@@ -375,6 +392,7 @@ struct Committer {
     storage: Arc<dyn Storage>,
     options: ObjectStoreOptions,
     observer: Arc<dyn CommitObserver>,
+    trees: Arc<Trees>,
 }
 
 enum Pending {
@@ -393,8 +411,9 @@ enum Pending {
     },
 }
 
-/// A key's state as the batch being built leaves it; `None` once deleted.
-type Staged = HashMap<(Space, Vec<u8>), Option<DvvSet>>;
+/// A key's state as the batch being built leaves it (`None` once deleted), with the digest of
+/// what was stored before the batch (`None` if absent), for the hash trees.
+type Staged = HashMap<(Space, Vec<u8>), (Option<u64>, Option<DvvSet>)>;
 
 impl Committer {
     fn run(self, mut inbox: mpsc::Receiver<Message>) {
@@ -472,13 +491,23 @@ impl Committer {
             }
         }
         let mut writes = Batch::new();
-        for ((space, key), state) in states {
-            match state {
-                Some(state) => writes.put(space, key, codec::encode(&state)),
+        let mut changes = Vec::new();
+        for ((space, key), (old, state)) in states {
+            let encoded = state.map(|state| codec::encode(&state));
+            if space == Space::Data {
+                changes.push((key.clone(), old, encoded.as_deref().map(tree::digest)));
+            }
+            match encoded {
+                Some(encoded) => writes.put(space, key, encoded),
                 None => writes.delete(space, key),
             }
         }
         let committed = self.storage.commit(writes, self.options.durability);
+        if committed.is_ok() {
+            for (key, old, new) in changes {
+                self.trees.apply(&key, old, new);
+            }
+        }
         self.observer.on_commit(updates, started.elapsed());
         for (reply, result) in waiting {
             let answer = match (&committed, result) {
@@ -513,14 +542,14 @@ impl Committer {
         key: Vec<u8>,
     ) -> Result<&'s mut Option<DvvSet>, StorageError> {
         Ok(match states.entry((space, key)) {
-            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Occupied(entry) => &mut entry.into_mut().1,
             Entry::Vacant(entry) => {
                 let raw = &entry.key().1;
                 let stored = match self.storage.get(space, raw)? {
-                    Some(bytes) => Some(codec::decode(raw, &bytes)?),
-                    None => None,
+                    Some(bytes) => (Some(tree::digest(&bytes)), Some(codec::decode(raw, &bytes)?)),
+                    None => (None, None),
                 };
-                entry.insert(stored)
+                &mut entry.insert(stored).1
             }
         })
     }

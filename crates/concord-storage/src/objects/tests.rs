@@ -323,3 +323,70 @@ async fn bulk_merges_land_and_merge_with_stored_state() {
     assert!(local.values().count() == 1);
     store.close().await.unwrap();
 }
+
+/// The trees the committer keeps current equal trees rebuilt from the stored data, through
+/// writes, merges, bulk merges, deletes and a dropped partition, and after a reopen.
+#[tokio::test]
+async fn incremental_trees_match_trees_rebuilt_from_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn Storage> {
+        Arc::new(FjallStorage::open(dir.path(), &crate::FjallOptions::default()).unwrap())
+    };
+    let storage = open();
+    let store = ObjectStore::start(storage.clone(), Default::default(), Arc::new(()));
+    let in_partition = |p: u16, name: &str| ObjectKey {
+        namespace: NamespaceId(1),
+        partition: PartitionId(p),
+        key: Key::new(name).unwrap(),
+    };
+    let check = |store: &ObjectStore, storage: &Arc<dyn Storage>, p: u16| {
+        let kept = store.trees().get(NamespaceId(1), PartitionId(p));
+        let built = crate::tree::build(&**storage, NamespaceId(1), PartitionId(p)).unwrap();
+        assert_eq!(kept, built, "partition {p}");
+        kept
+    };
+    for i in 0..200 {
+        let state = store
+            .update(&in_partition(i % 3, &format!("k{i}")), write(&VersionVector::new(), "a"))
+            .await
+            .unwrap();
+        if i % 5 == 0 {
+            // Overwrite with the context: a changed digest, the same key count.
+            store
+                .update(&in_partition(i % 3, &format!("k{i}")), write(state.context(), "b"))
+                .await
+                .unwrap();
+        }
+    }
+    let other = store.get(&in_partition(0, "k0")).unwrap().unwrap();
+    store
+        .merge_all(
+            NamespaceId(1),
+            PartitionId(1),
+            vec![(Key::new("bulk").unwrap(), other)],
+            ConflictPolicy::Siblings,
+        )
+        .await
+        .unwrap();
+    let delete = Update::DeleteStored {
+        actor: ActorId(2),
+        timestamp: Timestamp(2),
+        policy: ConflictPolicy::Siblings,
+    };
+    store.update(&in_partition(2, "k2"), delete).await.unwrap();
+    for p in 0..3 {
+        check(&store, &storage, p);
+    }
+    assert_eq!(check(&store, &storage, 1).keys(), 67 + 1);
+    store.drop_partition(NamespaceId(1), PartitionId(2)).unwrap();
+    assert_eq!(check(&store, &storage, 2).keys(), 0);
+    let before = check(&store, &storage, 0);
+    store.close().await.unwrap();
+    drop(store);
+    drop(storage);
+
+    let storage = open();
+    let store = ObjectStore::start(storage.clone(), Default::default(), Arc::new(()));
+    assert_eq!(check(&store, &storage, 0), before, "trees are rebuilt at startup");
+    store.close().await.unwrap();
+}
