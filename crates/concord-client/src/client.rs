@@ -11,7 +11,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{ClusterStatus, FaultRules, MembershipChange, Ring};
+use crate::cluster::{ClusterStatus, FaultRules, MembershipChange, PartitionTrees, Ring};
 use crate::error::{Error, Result, api_error};
 use crate::kv::{
     DEFAULT_CONTENT_TYPE, DeleteResult, Envelope, GetOptions, GetResult, ListPage, PutResult,
@@ -245,6 +245,14 @@ impl Client {
     /// The partition table.
     pub async fn ring(&self) -> Result<Ring> {
         self.get_json("/v1/cluster/ring", &Query::default()).await
+    }
+
+    /// Every replica's anti-entropy tree root and key count for one partition of namespace
+    /// `ns`, and whether they agree (`GET /v1/cluster/partitions/{p}?ns=`).
+    pub async fn partition(&self, partition: u32, ns: &str) -> Result<PartitionTrees> {
+        let mut query = Query::default();
+        query.push("ns", ns.as_bytes());
+        self.get_json(&format!("/v1/cluster/partitions/{partition}"), &query).await
     }
 
     /// Starts decommissioning `node`: its partitions move to the others, then it is removed.

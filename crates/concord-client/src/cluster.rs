@@ -93,6 +93,28 @@ pub struct PartitionReplicas {
     pub replicas: Vec<String>,
 }
 
+/// `GET /v1/cluster/partitions/{p}`: every replica's anti-entropy tree of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionTrees {
+    pub partition: u32,
+    pub namespace: String,
+    pub replicas: Vec<ReplicaTree>,
+    /// Every replica answered with the same root.
+    pub agree: bool,
+}
+
+/// One replica's tree: its root and key count, or why it did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaTree {
+    pub node: String,
+    #[serde(default)]
+    pub root: Option<String>,
+    #[serde(default)]
+    pub keys: Option<u64>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 /// The `202 Accepted` answer to `POST /v1/cluster/nodes/{id}/leave` or `.../remove`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipChange {

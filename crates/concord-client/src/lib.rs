@@ -41,7 +41,8 @@ pub mod path;
 
 pub use client::{CONTEXT_HEADER, Client, ClientConfig, REPLICAS_HEADER};
 pub use cluster::{
-    ClusterStatus, FaultRules, MembershipChange, Moves, NodeStatus, PartitionReplicas, Ring,
+    ClusterStatus, FaultRules, MembershipChange, Moves, NodeStatus, PartitionReplicas,
+    PartitionTrees, ReplicaTree, Ring,
 };
 pub use error::{Error, Result};
 pub use kv::{

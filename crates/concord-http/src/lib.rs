@@ -69,6 +69,7 @@ pub fn router(db: Arc<Database>, limits: Limits) -> Router {
         .route("/v1/namespaces/{ns}", get(namespaces::get_namespace).put(namespaces::put_namespace))
         .route("/v1/cluster", get(cluster::get_cluster))
         .route("/v1/cluster/ring", get(cluster::get_ring))
+        .route("/v1/cluster/partitions/{p}", get(cluster::get_partition))
         .route("/v1/cluster/nodes/{id}/leave", post(cluster::leave_node))
         .route("/v1/cluster/nodes/{id}/remove", post(cluster::remove_node))
         .route("/v1/admin/faults", post(admin::set_faults).delete(admin::clear_faults))

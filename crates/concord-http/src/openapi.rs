@@ -22,6 +22,7 @@ use crate::routes::{admin, cluster, kv, namespaces, ops};
         namespaces::get_namespace,
         cluster::get_cluster,
         cluster::get_ring,
+        cluster::get_partition,
         cluster::leave_node,
         cluster::remove_node,
         admin::set_faults,

@@ -124,6 +124,24 @@ pub struct RingView {
     pub target: Option<Vec<(u16, Vec<String>)>>,
 }
 
+/// One replica's anti-entropy tree of a partition (see [`Database::partition`]).
+#[derive(Debug, Clone)]
+pub struct ReplicaTreeView {
+    pub node: String,
+    /// The root hash in hex and the key count, or why the replica did not answer.
+    pub tree: Result<(String, u64), String>,
+}
+
+/// `GET /v1/cluster/partitions/{p}`: every replica's tree of one partition of a namespace.
+#[derive(Debug, Clone)]
+pub struct PartitionView {
+    pub partition: u16,
+    pub namespace: String,
+    pub replicas: Vec<ReplicaTreeView>,
+    /// Every replica answered with the same root.
+    pub agree: bool,
+}
+
 /// Liveness and clock estimates of the other members, from SWIM.
 pub trait PeerStatus: Send + Sync + 'static {
     /// `suspect` or `down` if SWIM says so, `None` if alive or unknown.
@@ -422,6 +440,30 @@ impl Database {
             partitions: state.ring.as_ref().map(table).unwrap_or_default(),
             target: state.target.as_ref().map(table),
         }
+    }
+
+    /// Every current replica's anti-entropy tree root and key count for `partition` of
+    /// namespace `ns`, and whether they agree.
+    pub async fn partition(&self, ns: &str, partition: u16) -> Result<PartitionView, Error> {
+        let namespace = self.namespace_ref(ns)?;
+        let count = self.meta.state().ring.as_ref().map_or(0, |r| r.partitions().get());
+        if partition >= count {
+            return Err(Error::InvalidArgument(format!(
+                "no partition {partition}: the cluster has {count} (0..{count})"
+            )));
+        }
+        let (trees, agree) = self
+            .replica
+            .verify(&namespace, concord_types::PartitionId(partition), self.request_timeout)
+            .await;
+        let replicas = trees
+            .into_iter()
+            .map(|t| ReplicaTreeView {
+                node: t.node.to_string(),
+                tree: t.tree.map(|t| (format!("{:016x}", t.root), t.keys)),
+            })
+            .collect();
+        Ok(PartitionView { partition, namespace: ns.to_string(), replicas, agree })
     }
 
     /// Starts decommissioning `node`: its partitions move away, then it is removed.

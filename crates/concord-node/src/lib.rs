@@ -27,8 +27,8 @@ mod peers;
 
 pub use config::Config;
 pub use database::{
-    ClusterView, Database, ListPage, MovesView, NodeView, ReadOptions, ReadOutcome, ReplicaCount,
-    RingView, Value, WriteOptions, WriteOutcome,
+    ClusterView, Database, ListPage, MovesView, NodeView, PartitionView, ReadOptions, ReadOutcome,
+    ReplicaCount, ReplicaTreeView, RingView, Value, WriteOptions, WriteOutcome,
 };
 pub use error::Error;
 pub use identity::Identity;

@@ -47,6 +47,7 @@ impl Handler for PeerHandler {
             | MessageKind::ReplicaMerge
             | MessageKind::ReplicaList
             | MessageKind::ReplicaHint
+            | MessageKind::TreeRoot
             | MessageKind::HandoffFetch => {
                 let replica = self.replica.clone();
                 Box::pin(async move { replica.handle(kind, payload).await })

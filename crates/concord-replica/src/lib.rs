@@ -9,6 +9,7 @@
 //! - [`quorum`]: acknowledgement tracking of a coordinated write, sloppy or strict (pure).
 //! - [`hints`]: hinted handoff: holding writes for replicas that missed them, and replay.
 //! - [`metrics`]: hints, read repairs and sloppy acknowledgements.
+//! - [`verify`]: every replica's anti-entropy tree root for a partition, and whether they agree.
 
 pub mod actors;
 pub mod handoff;
@@ -18,6 +19,7 @@ pub mod messages;
 pub mod metrics;
 pub mod quorum;
 pub mod service;
+pub mod verify;
 
 pub use actors::Actors;
 pub use handoff::{HandoffConfig, HandoffProgress};
@@ -28,3 +30,4 @@ pub use service::{
     Liveness, NamespaceRef, ReadResult, Replica, ReplicaError, ReplicaParts, WriteQuorum,
     WriteResult,
 };
+pub use verify::{ReplicaTree, TreeRoot};

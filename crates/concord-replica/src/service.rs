@@ -764,6 +764,14 @@ impl Replica {
                 let request: HintRequest = concord_rpc::decode(&payload).map_err(bad)?;
                 self.handle_hint(request).await
             }
+            MessageKind::TreeRoot => {
+                let request: crate::verify::TreeRootRequest =
+                    concord_rpc::decode(&payload).map_err(bad)?;
+                if request.partition.0 >= self.partitions.get() {
+                    return Err(format!("no partition {}", request.partition));
+                }
+                Ok(concord_rpc::encode(&self.tree_root(request.namespace, request.partition)))
+            }
             MessageKind::HandoffFetch => {
                 let request: FetchRequest = concord_rpc::decode(&payload).map_err(bad)?;
                 if request.partition.0 >= self.partitions.get() {

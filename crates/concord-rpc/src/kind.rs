@@ -44,11 +44,13 @@ pub enum MessageKind {
     HandoffFetch = 40,
     /// The receiver of a handoff reports that it holds the whole partition.
     HandoffDone = 41,
+    /// The root hash and key count of one partition replica's anti-entropy tree.
+    TreeRoot = 50,
 }
 
 impl MessageKind {
     /// Every kind, in wire-number order.
-    pub const ALL: [MessageKind; 15] = [
+    pub const ALL: [MessageKind; 16] = [
         MessageKind::Hello,
         MessageKind::Join,
         MessageKind::MetaForward,
@@ -64,6 +66,7 @@ impl MessageKind {
         MessageKind::ReplicaHint,
         MessageKind::HandoffFetch,
         MessageKind::HandoffDone,
+        MessageKind::TreeRoot,
     ];
 
     /// The kind with wire number `byte`, or `None` if no kind has it.
@@ -94,6 +97,7 @@ impl MessageKind {
             MessageKind::ReplicaHint => "replica_hint",
             MessageKind::HandoffFetch => "handoff_fetch",
             MessageKind::HandoffDone => "handoff_done",
+            MessageKind::TreeRoot => "tree_root",
         }
     }
 
@@ -119,7 +123,7 @@ mod tests {
     #[test]
     fn wire_numbers_are_pinned() {
         let numbers: Vec<u8> = MessageKind::ALL.iter().map(|kind| kind.as_u8()).collect();
-        assert_eq!(numbers, [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 41]);
+        assert_eq!(numbers, [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 41, 50]);
     }
 
     #[test]

@@ -305,6 +305,28 @@ async fn writes_succeed_while_any_node_is_reachable() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Partitions of `ev` whose replicas' anti-entropy roots differ.
+async fn disagreeing(cluster: &TestCluster) -> anyhow::Result<Vec<u32>> {
+    let client = cluster.client(0);
+    let partitions = client.ring().await?.partitions.len() as u32;
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        if !client.partition(p, NS).await?.agree {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `concord cluster verify --ns ev` against n1; true if it exits 0.
+fn verify_cli(cluster: &TestCluster) -> anyhow::Result<bool> {
+    let output = std::process::Command::new(binary())
+        .args(["cluster", "verify", "--ns", NS, "--endpoint", cluster.client(0).endpoint()])
+        .output()?;
+    println!("concord cluster verify: {}", String::from_utf8_lossy(&output.stderr).trim());
+    Ok(output.status.success())
+}
+
 /// The value of a Prometheus counter in a `/metrics` text, 0 if absent.
 fn counter(metrics: &str, name: &str) -> f64 {
     metrics
@@ -453,6 +475,10 @@ async fn a_read_repairs_a_replica_that_missed_writes() -> anyhow::Result<()> {
     cluster.wait_for("all up", CLUSTER_UP_TIMEOUT, async || all_up(&cluster).await).await?;
     let missing = local_read(&cluster, 2, &key(0)).await?;
     assert_eq!(value_of(&missing), None, "n3 must not have the value before the read");
+    let differing = disagreeing(&cluster).await?;
+    println!("partitions whose replicas disagree: {differing:?}");
+    assert!(!differing.is_empty(), "n3's trees lack the 10 keys");
+    assert!(!verify_cli(&cluster)?, "concord cluster verify must fail");
 
     for i in 0..10 {
         let read = cluster.client(0).get(NS, &key(i), r(Quorum::All)).await?;
@@ -476,5 +502,7 @@ async fn a_read_repairs_a_replica_that_missed_writes() -> anyhow::Result<()> {
             .await?;
     let repairs = counter(&metrics, "concord_replica_read_repairs_total");
     assert!(repairs >= 10.0, "read repairs counted: {repairs}");
+    assert_eq!(disagreeing(&cluster).await?, Vec::<u32>::new(), "repaired replicas agree");
+    assert!(verify_cli(&cluster)?, "concord cluster verify must pass");
     Ok(())
 }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::query::Query;
 
 #[derive(Serialize, ToSchema)]
 pub struct NodeDto {
@@ -157,4 +158,62 @@ pub async fn remove_node(
 ) -> Result<(StatusCode, Json<ChangeDto>), ApiError> {
     app.db.remove(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(ChangeDto { node: id, state: "removed".into() })))
+}
+
+/// One replica's anti-entropy tree of a partition.
+#[derive(Serialize, ToSchema)]
+pub struct ReplicaTreeDto {
+    pub node: String,
+    /// The tree's root hash (16 hex digits); absent if the replica did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Keys in the replica's tree, tombstones included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<u64>,
+    /// Why the replica did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PartitionTreesDto {
+    pub partition: u16,
+    pub namespace: String,
+    pub replicas: Vec<ReplicaTreeDto>,
+    /// Every replica answered with the same root.
+    pub agree: bool,
+}
+
+/// Every replica's anti-entropy root for one partition of a namespace, and whether they agree.
+#[utoipa::path(get, path = "/v1/cluster/partitions/{p}", tag = "cluster",
+    params(("p" = u16, Path, description = "Partition"),
+        ("ns" = Option<String>, Query, description = "namespace, default `default`")),
+    responses((status = 200, body = PartitionTreesDto), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_partition(
+    State(app): State<Arc<AppState>>,
+    Path(p): Path<String>,
+    uri: Uri,
+) -> Result<Json<PartitionTreesDto>, ApiError> {
+    let partition: u16 =
+        p.parse().map_err(|_| ApiError::invalid(format!("partition {p:?} is not a number")))?;
+    let query = Query::parse(uri.query(), &["ns"])?;
+    let ns = query.text("ns")?.unwrap_or("default").to_string();
+    let view = app.db.partition(&ns, partition).await?;
+    let replicas = view
+        .replicas
+        .into_iter()
+        .map(|r| match r.tree {
+            Ok((root, keys)) => {
+                ReplicaTreeDto { node: r.node, root: Some(root), keys: Some(keys), error: None }
+            }
+            Err(e) => ReplicaTreeDto { node: r.node, root: None, keys: None, error: Some(e) },
+        })
+        .collect();
+    Ok(Json(PartitionTreesDto {
+        partition: view.partition,
+        namespace: view.namespace,
+        replicas,
+        agree: view.agree,
+    }))
 }

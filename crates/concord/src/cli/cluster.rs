@@ -1,5 +1,5 @@
-//! `concord cluster status|ring|leave|remove`: members, their health, the partition table, and
-//! the two membership changes an operator makes.
+//! `concord cluster status|ring|leave|remove|verify`: members, their health, the partition
+//! table, the two membership changes an operator makes, and whether replicas agree.
 
 use clap::{Args, Subcommand};
 use concord_client::{ClusterStatus, MembershipChange, Moves, PartitionReplicas, Ring};
@@ -34,6 +34,13 @@ enum ClusterCommand {
         /// Id of the node to remove.
         node: String,
     },
+    /// Compare every partition's replicas by their anti-entropy tree roots. Prints the
+    /// partitions that disagree and a summary line; exits 1 if any disagree or cannot answer.
+    Verify {
+        /// Only this namespace (default: every namespace).
+        #[arg(long)]
+        ns: Option<String>,
+    },
 }
 
 /// Runs `concord cluster ...`.
@@ -58,8 +65,67 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             }
             ClusterCommand::Leave { node } => print_change(&client.leave(&node).await?, output),
             ClusterCommand::Remove { node } => print_change(&client.remove(&node).await?, output),
+            ClusterCommand::Verify { ns } => verify(&client, ns, output).await,
         }
     })
+}
+
+/// `concord cluster verify`.
+async fn verify(
+    client: &concord_client::Client,
+    ns: Option<String>,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let namespaces = match ns {
+        Some(ns) => vec![ns],
+        None => client.namespaces().await?.into_iter().map(|n| n.name).collect(),
+    };
+    let partitions = client.ring().await?.partitions.len() as u32;
+    let (mut agree, mut disagree) = (0usize, Vec::new());
+    for ns in &namespaces {
+        for p in 0..partitions {
+            let trees = client.partition(p, ns).await?;
+            if trees.agree {
+                agree += 1;
+            } else {
+                disagree.push(trees);
+            }
+        }
+    }
+    match output {
+        OutputFormat::Json => print_json(&disagree)?,
+        OutputFormat::Table => {
+            for trees in &disagree {
+                let replicas: Vec<String> = trees
+                    .replicas
+                    .iter()
+                    .map(|r| match (&r.root, r.keys, &r.error) {
+                        (Some(root), Some(keys), _) => format!("{}={root}/{keys} keys", r.node),
+                        (_, _, error) => {
+                            format!("{}: {}", r.node, error.as_deref().unwrap_or("no answer"))
+                        }
+                    })
+                    .collect();
+                print_line(&format!(
+                    "disagree: {} partition {}: {}",
+                    trees.namespace,
+                    trees.partition,
+                    replicas.join(", ")
+                ))?;
+            }
+        }
+    }
+    let summary = format!(
+        "verified {} partitions in {} namespaces: {agree} agree, {} disagree",
+        agree + disagree.len(),
+        namespaces.len(),
+        disagree.len()
+    );
+    eprintln!("{summary}");
+    if !disagree.is_empty() {
+        anyhow::bail!("{} partitions disagree", disagree.len());
+    }
+    Ok(())
 }
 
 fn print_status(status: &ClusterStatus) -> anyhow::Result<()> {

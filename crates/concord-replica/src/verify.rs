@@ -1,0 +1,73 @@
+//! Verification of anti-entropy state: each replica's tree root and key count for a partition
+//! of a namespace, gathered from every replica, and whether they agree.
+
+use std::time::Duration;
+
+use concord_rpc::MessageKind;
+use concord_types::{NamespaceId, NodeId, PartitionId};
+use serde::{Deserialize, Serialize};
+
+use crate::{NamespaceRef, Replica};
+
+/// `TreeRoot`: the root and key count of one partition replica's tree.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TreeRootRequest {
+    pub namespace: NamespaceId,
+    pub partition: PartitionId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeRoot {
+    pub root: u64,
+    pub keys: u64,
+}
+
+/// One replica's answer.
+#[derive(Debug, Clone)]
+pub struct ReplicaTree {
+    pub node: NodeId,
+    /// The tree's root and key count, or why the replica did not answer.
+    pub tree: Result<TreeRoot, String>,
+}
+
+impl Replica {
+    /// This node's tree of one partition replica.
+    pub fn tree_root(&self, namespace: NamespaceId, partition: PartitionId) -> TreeRoot {
+        let tree = self.objects.trees().get(namespace, partition);
+        TreeRoot { root: tree.root(), keys: tree.keys() }
+    }
+
+    /// Every current replica's tree of `partition`; they agree when all answered with one root.
+    pub async fn verify(
+        &self,
+        namespace: &NamespaceRef,
+        partition: PartitionId,
+        timeout: Duration,
+    ) -> (Vec<ReplicaTree>, bool) {
+        let state = self.meta.state();
+        let n = state.effective_replicas(&namespace.config);
+        let replicas = state.read_replicas(partition, n);
+        let request = concord_rpc::encode(&TreeRootRequest { namespace: namespace.id, partition });
+        let asks = replicas.into_iter().map(|node| {
+            let request = request.clone();
+            async move {
+                let tree = if node == self.me {
+                    Ok(self.tree_root(namespace.id, partition))
+                } else {
+                    match self.transport.call(&node, MessageKind::TreeRoot, request, timeout).await
+                    {
+                        Ok(reply) => concord_rpc::decode::<TreeRoot>(&reply)
+                            .map_err(|e| format!("bad reply: {e}")),
+                        Err(e) => Err(e.to_string()),
+                    }
+                };
+                ReplicaTree { node, tree }
+            }
+        });
+        let trees = futures_util::future::join_all(asks).await;
+        let roots: Vec<Option<u64>> =
+            trees.iter().map(|t| t.tree.as_ref().ok().map(|t| t.root)).collect();
+        let agree = roots.iter().all(|r| r.is_some() && *r == roots[0]);
+        (trees, agree)
+    }
+}
