@@ -90,7 +90,17 @@ pub struct Meta {
     sm: StateMachineStore,
     transport: Arc<dyn Transport>,
     config: MetaConfig,
+    /// Departed members still in the Raft group: when the leader first saw each, and its last
+    /// applied log index then (see [`Meta::reconcile_once`]).
+    departing: std::sync::Mutex<std::collections::HashMap<u64, (std::time::Instant, u64)>>,
 }
+
+/// How long a departed member may stay in the Raft group while it catches up on the entries
+/// that removed it; a dead one is removed after this regardless.
+const DEPARTED_CATCH_UP: Duration = Duration::from_secs(10);
+/// How long a departed member that has the entries is kept, so heartbeats tell it they are
+/// committed before it is cut off.
+const DEPARTED_LINGER: Duration = Duration::from_secs(1);
 
 impl Meta {
     /// Opens the Raft log and state machine in `storage` and starts this node's Raft member.
@@ -120,7 +130,8 @@ impl Meta {
         let raft = Raft::new(raft_id(&me), Arc::new(raft_config), network, log, sm.clone())
             .await
             .map_err(|e| MetaError::Fatal(e.to_string()))?;
-        let meta = Arc::new(Meta { me, raft, sm, transport, config });
+        let meta =
+            Arc::new(Meta { me, raft, sm, transport, config, departing: Default::default() });
         tokio::spawn(keep_address_book(meta.transport.clone(), meta.subscribe()));
         tokio::spawn(reconcile(Arc::downgrade(&meta)));
         Ok(meta)
@@ -356,6 +367,7 @@ impl Meta {
             .filter(|id| !member_ids.contains(id) && !voters.contains(id))
             .copied()
             .collect();
+        let departed = self.caught_up(departed);
         if !departed.is_empty() && !state.members.is_empty() {
             tracing::info!(?departed, "removing departed members from the metadata group");
             self.raft
@@ -364,6 +376,34 @@ impl Meta {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+impl Meta {
+    /// Of the departed members still in the Raft group, those that may be cut off now: they hold
+    /// every entry the leader had applied when it first saw them departed (so they learn that
+    /// they left, and their own view stops listing them) and have had a moment to hear that
+    /// those entries are committed, or they have not caught up within [`DEPARTED_CATCH_UP`]
+    /// (dead or partitioned away).
+    fn caught_up(&self, departed: BTreeSet<u64>) -> BTreeSet<u64> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let applied = metrics.last_applied.map_or(0, |id| id.index);
+        let now = std::time::Instant::now();
+        let mut departing = self.departing.lock().expect("departing lock");
+        departing.retain(|id, _| departed.contains(id));
+        departed
+            .into_iter()
+            .filter(|id| {
+                let (since, index) = *departing.entry(*id).or_insert((now, applied));
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map_or(0, |log_id| log_id.index);
+                let elapsed = now.duration_since(since);
+                (matched >= index && elapsed >= DEPARTED_LINGER) || elapsed >= DEPARTED_CATCH_UP
+            })
+            .collect()
     }
 }
 
