@@ -21,6 +21,7 @@ pub struct Config {
     pub peer: PeerConfig,
     pub cluster: ClusterConfig,
     pub replication: ReplicationConfig,
+    pub anti_entropy: AntiEntropyConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub admin: AdminConfig,
@@ -131,6 +132,34 @@ impl Default for ReplicationConfig {
             hint_replay_rate: 5_000,
             hint_replay_interval_ms: 1_000,
             read_repair_wait_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AntiEntropyConfig {
+    /// Whether replicas compare hash trees and repair differences. Default true.
+    pub enabled: bool,
+    /// Time between two rounds over every partition replica this node holds, in ms.
+    /// Default 30000.
+    pub interval_ms: u64,
+    /// Pause between two exchanges of a round, in ms; foreground requests go first. Default 20.
+    pub pause_ms: u64,
+    /// Most differing tree segments repaired by one exchange. Default 64.
+    pub max_segments: usize,
+    /// Most objects fetched from either side by one exchange. Default 2000.
+    pub max_objects: usize,
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 30_000,
+            pause_ms: 20,
+            max_segments: 64,
+            max_objects: 2000,
         }
     }
 }
@@ -260,6 +289,10 @@ impl Config {
                 "replication.hint_replay_rate and replication.hint_replay_interval_ms must be \
                  positive",
             );
+        }
+        let ae = &self.anti_entropy;
+        if ae.interval_ms == 0 || ae.max_segments == 0 || ae.max_objects == 0 {
+            return fail("anti_entropy.interval_ms, max_segments and max_objects must be positive");
         }
         if self.cluster.handoff_rate_bytes < 1 << 20 {
             return fail("cluster.handoff_rate_bytes must be at least 1048576");

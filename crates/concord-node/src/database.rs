@@ -104,6 +104,18 @@ pub struct MovesView {
     pub partitions_moved: u64,
 }
 
+/// Anti-entropy on the answering node.
+#[derive(Debug, Clone, Default)]
+pub struct AntiEntropyView {
+    /// Exchanges started since the node started.
+    pub exchanges: u64,
+    /// Objects repaired (merged here or sent to a peer) since the node started.
+    pub keys_repaired: u64,
+    /// Age of the oldest last clean exchange among the partition replicas held here; `None`
+    /// until each has had one.
+    pub oldest_clean_exchange_s: Option<f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClusterView {
     pub cluster_id: String,
@@ -111,6 +123,7 @@ pub struct ClusterView {
     pub leader: String,
     pub nodes: Vec<NodeView>,
     pub moves: MovesView,
+    pub anti_entropy: AntiEntropyView,
     /// Human-readable alarms (clock offsets, unreachable metadata leader).
     pub alarms: Vec<String>,
 }
@@ -421,6 +434,16 @@ impl Database {
                 bytes_total: bytes_moved + estimate,
                 rate_bytes: progress.rate_bytes.load(Ordering::Relaxed),
                 partitions_moved: done,
+            },
+            anti_entropy: {
+                let (exchanges, keys_repaired) = self.metrics.replica().anti_entropy();
+                let held = self.replica.held_partitions();
+                let oldest = self.replica.exchange_stats().oldest_clean_age(&held);
+                AntiEntropyView {
+                    exchanges,
+                    keys_repaired,
+                    oldest_clean_exchange_s: oldest.map(|d| d.as_secs_f64()),
+                }
             },
             alarms,
         }

@@ -27,8 +27,9 @@ mod peers;
 
 pub use config::Config;
 pub use database::{
-    ClusterView, Database, ListPage, MovesView, NodeView, PartitionView, ReadOptions, ReadOutcome,
-    ReplicaCount, ReplicaTreeView, RingView, Value, WriteOptions, WriteOutcome,
+    AntiEntropyView, ClusterView, Database, ListPage, MovesView, NodeView, PartitionView,
+    ReadOptions, ReadOutcome, ReplicaCount, ReplicaTreeView, RingView, Value, WriteOptions,
+    WriteOutcome,
 };
 pub use error::Error;
 pub use identity::Identity;

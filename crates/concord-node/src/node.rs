@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use concord_membership::{MembershipConfig, MembershipHandle};
 use concord_meta::{Command, Meta, MetaConfig, MetaNode, NamespaceEntry};
-use concord_replica::{Actors, HandoffConfig, HintConfig, Replica, ReplicaParts};
+use concord_replica::{Actors, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts};
 use concord_ring::PartitionCount;
 use concord_rpc::{
     Faults, Local, MessageKind, RpcServer, ServerLimits, TcpTransport, Transport, TransportConfig,
@@ -222,6 +222,11 @@ impl Node {
         tokio::spawn(announce_addresses(meta.clone(), node_id.clone(), me));
         tokio::spawn(feed_members(meta.clone(), membership.clone(), stopped.clone()));
         tokio::spawn(concord_replica::hints::run_replay(replica.clone(), stopped.clone()));
+        tokio::spawn(concord_replica::exchange::run(
+            replica.clone(),
+            exchange_config(&config),
+            stopped.clone(),
+        ));
         tokio::spawn(concord_replica::handoff::run(
             replica.clone(),
             handoff_config(&config),
@@ -422,6 +427,18 @@ fn membership_config(config: &Config) -> MembershipConfig {
     MembershipConfig {
         max_clock_offset_ms: config.cluster.max_clock_offset_ms,
         ..Default::default()
+    }
+}
+
+fn exchange_config(config: &Config) -> ExchangeConfig {
+    let ae = &config.anti_entropy;
+    ExchangeConfig {
+        enabled: ae.enabled,
+        interval: Duration::from_millis(ae.interval_ms),
+        pause: Duration::from_millis(ae.pause_ms),
+        max_segments: ae.max_segments,
+        max_objects: ae.max_objects,
+        request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
     }
 }
 

@@ -48,6 +48,9 @@ impl Handler for PeerHandler {
             | MessageKind::ReplicaList
             | MessageKind::ReplicaHint
             | MessageKind::TreeRoot
+            | MessageKind::TreeLeaves
+            | MessageKind::SegmentObjects
+            | MessageKind::MergeBatch
             | MessageKind::HandoffFetch => {
                 let replica = self.replica.clone();
                 Box::pin(async move { replica.handle(kind, payload).await })

@@ -9,9 +9,11 @@
 //! - [`quorum`]: acknowledgement tracking of a coordinated write, sloppy or strict (pure).
 //! - [`hints`]: hinted handoff: holding writes for replicas that missed them, and replay.
 //! - [`metrics`]: hints, read repairs and sloppy acknowledgements.
+//! - [`exchange`]: anti-entropy: replicas compare hash trees and repair differences.
 //! - [`verify`]: every replica's anti-entropy tree root for a partition, and whether they agree.
 
 pub mod actors;
+pub mod exchange;
 pub mod handoff;
 pub mod hints;
 pub mod list;
@@ -22,6 +24,7 @@ pub mod service;
 pub mod verify;
 
 pub use actors::Actors;
+pub use exchange::ExchangeConfig;
 pub use handoff::{HandoffConfig, HandoffProgress};
 pub use hints::HintConfig;
 pub use messages::WriteOp;

@@ -21,6 +21,8 @@ pub struct ReplicaMetrics {
     pub(crate) read_repairs: Counter,
     pub(crate) sloppy_acks: Counter,
     pub(crate) fallback_writes: Counter,
+    pub(crate) ae_exchanges: Counter,
+    pub(crate) ae_keys_repaired: Counter,
 }
 
 impl ReplicaMetrics {
@@ -63,6 +65,21 @@ impl ReplicaMetrics {
             "Writes taken by this node as a fallback because no replica of the key was reachable",
             metrics.fallback_writes.clone(),
         );
+        registry.register(
+            "ae_exchanges",
+            "Anti-entropy exchanges started (one partition with one peer)",
+            metrics.ae_exchanges.clone(),
+        );
+        registry.register(
+            "ae_keys_repaired",
+            "Objects anti-entropy merged into this replica or sent to a peer",
+            metrics.ae_keys_repaired.clone(),
+        );
         metrics
+    }
+
+    /// Anti-entropy exchanges started and objects repaired so far.
+    pub fn anti_entropy(&self) -> (u64, u64) {
+        (self.ae_exchanges.get(), self.ae_keys_repaired.get())
     }
 }

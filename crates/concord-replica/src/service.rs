@@ -183,6 +183,7 @@ pub struct Replica {
     pub(crate) hint_config: HintConfig,
     read_repair_wait: Duration,
     pub(crate) metrics: ReplicaMetrics,
+    pub(crate) exchange_stats: crate::exchange::ExchangeStats,
 }
 
 /// What one replica did with a coordinated write.
@@ -226,6 +227,7 @@ impl Replica {
             hint_config: parts.hints,
             read_repair_wait: parts.read_repair_wait,
             metrics: parts.metrics,
+            exchange_stats: Default::default(),
             me: parts.me,
             partitions: parts.partitions,
             objects: parts.objects,
@@ -794,6 +796,9 @@ impl Replica {
                     concord_rpc::decode(&payload).map_err(bad)?;
                 let reply = self.list_local(&request).map_err(|e| e.to_string())?;
                 Ok(concord_rpc::encode(&reply))
+            }
+            MessageKind::TreeLeaves | MessageKind::SegmentObjects | MessageKind::MergeBatch => {
+                self.handle_exchange(kind, payload).await
             }
             other => Err(format!("{other:?} is not a replica message")),
         }

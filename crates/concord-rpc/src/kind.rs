@@ -46,11 +46,17 @@ pub enum MessageKind {
     HandoffDone = 41,
     /// The root hash and key count of one partition replica's anti-entropy tree.
     TreeRoot = 50,
+    /// The leaf hashes of one partition replica's anti-entropy tree.
+    TreeLeaves = 51,
+    /// The stored objects of some segments of one partition replica (anti-entropy).
+    SegmentObjects = 52,
+    /// Merge a batch of objects of one partition (anti-entropy repair).
+    MergeBatch = 53,
 }
 
 impl MessageKind {
     /// Every kind, in wire-number order.
-    pub const ALL: [MessageKind; 16] = [
+    pub const ALL: [MessageKind; 19] = [
         MessageKind::Hello,
         MessageKind::Join,
         MessageKind::MetaForward,
@@ -67,6 +73,9 @@ impl MessageKind {
         MessageKind::HandoffFetch,
         MessageKind::HandoffDone,
         MessageKind::TreeRoot,
+        MessageKind::TreeLeaves,
+        MessageKind::SegmentObjects,
+        MessageKind::MergeBatch,
     ];
 
     /// The kind with wire number `byte`, or `None` if no kind has it.
@@ -98,6 +107,9 @@ impl MessageKind {
             MessageKind::HandoffFetch => "handoff_fetch",
             MessageKind::HandoffDone => "handoff_done",
             MessageKind::TreeRoot => "tree_root",
+            MessageKind::TreeLeaves => "tree_leaves",
+            MessageKind::SegmentObjects => "segment_objects",
+            MessageKind::MergeBatch => "merge_batch",
         }
     }
 
@@ -123,7 +135,10 @@ mod tests {
     #[test]
     fn wire_numbers_are_pinned() {
         let numbers: Vec<u8> = MessageKind::ALL.iter().map(|kind| kind.as_u8()).collect();
-        assert_eq!(numbers, [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 41, 50]);
+        assert_eq!(
+            numbers,
+            [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 41, 50, 51, 52, 53]
+        );
     }
 
     #[test]

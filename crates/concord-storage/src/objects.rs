@@ -299,6 +299,36 @@ impl ObjectStore {
         Ok(chunk)
     }
 
+    /// The stored objects of one partition whose keys fall in `segments` of its anti-entropy
+    /// tree, raw as stored, at most `max_objects`. Scans the partition.
+    pub fn objects_in_segments(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+        segments: &std::collections::BTreeSet<usize>,
+        max_objects: usize,
+    ) -> Result<Vec<(Key, Vec<u8>)>, StorageError> {
+        let (mut cursor, end) = partition_range(namespace, partition);
+        let mut out = Vec::new();
+        loop {
+            let page = self.storage.scan(Space::Data, &cursor, &end, 1024)?;
+            let full = page.len() == 1024;
+            for (raw_key, bytes) in page {
+                cursor = [raw_key.as_slice(), &[0u8]].concat();
+                let object = ObjectKey::decode(&raw_key).ok_or_else(|| not_an_object(&raw_key))?;
+                if segments.contains(&tree::segment_of(object.key.as_bytes())) {
+                    out.push((object.key, bytes));
+                    if out.len() >= max_objects {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Whether any object of the partition is stored here.
     pub fn holds(
         &self,

@@ -47,6 +47,17 @@ pub struct MovesDto {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct AntiEntropyDto {
+    /// Exchanges the answering node started (one partition with one peer).
+    pub exchanges: u64,
+    /// Objects the answering node's exchanges repaired, both ways.
+    pub keys_repaired: u64,
+    /// Seconds since the partition replica held here with the oldest clean exchange had one;
+    /// null until every one has had one.
+    pub oldest_clean_exchange_s: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct ClusterDto {
     pub cluster_id: String,
     pub epoch: u64,
@@ -54,6 +65,7 @@ pub struct ClusterDto {
     pub leader: String,
     pub nodes: Vec<NodeDto>,
     pub moves: MovesDto,
+    pub anti_entropy: AntiEntropyDto,
     pub alarms: Vec<String>,
 }
 
@@ -106,6 +118,11 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
             bytes_total: moves.bytes_total,
             rate_bytes_per_sec: moves.rate_bytes,
             partitions_moved: moves.partitions_moved,
+        },
+        anti_entropy: AntiEntropyDto {
+            exchanges: view.anti_entropy.exchanges,
+            keys_repaired: view.anti_entropy.keys_repaired,
+            oldest_clean_exchange_s: view.anti_entropy.oldest_clean_exchange_s,
         },
         alarms: view.alarms,
     })

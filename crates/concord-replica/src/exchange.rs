@@ -1,0 +1,353 @@
+//! Anti-entropy exchange (DESIGN.md §5): replicas of a partition compare their hash trees
+//! and repair what differs, both ways, with the normal DVV merge.
+//!
+//! One exchange of a partition between this node and a peer: compare roots; if they differ,
+//! fetch the peer's leaves (8 KiB) and find the differing segments; fetch the peer's objects of
+//! those segments and read ours; send the peer every object of ours it lacks or holds
+//! differently, and merge every such object of its into ours. Both sides end with the merge of
+//! both states. Work per exchange is bounded (`max_segments`, `max_objects`), exchanges are
+//! paced, and each pair of replicas is exchanged by one side only (the smaller node id).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord_rpc::MessageKind;
+use concord_storage::ObjectStore;
+use concord_types::{ConflictPolicy, Key, NamespaceId, NodeId, PartitionId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::Replica;
+use crate::verify::{TreeRoot, TreeRootRequest};
+
+/// `SegmentObjects`: the stored objects of some segments of a partition.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SegmentRequest {
+    pub namespace: NamespaceId,
+    pub partition: PartitionId,
+    pub segments: Vec<u16>,
+    pub max_objects: u32,
+}
+
+/// `MergeBatch`: objects of one partition to merge, as stored by the sender.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MergeBatch {
+    pub namespace: NamespaceId,
+    pub partition: PartitionId,
+    pub policy: ConflictPolicy,
+    pub objects: Vec<(Key, Vec<u8>)>,
+}
+
+/// Settings of anti-entropy.
+#[derive(Debug, Clone)]
+pub struct ExchangeConfig {
+    /// Whether exchanges run at all.
+    pub enabled: bool,
+    /// Time between two rounds over every partition this node holds.
+    pub interval: Duration,
+    /// Pause between two exchanges of a round: foreground requests go first.
+    pub pause: Duration,
+    /// Most differing segments repaired by one exchange.
+    pub max_segments: usize,
+    /// Most objects fetched from either side by one exchange.
+    pub max_objects: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(30),
+            pause: Duration::from_millis(20),
+            max_segments: 64,
+            max_objects: 2000,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What anti-entropy has done on this node.
+#[derive(Debug, Default)]
+pub struct ExchangeStats {
+    /// When each partition replica last finished an exchange that found nothing to repair.
+    clean: Mutex<HashMap<(NamespaceId, PartitionId), Instant>>,
+}
+
+impl ExchangeStats {
+    /// Seconds since the partition replica held here with the oldest clean exchange had one
+    /// (`None` before every partition had one).
+    pub fn oldest_clean_age(&self, held: &[(NamespaceId, PartitionId)]) -> Option<Duration> {
+        let clean = self.clean.lock().expect("exchange stats lock");
+        let mut oldest = Duration::ZERO;
+        for key in held {
+            oldest = oldest.max(clean.get(key)?.elapsed());
+        }
+        Some(oldest)
+    }
+}
+
+/// The outcome of one exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Repaired {
+    /// Objects merged into this replica.
+    pub here: usize,
+    /// Objects sent to the peer.
+    pub there: usize,
+}
+
+impl Replica {
+    /// Serves `TreeLeaves`, `SegmentObjects` and `MergeBatch`.
+    pub(crate) async fn handle_exchange(
+        &self,
+        kind: MessageKind,
+        payload: Bytes,
+    ) -> Result<Bytes, String> {
+        let bad = |e: concord_rpc::RpcError| format!("bad {kind:?} payload: {e}");
+        let check = |partition: PartitionId| {
+            if partition.0 >= self.partitions.get() {
+                return Err(format!("no partition {partition}"));
+            }
+            Ok(())
+        };
+        match kind {
+            MessageKind::TreeLeaves => {
+                let request: TreeRootRequest = concord_rpc::decode(&payload).map_err(bad)?;
+                check(request.partition)?;
+                let tree = self.objects.trees().get(request.namespace, request.partition);
+                Ok(concord_rpc::encode(&tree.leaves().to_vec()))
+            }
+            MessageKind::SegmentObjects => {
+                let request: SegmentRequest = concord_rpc::decode(&payload).map_err(bad)?;
+                check(request.partition)?;
+                let segments: BTreeSet<usize> =
+                    request.segments.iter().map(|s| usize::from(*s)).collect();
+                let max = (request.max_objects as usize).clamp(1, 10_000);
+                let objects = self
+                    .objects
+                    .objects_in_segments(request.namespace, request.partition, &segments, max)
+                    .map_err(|e| e.to_string())?;
+                Ok(concord_rpc::encode(&objects))
+            }
+            MessageKind::MergeBatch => {
+                let batch: MergeBatch = concord_rpc::decode(&payload).map_err(bad)?;
+                check(batch.partition)?;
+                self.merge_raw(batch.namespace, batch.partition, batch.objects, batch.policy)
+                    .await?;
+                Ok(Bytes::new())
+            }
+            other => Err(format!("{other:?} is not an exchange message")),
+        }
+    }
+
+    /// Decodes (and so validates) objects as another replica stores them, and merges them in.
+    async fn merge_raw(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+        objects: Vec<(Key, Vec<u8>)>,
+        policy: ConflictPolicy,
+    ) -> Result<(), String> {
+        let mut decoded = Vec::with_capacity(objects.len());
+        for (key, bytes) in objects {
+            let state = ObjectStore::decode_state(&bytes).map_err(|e| e.to_string())?;
+            decoded.push((key, state));
+        }
+        self.objects
+            .merge_all(namespace, partition, decoded, policy)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        peer: &NodeId,
+        kind: MessageKind,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<T, String> {
+        let reply =
+            self.transport.call(peer, kind, payload, timeout).await.map_err(|e| e.to_string())?;
+        concord_rpc::decode(&reply).map_err(|e| format!("bad {kind:?} reply: {e}"))
+    }
+
+    /// One exchange of a partition of a namespace with `peer`.
+    pub async fn exchange(
+        &self,
+        namespace: NamespaceId,
+        policy: ConflictPolicy,
+        partition: PartitionId,
+        peer: &NodeId,
+        config: &ExchangeConfig,
+    ) -> Result<Repaired, String> {
+        let timeout = config.request_timeout;
+        let request = concord_rpc::encode(&TreeRootRequest { namespace, partition });
+        let theirs: TreeRoot =
+            self.call(peer, MessageKind::TreeRoot, request.clone(), timeout).await?;
+        let tree = self.objects.trees().get(namespace, partition);
+        if theirs.root == tree.root() {
+            self.exchange_stats
+                .clean
+                .lock()
+                .expect("exchange stats lock")
+                .insert((namespace, partition), Instant::now());
+            return Ok(Repaired::default());
+        }
+        let leaves: Vec<u64> = self.call(peer, MessageKind::TreeLeaves, request, timeout).await?;
+        if leaves.len() != tree.leaves().len() {
+            return Err(format!("{peer} sent {} leaves", leaves.len()));
+        }
+        let segments: Vec<usize> =
+            tree.differing_segments(&leaves).into_iter().take(config.max_segments).collect();
+        let ask = SegmentRequest {
+            namespace,
+            partition,
+            segments: segments.iter().map(|s| *s as u16).collect(),
+            max_objects: config.max_objects as u32,
+        };
+        let remote: Vec<(Key, Vec<u8>)> = self
+            .call(peer, MessageKind::SegmentObjects, concord_rpc::encode(&ask), timeout)
+            .await?;
+        let wanted: BTreeSet<usize> = segments.into_iter().collect();
+        let local = self
+            .objects
+            .objects_in_segments(namespace, partition, &wanted, config.max_objects)
+            .map_err(|e| e.to_string())?;
+        let (to_here, to_there) = differences(remote, local);
+        let repaired = Repaired { here: to_here.len(), there: to_there.len() };
+        if !to_there.is_empty() {
+            let batch = MergeBatch { namespace, partition, policy, objects: to_there };
+            self.transport
+                .call(peer, MessageKind::MergeBatch, concord_rpc::encode(&batch), timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if !to_here.is_empty() {
+            self.merge_raw(namespace, partition, to_here, policy).await?;
+        }
+        self.metrics.ae_keys_repaired.inc_by((repaired.here + repaired.there) as u64);
+        Ok(repaired)
+    }
+}
+
+/// Objects each side must send the other: the peer's that we lack or hold differently, and ours
+/// that it lacks or holds differently.
+#[allow(clippy::type_complexity)]
+fn differences(
+    remote: Vec<(Key, Vec<u8>)>,
+    local: Vec<(Key, Vec<u8>)>,
+) -> (Vec<(Key, Vec<u8>)>, Vec<(Key, Vec<u8>)>) {
+    let mut theirs: BTreeMap<Key, Vec<u8>> = remote.into_iter().collect();
+    let mut to_there = Vec::new();
+    for (key, bytes) in local {
+        match theirs.get(&key) {
+            Some(remote) if *remote == bytes => {
+                theirs.remove(&key);
+            }
+            _ => to_there.push((key, bytes)),
+        }
+    }
+    (theirs.into_iter().collect(), to_there)
+}
+
+/// Runs exchange rounds until `stop` turns true.
+pub async fn run(
+    replica: std::sync::Arc<Replica>,
+    config: ExchangeConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    if !config.enabled {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(config.interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let mut repaired = 0;
+        for (namespace, policy, partition, peer) in replica.exchange_plan() {
+            if *stop.borrow() {
+                return;
+            }
+            replica.metrics.ae_exchanges.inc();
+            match replica.exchange(namespace, policy, partition, &peer, &config).await {
+                Ok(done) => repaired += done.here + done.there,
+                Err(e) => {
+                    tracing::debug!(%peer, %partition, error = %e, "anti-entropy exchange failed")
+                }
+            }
+            tokio::time::sleep(config.pause).await;
+        }
+        if repaired > 0 {
+            tracing::info!(repaired, "anti-entropy repaired objects");
+        }
+    }
+}
+
+impl Replica {
+    /// Every (namespace, partition, peer) this node exchanges: partitions it is a current
+    /// replica of, with each other current replica that has a larger id and is not down.
+    fn exchange_plan(&self) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, NodeId)> {
+        let state = self.meta.state();
+        let mut plan = Vec::new();
+        for entry in state.namespaces.values() {
+            let n = state.effective_replicas(&entry.config);
+            for partition in self.partitions.all() {
+                let replicas = state.read_replicas(partition, n);
+                if !replicas.contains(&self.me) {
+                    continue;
+                }
+                for peer in
+                    replicas.into_iter().filter(|p| *p > self.me && !self.liveness.is_down(p))
+                {
+                    plan.push((entry.id, entry.config.conflicts, partition, peer));
+                }
+            }
+        }
+        plan
+    }
+
+    /// Partition replicas this node holds now, per the current ring.
+    pub fn held_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
+        let state = self.meta.state();
+        let mut held = Vec::new();
+        for entry in state.namespaces.values() {
+            let n = state.effective_replicas(&entry.config);
+            for partition in self.partitions.all() {
+                if state.read_replicas(partition, n).contains(&self.me) {
+                    held.push((entry.id, partition));
+                }
+            }
+        }
+        held
+    }
+
+    pub fn exchange_stats(&self) -> &ExchangeStats {
+        &self.exchange_stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(k: &str, v: &[u8]) -> (Key, Vec<u8>) {
+        (Key::new(k.as_bytes().to_vec()).unwrap(), v.to_vec())
+    }
+
+    #[test]
+    fn each_side_gets_what_it_lacks_or_holds_differently() {
+        let remote = vec![obj("a", b"1"), obj("b", b"2"), obj("c", b"3")];
+        let local = vec![obj("b", b"2"), obj("c", b"x"), obj("d", b"4")];
+        let (here, there) = differences(remote, local);
+        assert_eq!(here, vec![obj("a", b"1"), obj("c", b"3")]);
+        assert_eq!(there, vec![obj("c", b"x"), obj("d", b"4")]);
+        let (here, there) = differences(vec![obj("a", b"1")], vec![obj("a", b"1")]);
+        assert!(here.is_empty() && there.is_empty());
+    }
+}
