@@ -146,7 +146,7 @@ pub struct AntiEntropyConfig {
     pub interval_ms: u64,
     /// Pause between two exchanges of a round, in ms; foreground requests go first. Default 20.
     pub pause_ms: u64,
-    /// Most differing tree segments repaired by one exchange. Default 64.
+    /// Most differing tree segments repaired by one exchange. Default 256.
     pub max_segments: usize,
     /// Most objects fetched from either side by one exchange. Default 2000.
     pub max_objects: usize,
@@ -158,7 +158,7 @@ impl Default for AntiEntropyConfig {
             enabled: true,
             interval_ms: 30_000,
             pause_ms: 20,
-            max_segments: 64,
+            max_segments: 256,
             max_objects: 2000,
         }
     }

@@ -62,7 +62,7 @@ impl Default for ExchangeConfig {
             enabled: true,
             interval: Duration::from_secs(30),
             pause: Duration::from_millis(20),
-            max_segments: 64,
+            max_segments: 256,
             max_objects: 2000,
             request_timeout: Duration::from_secs(5),
         }

@@ -314,13 +314,17 @@ async fn writes_succeed_while_any_node_is_reachable() -> anyhow::Result<()> {
 
 /// Anti-entropy alone: n3 is cut off during W=2 writes, the hints for it are dropped, and
 /// nothing reads the keys; after healing, exchanges make every partition's replicas agree and
-/// n3 holds every value. `CONCORD_AE_KEYS` changes the key count (default 2000).
+/// n3 holds every value. `CONCORD_AE_KEYS` changes the key count (default 2000),
+/// `CONCORD_AE_INTERVAL_MS` the exchange interval (default 1000).
 #[tokio::test]
 async fn anti_entropy_alone_brings_a_replica_back() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let keys: usize =
         std::env::var("CONCORD_AE_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let cluster = start_cluster_with(3, &[("CONCORD_ANTI_ENTROPY_INTERVAL_MS", "1000")]).await?;
+    // A short interval keeps the test quick; CONCORD_AE_INTERVAL_MS=30000 measures the default.
+    let interval = std::env::var("CONCORD_AE_INTERVAL_MS").unwrap_or_else(|_| "1000".into());
+    let cluster =
+        start_cluster_with(3, &[("CONCORD_ANTI_ENTROPY_INTERVAL_MS", interval.as_str())]).await?;
     println!("cut n3 off; write {keys} keys at W=2");
     isolate(&cluster, 2).await?;
     let quick =
