@@ -27,6 +27,7 @@
 //! - [`cluster`]: [`ClusterStatus`], [`Ring`], [`MembershipChange`], [`FaultRules`].
 //! - [`error`]: [`Error`], the one error type.
 //! - [`path`]: percent-encoding of keys into paths.
+//! - [`startup`]: the line a server prints once it serves, written and parsed.
 //!
 //! This crate speaks the JSON contract only: it must not depend on server crates, so a change
 //! in the server's internal types cannot silently change what clients send.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod kv;
 pub mod namespace;
 pub mod path;
+pub mod startup;
 
 pub use client::{CONTEXT_HEADER, Client, ClientConfig, REPLICAS_HEADER};
 pub use cluster::{

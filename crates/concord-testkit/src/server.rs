@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use concord_client::startup::Announcement;
 
 /// How long a node may take to start serving (a joining node waits for the cluster metadata).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -148,13 +149,6 @@ pub struct TestServer {
     binary: PathBuf,
 }
 
-/// The parts of the startup line.
-struct Announcement {
-    node_id: String,
-    endpoint: String,
-    peer_addr: String,
-}
-
 impl TestServer {
     /// Starts the binary and waits until it prints its startup line.
     pub fn start(binary: &Path, options: ServerOptions) -> anyhow::Result<TestServer> {
@@ -169,7 +163,7 @@ impl TestServer {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(announcement) = parse_announcement(&line) {
+                    if let Some(announcement) = Announcement::parse(&line) {
                         break announcement;
                     }
                 }
@@ -212,7 +206,7 @@ impl TestServer {
                 let log = std::fs::read_to_string(options.log_path()).unwrap_or_default();
                 return Ok(Exited { status, log });
             }
-            let started = lines.try_iter().any(|line| parse_announcement(&line).is_some());
+            let started = lines.try_iter().any(|line| Announcement::parse(&line).is_some());
             if started || Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -338,18 +332,6 @@ fn drain_stdout(child: &mut Child) -> mpsc::Receiver<String> {
 }
 
 /// Parses `concord node <ID> listening on http://<HTTP> peer <PEER> (data dir <DIR>)`.
-fn parse_announcement(line: &str) -> Option<Announcement> {
-    let rest = line.strip_prefix("concord node ")?;
-    let (node_id, rest) = rest.split_once(" listening on ")?;
-    let mut words = rest.split_whitespace();
-    let endpoint = words.next()?.to_owned();
-    let peer_addr = match (words.next(), words.next()) {
-        (Some("peer"), Some(addr)) => addr.to_owned(),
-        _ => return None,
-    };
-    Some(Announcement { node_id: node_id.to_owned(), endpoint, peer_addr })
-}
-
 /// Whether a failed start was a listener finding its port taken.
 fn is_port_taken(err: &anyhow::Error) -> bool {
     let text = format!("{err:#}");
@@ -360,21 +342,4 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The startup line yields the id, the endpoint and the peer address.
-    #[test]
-    fn startup_line_is_parsed() {
-        let line = "concord node n2 listening on http://127.0.0.1:4100 peer 127.0.0.1:4101 \
-                    (data dir /tmp/x/n2)";
-        let announcement = parse_announcement(line).unwrap();
-        assert_eq!(announcement.node_id, "n2");
-        assert_eq!(announcement.endpoint, "http://127.0.0.1:4100");
-        assert_eq!(announcement.peer_addr, "127.0.0.1:4101");
-        assert!(parse_announcement("concord node n2 stopped cleanly").is_none());
-    }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use concord_client::Client;
+use concord_client::startup::Announcement;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::{Instant, sleep, timeout};
@@ -149,8 +150,8 @@ async fn start_node(
     let mut lines = BufReader::new(stdout).lines();
     let announced = timeout(NODE_START_TIMEOUT, async {
         while let Some(line) = lines.next_line().await? {
-            if let Some(addrs) = parse_announcement(&line) {
-                return Ok(Some(addrs));
+            if let Some(announcement) = Announcement::parse(&line) {
+                return Ok(Some((announcement.endpoint, announcement.peer_addr)));
             }
         }
         anyhow::Ok(None)
@@ -178,18 +179,6 @@ async fn start_node(
 async fn forward_stdout(id: String, mut lines: tokio::io::Lines<BufReader<ChildStdout>>) {
     while let Ok(Some(line)) = lines.next_line().await {
         println!("[{id}] {line}");
-    }
-}
-
-/// Parses `concord node <ID> listening on http://<HTTP> peer <PEER> (data dir <DIR>)` into the
-/// endpoint and the peer address.
-fn parse_announcement(line: &str) -> Option<(String, String)> {
-    let (_, rest) = line.strip_prefix("concord node ")?.split_once(" listening on ")?;
-    let mut words = rest.split_whitespace();
-    let endpoint = words.next()?;
-    match (words.next(), words.next()) {
-        (Some("peer"), Some(peer)) => Some((endpoint.to_owned(), peer.to_owned())),
-        _ => None,
     }
 }
 
@@ -287,19 +276,4 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The server's startup line yields its endpoint and peer address.
-    #[test]
-    fn startup_line_is_parsed() {
-        let line = "concord node n1 listening on http://127.0.0.1:7700 peer 127.0.0.1:7701 \
-                    (data dir /tmp/d/n1)";
-        let parsed = parse_announcement(line).unwrap();
-        assert_eq!(parsed, ("http://127.0.0.1:7700".to_owned(), "127.0.0.1:7701".to_owned()));
-        assert_eq!(parse_announcement("concord node n1 stopped cleanly"), None);
-    }
 }

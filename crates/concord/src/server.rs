@@ -99,12 +99,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let node = Node::start(config.clone(), advertised).await?;
     let db = node.database().clone();
     db.set_ready(true);
-    // Tests and scripts read this line to learn the ports; keep its shape.
+    // Tests, the demo and scripts read this line to learn the ports.
     println!(
-        "concord node {} listening on http://{local} peer {} (data dir {})",
-        db.identity().node_id,
-        node.peer_addr(),
-        config.node.data_dir.display()
+        "{}",
+        concord_client::startup::Announcement::line(
+            db.identity().node_id.as_str(),
+            &local.to_string(),
+            node.peer_addr(),
+            &config.node.data_dir.display().to_string(),
+        )
     );
     tracing::info!(node = %db.identity().node_id, cluster = %db.identity().cluster_id, %local, "serving");
 
