@@ -35,10 +35,7 @@ pub enum Error {
         write: bool,
     },
     /// A write would leave more siblings on a key than `limits.siblings_max`; nothing changed.
-    #[error(
-        "the write would leave {count} concurrent versions of the key, above the limit of {max}: \
-         read the key and write with its context to resolve the siblings"
-    )]
+    #[error("{}", concord_storage::too_many_siblings(*count, *max))]
     TooManySiblings { count: usize, max: usize },
     /// The operation's deadline passed; a write's outcome is unknown.
     #[error(

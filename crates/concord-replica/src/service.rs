@@ -47,10 +47,7 @@ pub enum ReplicaError {
     Quorum { required: usize, answered: usize, failures: Vec<(String, String)> },
     #[error("timed out after {timeout_ms} ms")]
     Timeout { timeout_ms: u64 },
-    #[error(
-        "the write would leave {count} concurrent versions of the key, above the limit of {max}: \
-         read the key and write with its context to resolve the siblings"
-    )]
+    #[error("{}", concord_storage::too_many_siblings(*count, *max))]
     TooManySiblings { count: usize, max: usize },
     #[error("namespace {0} not found")]
     NamespaceNotFound(String),

@@ -28,7 +28,7 @@ mod fjall_engine;
 mod memory;
 
 pub use engine::{Batch, Durability, Space, Storage};
-pub use error::StorageError;
+pub use error::{StorageError, too_many_siblings};
 pub use fjall_engine::{FjallOptions, FjallStorage};
 pub use hints::{Hint, HintKey};
 pub use keys::ObjectKey;
