@@ -217,17 +217,21 @@ impl Replica {
                     join_all(page.iter().map(|hint| self.deliver(hint, Duration::from_secs(5))))
                         .await;
                 let mut failed = None;
+                let mut acknowledged = Vec::new();
                 for (hint, outcome) in page.iter().zip(delivered) {
                     match outcome {
-                        Ok(()) => {
-                            if let Ok(true) = self.objects.delete_hint(hint).await {
-                                replayed += 1;
-                                self.metrics.hints_replayed.inc();
-                                let count = self.ledger.add(&target, -1);
-                                self.set_pending_gauge(&target, count);
-                            }
-                        }
+                        Ok(()) => acknowledged.push(hint),
                         Err(e) => failed = Some(e),
+                    }
+                }
+                // Deleted together, so the deletes share the committer's group commits.
+                let deletes = join_all(acknowledged.iter().map(|h| self.objects.delete_hint(h)));
+                for deleted in deletes.await {
+                    if let Ok(true) = deleted {
+                        replayed += 1;
+                        self.metrics.hints_replayed.inc();
+                        let count = self.ledger.add(&target, -1);
+                        self.set_pending_gauge(&target, count);
                     }
                 }
                 if let Some(e) = failed {

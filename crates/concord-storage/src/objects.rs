@@ -534,9 +534,7 @@ impl Committer {
         }
         let committed = self.storage.commit(writes, self.options.durability);
         if committed.is_ok() {
-            for (key, old, new) in changes {
-                self.trees.apply(&key, old, new);
-            }
+            self.trees.apply_all(changes);
         }
         self.observer.on_commit(updates, started.elapsed());
         for (reply, result) in waiting {

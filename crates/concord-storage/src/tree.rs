@@ -126,14 +126,17 @@ pub struct Trees {
 }
 
 impl Trees {
-    /// Records a change of one stored object (its raw key in the data space).
-    pub(crate) fn apply(&self, raw_key: &[u8], old: Option<u64>, new: Option<u64>) {
-        let Some(object) = ObjectKey::decode(raw_key) else { return };
+    /// Records the changes of one commit: each stored object's raw key in the data space, with
+    /// its digest before and after. One lock for the whole batch.
+    pub(crate) fn apply_all(&self, changes: Vec<(Vec<u8>, Option<u64>, Option<u64>)>) {
         let mut trees = self.trees.lock().expect("trees lock");
-        let tree = trees.entry((object.namespace, object.partition)).or_default();
-        tree.apply(object.key.as_bytes(), old, new);
-        if tree.keys() == 0 {
-            trees.remove(&(object.namespace, object.partition));
+        for (raw_key, old, new) in changes {
+            let Some(object) = ObjectKey::decode(&raw_key) else { continue };
+            let tree = trees.entry((object.namespace, object.partition)).or_default();
+            tree.apply(object.key.as_bytes(), old, new);
+            if tree.keys() == 0 {
+                trees.remove(&(object.namespace, object.partition));
+            }
         }
     }
 
