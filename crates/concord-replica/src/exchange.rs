@@ -290,23 +290,30 @@ pub async fn run(
 }
 
 impl Replica {
-    /// Every (namespace, partition, peer) this node exchanges: partitions it is a current
-    /// replica of, with each other current replica that has a larger id and is not down.
-    fn exchange_plan(&self) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, NodeId)> {
+    /// Every (namespace, partition) whose current replicas include this node, with its
+    /// conflict policy and those replicas.
+    fn placed_here(&self) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, Vec<NodeId>)> {
         let state = self.meta.state();
-        let mut plan = Vec::new();
+        let mut placed = Vec::new();
         for entry in state.namespaces.values() {
             let n = state.effective_replicas(&entry.config);
             for partition in self.partitions.all() {
                 let replicas = state.read_replicas(partition, n);
-                if !replicas.contains(&self.me) {
-                    continue;
+                if replicas.contains(&self.me) {
+                    placed.push((entry.id, entry.config.conflicts, partition, replicas));
                 }
-                for peer in
-                    replicas.into_iter().filter(|p| *p > self.me && !self.liveness.is_down(p))
-                {
-                    plan.push((entry.id, entry.config.conflicts, partition, peer));
-                }
+            }
+        }
+        placed
+    }
+
+    /// Every (namespace, partition, peer) this node exchanges: partitions it is a current
+    /// replica of, with each other current replica that has a larger id and is not down.
+    fn exchange_plan(&self) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, NodeId)> {
+        let mut plan = Vec::new();
+        for (namespace, policy, partition, replicas) in self.placed_here() {
+            for peer in replicas.into_iter().filter(|p| *p > self.me && !self.liveness.is_down(p)) {
+                plan.push((namespace, policy, partition, peer));
             }
         }
         plan
@@ -314,17 +321,10 @@ impl Replica {
 
     /// Partition replicas this node holds now, per the current ring.
     pub fn held_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
-        let state = self.meta.state();
-        let mut held = Vec::new();
-        for entry in state.namespaces.values() {
-            let n = state.effective_replicas(&entry.config);
-            for partition in self.partitions.all() {
-                if state.read_replicas(partition, n).contains(&self.me) {
-                    held.push((entry.id, partition));
-                }
-            }
-        }
-        held
+        self.placed_here()
+            .into_iter()
+            .map(|(namespace, _, partition, _)| (namespace, partition))
+            .collect()
     }
 
     pub fn exchange_stats(&self) -> &ExchangeStats {
