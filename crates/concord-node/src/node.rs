@@ -146,7 +146,7 @@ impl Node {
             }
         }
 
-        let actors = Arc::new(Actors::load(storage.clone(), partitions.get())?);
+        let actors = Arc::new(Actors::draw_all(partitions.get()));
         let options = ObjectStoreOptions {
             durability: match config.storage.durability {
                 DurabilityMode::Sync => Durability::Sync,

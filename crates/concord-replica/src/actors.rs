@@ -1,70 +1,36 @@
 //! Replica incarnations: the actor a node mints dots with, one per partition.
 //!
-//! An actor is drawn the first time the node holds a partition and kept as long as its data is.
-//! When the node drops data of a partition it draws a fresh actor for it, so that if it holds
-//! the partition again later it can never mint a dot that already exists elsewhere
-//! (DESIGN.md §4: Riak's "vnode epoch" lesson).
+//! Every start of the node draws fresh actors, and so does dropping a partition's data. An actor
+//! therefore never outlives the history it minted: a node restarted on a data dir restored from
+//! an earlier copy, which has forgotten dots its previous run minted, cannot mint any of them
+//! again (DESIGN.md §4: Riak's "vnode epoch" lesson). Nothing needs persisting. The price is one
+//! more version-vector entry, on the keys a node coordinates after each of its restarts.
 
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
-use concord_storage::{Batch, Durability, Space, Storage, StorageError};
 use concord_types::{ActorId, PartitionId};
 use rand::Rng;
 
-const ACTOR_PREFIX: &[u8] = b"actor/";
-
-fn actor_key(partition: u16) -> Vec<u8> {
-    [ACTOR_PREFIX, &partition.to_be_bytes()].concat()
-}
-
-/// This node's actor for each partition, persisted in the meta space.
+/// This node's actor for each partition, for the life of the process.
 pub struct Actors {
-    storage: Arc<dyn Storage>,
     actors: RwLock<Vec<ActorId>>,
 }
 
 impl Actors {
-    /// Loads the actors of `partitions` partitions, drawing (and persisting) missing ones.
-    pub fn load(storage: Arc<dyn Storage>, partitions: u16) -> Result<Self, StorageError> {
-        let mut actors = Vec::with_capacity(partitions as usize);
-        let mut drawn = Batch::new();
-        for partition in 0..partitions {
-            let key = actor_key(partition);
-            let actor = match storage.get(Space::Meta, &key)? {
-                Some(bytes) => {
-                    let bytes: [u8; 8] =
-                        bytes.as_slice().try_into().map_err(|_| StorageError::Corrupt {
-                            key: key.clone(),
-                            reason: "bad actor record".into(),
-                        })?;
-                    ActorId(u64::from_be_bytes(bytes))
-                }
-                None => {
-                    let actor = draw();
-                    drawn.put(Space::Meta, key, actor.0.to_be_bytes().to_vec());
-                    actor
-                }
-            };
-            actors.push(actor);
-        }
-        if !drawn.is_empty() {
-            storage.commit(drawn, Durability::Sync)?;
-        }
-        Ok(Self { storage, actors: RwLock::new(actors) })
+    /// Draws a fresh actor for each of `partitions` partitions.
+    pub fn draw_all(partitions: u16) -> Self {
+        Self { actors: RwLock::new((0..partitions).map(|_| draw()).collect()) }
     }
 
     pub fn get(&self, partition: PartitionId) -> ActorId {
         self.actors.read().expect("actors lock poisoned")[partition.0 as usize]
     }
 
-    /// Draws and persists a fresh actor for `partition`; the old one is never used again.
-    pub fn renew(&self, partition: PartitionId) -> Result<ActorId, StorageError> {
+    /// Draws a fresh actor for `partition`; the old one is never used again.
+    pub fn renew(&self, partition: PartitionId) -> ActorId {
         let actor = draw();
-        let mut batch = Batch::new();
-        batch.put(Space::Meta, actor_key(partition.0), actor.0.to_be_bytes().to_vec());
-        self.storage.commit(batch, Durability::Sync)?;
         self.actors.write().expect("actors lock poisoned")[partition.0 as usize] = actor;
-        Ok(actor)
+        actor
     }
 }
 
@@ -75,19 +41,16 @@ pub fn draw() -> ActorId {
 
 #[cfg(test)]
 mod tests {
-    use concord_storage::MemoryStorage;
-
     use super::*;
 
     #[test]
-    fn actors_persist_and_renew_to_a_fresh_value() {
-        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-        let actors = Actors::load(storage.clone(), 4).unwrap();
+    fn every_start_and_every_renewal_draws_a_fresh_actor() {
+        let actors = Actors::draw_all(4);
         let first = actors.get(PartitionId(2));
-        let reloaded = Actors::load(storage.clone(), 4).unwrap();
-        assert_eq!(reloaded.get(PartitionId(2)), first, "an actor survives a restart");
-        let renewed = actors.renew(PartitionId(2)).unwrap();
+        assert_eq!(actors.get(PartitionId(2)), first, "an actor is stable within a run");
+        assert_ne!(Actors::draw_all(4).get(PartitionId(2)), first, "a restart draws anew");
+        let renewed = actors.renew(PartitionId(2));
         assert_ne!(renewed, first);
-        assert_eq!(Actors::load(storage, 4).unwrap().get(PartitionId(2)), renewed);
+        assert_eq!(actors.get(PartitionId(2)), renewed);
     }
 }

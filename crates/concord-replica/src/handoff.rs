@@ -277,7 +277,7 @@ fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
             }
             let dropped =
                 replica.objects.drop_partition(entry.id, partition).map_err(|e| e.to_string())?;
-            replica.actors.renew(partition).map_err(|e| e.to_string())?;
+            replica.actors.renew(partition);
             replica.progress.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%partition, namespace = entry.id.0, keys = dropped, "dropped a partition replica that moved away");
         }
