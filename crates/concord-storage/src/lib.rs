@@ -13,6 +13,7 @@
 //! - [`keys`]: how object keys are laid out: namespace id, partition, user key.
 //! - [`hints`]: writes held for another replica (hinted handoff), in their own space.
 //! - [`tree`]: anti-entropy hash trees per partition replica, kept current by the committer.
+//! - [`tombstones`]: which tombstones are past their grace and may be purged.
 //!
 //! This crate knows nothing of the network.
 
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod hints;
 pub mod keys;
 pub mod objects;
+pub mod tombstones;
 pub mod tree;
 
 mod codec;
@@ -34,4 +36,5 @@ pub use hints::{Hint, HintKey};
 pub use keys::ObjectKey;
 pub use memory::MemoryStorage;
 pub use objects::{CommitObserver, ObjectChunk, ObjectStore, ObjectStoreOptions, Update};
+pub use tombstones::Expired;
 pub use tree::{HashTree, Trees};

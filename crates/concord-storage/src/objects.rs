@@ -1,5 +1,6 @@
 //! The object store: one DVV set per key, written by a single committer with group commit.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
@@ -83,11 +84,13 @@ enum Message {
         update: Update,
         reply: Reply,
     },
-    /// Deletes the key if its state is still `expected` (a delivered hint nobody added to).
+    /// Deletes the key if its state is still `expected` (a delivered hint nobody added to, or
+    /// a purged tombstone; see [`Pending::DeleteIf`]).
     DeleteIf {
         space: Space,
         key: Vec<u8>,
         expected: DvvSet,
+        purged_by: Option<ActorId>,
         reply: oneshot::Sender<Result<bool, StorageError>>,
     },
     /// Many merges answered once, without returning the states (handoff).
@@ -129,8 +132,13 @@ impl ObjectStore {
             // trees until rebuilt.
             Err(e) => tracing::error!(error = %e, "building anti-entropy trees failed"),
         }
-        let committer =
-            Committer { storage: storage.clone(), options, observer, trees: trees.clone() };
+        let committer = Committer {
+            storage: storage.clone(),
+            options,
+            observer,
+            trees: trees.clone(),
+            floors: RefCell::new(HashMap::new()),
+        };
         let handle = std::thread::Builder::new()
             .name("concord-committer".into())
             .spawn(move || committer.run(inbox))
@@ -173,8 +181,31 @@ impl ObjectStore {
         key: Vec<u8>,
         expected: DvvSet,
     ) -> Result<bool, StorageError> {
+        self.delete_as(space, key, expected, None).await
+    }
+
+    /// Purges a tombstone: deletes `key` if its state is still `expected`. `actor` is this
+    /// replica's actor for the key's partition; the committer remembers the highest counter of
+    /// it the purged state had seen, and a later write of any key it does not hold mints past
+    /// that counter, so no dot the tombstone covered is ever minted again.
+    pub async fn purge(
+        &self,
+        key: &ObjectKey,
+        expected: DvvSet,
+        actor: ActorId,
+    ) -> Result<bool, StorageError> {
+        self.delete_as(Space::Data, key.encode(), expected, Some(actor)).await
+    }
+
+    async fn delete_as(
+        &self,
+        space: Space,
+        key: Vec<u8>,
+        expected: DvvSet,
+        purged_by: Option<ActorId>,
+    ) -> Result<bool, StorageError> {
         let (reply, answer) = oneshot::channel();
-        let message = Message::DeleteIf { space, key, expected, reply };
+        let message = Message::DeleteIf { space, key, expected, purged_by, reply };
         self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
@@ -423,6 +454,9 @@ struct Committer {
     options: ObjectStoreOptions,
     observer: Arc<dyn CommitObserver>,
     trees: Arc<Trees>,
+    /// Per actor, the highest counter of it that a purged tombstone had seen. Kept in memory
+    /// only: actors are drawn afresh at every start, so a floor never outlives its actor.
+    floors: RefCell<HashMap<ActorId, u64>>,
 }
 
 enum Pending {
@@ -433,10 +467,12 @@ enum Pending {
         /// `None` for the items of a bulk merge, answered through their [`BulkReply`].
         reply: Option<Reply>,
     },
+    /// With `purged_by`, a tombstone purge by that replica actor.
     DeleteIf {
         space: Space,
         key: Vec<u8>,
         expected: DvvSet,
+        purged_by: Option<ActorId>,
         reply: oneshot::Sender<Result<bool, StorageError>>,
     },
 }
@@ -460,8 +496,8 @@ impl Committer {
                     Message::Update { space, key, update, reply } => {
                         batch.push(Pending::Update { space, key, update, reply: Some(reply) })
                     }
-                    Message::DeleteIf { space, key, expected, reply } => {
-                        batch.push(Pending::DeleteIf { space, key, expected, reply })
+                    Message::DeleteIf { space, key, expected, purged_by, reply } => {
+                        batch.push(Pending::DeleteIf { space, key, expected, purged_by, reply })
                     }
                     Message::MergeAll { items, policy, reply } => {
                         batch.extend(items.into_iter().map(|(key, state)| Pending::Update {
@@ -514,8 +550,14 @@ impl Committer {
                         }
                     }
                 }
-                Pending::DeleteIf { space, key, expected, reply } => {
+                Pending::DeleteIf { space, key, expected, purged_by, reply } => {
                     let deleted = self.delete_if(&mut states, space, key, &expected);
+                    if let (Ok(true), Some(actor)) = (&deleted, purged_by) {
+                        let seen = expected.context().get(actor);
+                        let mut floors = self.floors.borrow_mut();
+                        let floor = floors.entry(actor).or_default();
+                        *floor = (*floor).max(seen);
+                    }
                     deletes.push((reply, deleted));
                 }
             }
@@ -604,7 +646,21 @@ impl Committer {
         key: Vec<u8>,
         update: Update,
     ) -> Result<&'s DvvSet, StorageError> {
-        let state = self.staged(states, space, key)?.get_or_insert_with(DvvSet::new);
+        let floor = |actor: ActorId| match self.floors.borrow().get(&actor) {
+            Some(&counter) if space == Space::Data => {
+                DvvSet::seen(VersionVector::from_entries([(actor, counter)]))
+            }
+            _ => DvvSet::new(),
+        };
+        let state = self.staged(states, space, key)?;
+        if state.is_none() {
+            // A key this replica does not hold starts from what its purged tombstones saw.
+            *state = Some(match &update {
+                Update::Write { actor, .. } | Update::DeleteStored { actor, .. } => floor(*actor),
+                Update::Merge { .. } => DvvSet::new(),
+            });
+        }
+        let state = state.as_mut().expect("set above");
         match update {
             Update::Write { context, actor, timestamp, content, policy } => {
                 if policy == ConflictPolicy::Siblings {

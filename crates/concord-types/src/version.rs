@@ -126,6 +126,13 @@ impl DvvSet {
         Self::default()
     }
 
+    /// A state with no siblings that has seen every write in `vv`: what a replica knows of a
+    /// key whose tombstone it purged, so that its next write of the key mints a dot past every
+    /// dot the tombstone covered.
+    pub fn seen(vv: VersionVector) -> Self {
+        Self { vv, siblings: Vec::new() }
+    }
+
     /// The causal context a client should send back with its next write of this key.
     pub fn context(&self) -> &VersionVector {
         &self.vv

@@ -8,7 +8,7 @@ use concord_types::ConflictPolicy;
 
 use super::*;
 use crate::engine::Entries;
-use crate::{FjallStorage, MemoryStorage};
+use crate::{FjallStorage, HashTree, MemoryStorage};
 
 fn key(name: &str) -> ObjectKey {
     ObjectKey { namespace: NamespaceId(1), partition: PartitionId(0), key: Key::new(name).unwrap() }
@@ -389,4 +389,49 @@ async fn incremental_trees_match_trees_rebuilt_from_data() {
     let store = ObjectStore::start(storage.clone(), Default::default(), Arc::new(()));
     assert_eq!(check(&store, &storage, 0), before, "trees are rebuilt at startup");
     store.close().await.unwrap();
+}
+
+/// A purged tombstone is gone, from the data and from the tree; the replica's next write of the
+/// key mints past every dot the tombstone covered, so a stale copy of the deleted value that
+/// turns up later stays deleted instead of colliding with the new write.
+#[tokio::test]
+async fn purged_tombstones_leave_a_floor_for_the_next_dot() {
+    let store = ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let k = key("k");
+    let old = store.update(&k, write(&VersionVector::new(), "old")).await.unwrap();
+    let delete = Update::DeleteStored {
+        actor: ActorId(1),
+        timestamp: Timestamp(2),
+        policy: ConflictPolicy::Siblings,
+    };
+    let tombstone = store.update(&k, delete).await.unwrap();
+    assert!(tombstone.is_deleted());
+
+    // A purge against a state that has since changed does nothing.
+    assert!(!store.purge(&k, old.clone(), ActorId(1)).await.unwrap());
+    assert!(store.get(&k).unwrap().is_some());
+    assert!(store.purge(&k, tombstone.clone(), ActorId(1)).await.unwrap());
+    assert_eq!(store.get(&k).unwrap(), None);
+    let tree = store.trees().get(k.namespace, k.partition);
+    assert_eq!((tree.keys(), tree.root()), (0, HashTree::new().root()), "the tree forgets it");
+
+    let new = store.update(&k, write(&VersionVector::new(), "new")).await.unwrap();
+    let dot = new.siblings()[0].dot;
+    assert!(dot.counter > tombstone.context().get(ActorId(1)), "minted past the tombstone");
+    // The deleted value, replayed late from somewhere, is covered by the new write's history.
+    let merged = store
+        .update(&k, Update::Merge { state: old, policy: ConflictPolicy::Siblings })
+        .await
+        .unwrap();
+    assert_eq!(values(&merged), vec!["new".to_string()]);
+    // Another actor never purged anything here: it mints from 1 as before.
+    let other = Update::Write {
+        context: VersionVector::new(),
+        actor: ActorId(9),
+        timestamp: Timestamp(3),
+        content: Content::Tombstone,
+        policy: ConflictPolicy::Siblings,
+    };
+    let state = store.update(&key("fresh"), other).await.unwrap();
+    assert_eq!(state.siblings()[0].dot.counter, 1);
 }

@@ -1,0 +1,96 @@
+//! Tombstones past their grace (DESIGN.md §4, the tombstone rule).
+//!
+//! A delete leaves a tombstone: a DVV set whose siblings are all tombstones. It must outlive
+//! every copy of the values it deleted, or a replica that missed the delete would bring them
+//! back. A tombstone becomes *expired* once its newest sibling is older than the grace; the
+//! replica layer purges an expired tombstone only when every replica of its partition holds the
+//! same state, through [`ObjectStore::purge`].
+
+use concord_types::{DvvSet, Key, NamespaceId, PartitionId};
+
+use crate::{ObjectStore, StorageError};
+
+/// Whether `state` is a tombstone whose newest write is at least `grace_ms` older than
+/// `now_ms` (wall-clock milliseconds).
+pub fn expired(state: &DvvSet, now_ms: u64, grace_ms: u64) -> bool {
+    let newest = state.siblings().iter().map(|s| s.timestamp.wall_ms()).max().unwrap_or(0);
+    state.is_deleted() && newest.saturating_add(grace_ms) <= now_ms
+}
+
+/// A page of expired tombstones (see [`ObjectStore::expired_tombstones`]).
+#[derive(Debug, Default)]
+pub struct Expired {
+    pub tombstones: Vec<(Key, DvvSet)>,
+    /// Where the next page starts, if the partition has more objects.
+    pub next: Option<Key>,
+}
+
+impl ObjectStore {
+    /// Expired tombstones of one partition after `after`, in key order: at most `limit` of
+    /// them, looking at no more than `scan_max` objects.
+    pub fn expired_tombstones(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+        after: Option<&Key>,
+        (now_ms, grace_ms): (u64, u64),
+        limit: usize,
+        scan_max: usize,
+    ) -> Result<Expired, StorageError> {
+        let chunk = self.scan_objects(namespace, partition, after, scan_max, usize::MAX)?;
+        let mut page = Expired::default();
+        let mut last = None;
+        for (key, bytes) in chunk.objects {
+            let state = Self::decode_state(&bytes)?;
+            if expired(&state, now_ms, grace_ms) {
+                page.tombstones.push((key.clone(), state));
+            }
+            last = Some(key);
+            if page.tombstones.len() >= limit {
+                page.next = last;
+                return Ok(page);
+            }
+        }
+        page.next = if chunk.more { last } else { None };
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concord_types::{ActorId, ConflictPolicy, Content, Timestamp, VersionVector};
+
+    use super::*;
+
+    fn tombstone_at(ms: u64) -> DvvSet {
+        let mut state = DvvSet::new();
+        let at = Timestamp::from_wall_ms(ms);
+        let value = Content::Value { data: b"v".to_vec(), content_type: String::new() };
+        state.write(&VersionVector::new(), ActorId(1), at, value, ConflictPolicy::Siblings);
+        let context = state.context().clone();
+        state.write(&context, ActorId(1), at, Content::Tombstone, ConflictPolicy::Siblings);
+        state
+    }
+
+    #[test]
+    fn a_tombstone_expires_once_its_grace_has_passed() {
+        let state = tombstone_at(10_000);
+        assert!(!expired(&state, 10_999, 1_000));
+        assert!(expired(&state, 11_000, 1_000));
+    }
+
+    #[test]
+    fn a_value_or_a_value_beside_a_tombstone_never_expires() {
+        let mut state = tombstone_at(10_000);
+        let value = Content::Value { data: b"w".to_vec(), content_type: String::new() };
+        // A concurrent write (empty context) leaves a value sibling beside the tombstone.
+        state.write(
+            &VersionVector::new(),
+            ActorId(2),
+            Timestamp::from_wall_ms(1),
+            value,
+            ConflictPolicy::Siblings,
+        );
+        assert!(!expired(&state, u64::MAX / 2, 0));
+    }
+}
