@@ -36,5 +36,5 @@ pub use hints::{Hint, HintKey};
 pub use keys::ObjectKey;
 pub use memory::MemoryStorage;
 pub use objects::{CommitObserver, ObjectChunk, ObjectStore, ObjectStoreOptions, Update};
-pub use tombstones::Expired;
+pub use tombstones::{Expired, Sweep};
 pub use tree::{HashTree, Trees};

@@ -17,6 +17,18 @@ pub fn expired(state: &DvvSet, now_ms: u64, grace_ms: u64) -> bool {
     state.is_deleted() && newest.saturating_add(grace_ms) <= now_ms
 }
 
+/// What [`ObjectStore::expired_tombstones`] looks for, and how far.
+#[derive(Debug, Clone, Copy)]
+pub struct Sweep {
+    /// Wall-clock milliseconds now.
+    pub now_ms: u64,
+    pub grace_ms: u64,
+    /// Most tombstones returned.
+    pub limit: usize,
+    /// Most objects looked at.
+    pub scan_max: usize,
+}
+
 /// A page of expired tombstones (see [`ObjectStore::expired_tombstones`]).
 #[derive(Debug, Default)]
 pub struct Expired {
@@ -26,17 +38,15 @@ pub struct Expired {
 }
 
 impl ObjectStore {
-    /// Expired tombstones of one partition after `after`, in key order: at most `limit` of
-    /// them, looking at no more than `scan_max` objects.
+    /// Expired tombstones of one partition after `after`, in key order, as `sweep` bounds them.
     pub fn expired_tombstones(
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
         after: Option<&Key>,
-        (now_ms, grace_ms): (u64, u64),
-        limit: usize,
-        scan_max: usize,
+        sweep: Sweep,
     ) -> Result<Expired, StorageError> {
+        let Sweep { now_ms, grace_ms, limit, scan_max } = sweep;
         let chunk = self.scan_objects(namespace, partition, after, scan_max, usize::MAX)?;
         let mut page = Expired::default();
         let mut last = None;
