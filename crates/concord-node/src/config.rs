@@ -150,6 +150,12 @@ pub struct AntiEntropyConfig {
     pub max_segments: usize,
     /// Most objects fetched from either side by one exchange. Default 2000.
     pub max_objects: usize,
+    /// How long a tombstone is kept at least, in seconds; after that it is purged once every
+    /// replica of its partition holds it. A node down for longer must be removed and rebuilt,
+    /// not restarted: it refuses to start. Default 864000 (10 days).
+    pub tombstone_grace_s: u64,
+    /// Time between two sweeps for tombstones past the grace, in ms. Default 600000.
+    pub purge_interval_ms: u64,
 }
 
 impl Default for AntiEntropyConfig {
@@ -160,6 +166,8 @@ impl Default for AntiEntropyConfig {
             pause_ms: 20,
             max_segments: 256,
             max_objects: 2000,
+            tombstone_grace_s: 864_000,
+            purge_interval_ms: 600_000,
         }
     }
 }
@@ -293,6 +301,9 @@ impl Config {
         let ae = &self.anti_entropy;
         if ae.interval_ms == 0 || ae.max_segments == 0 || ae.max_objects == 0 {
             return fail("anti_entropy.interval_ms, max_segments and max_objects must be positive");
+        }
+        if ae.tombstone_grace_s == 0 || ae.purge_interval_ms == 0 {
+            return fail("anti_entropy.tombstone_grace_s and purge_interval_ms must be positive");
         }
         if self.cluster.handoff_rate_bytes < 1 << 20 {
             return fail("cluster.handoff_rate_bytes must be at least 1048576");

@@ -111,6 +111,8 @@ pub struct AntiEntropyView {
     pub exchanges: u64,
     /// Objects repaired (merged here or sent to a peer) since the node started.
     pub keys_repaired: u64,
+    /// Tombstones purged here since the node started.
+    pub tombstones_purged: u64,
     /// Age of the oldest last clean exchange among the partition replicas held here; `None`
     /// until each has had one.
     pub oldest_clean_exchange_s: Option<f64>,
@@ -436,12 +438,14 @@ impl Database {
                 partitions_moved: done,
             },
             anti_entropy: {
-                let (exchanges, keys_repaired) = self.metrics.replica().anti_entropy();
+                let (exchanges, keys_repaired, tombstones_purged) =
+                    self.metrics.replica().anti_entropy();
                 let held = self.replica.held_partitions();
                 let oldest = self.replica.exchange_stats().oldest_clean_age(&held);
                 AntiEntropyView {
                     exchanges,
                     keys_repaired,
+                    tombstones_purged,
                     oldest_clean_exchange_s: oldest.map(|d| d.as_secs_f64()),
                 }
             },

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use concord_membership::{MembershipConfig, MembershipHandle};
 use concord_meta::{Command, Meta, MetaConfig, MetaNode, NamespaceEntry};
-use concord_replica::{Actors, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts};
+use concord_replica::{
+    Actors, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts, TombstoneConfig,
+};
 use concord_ring::PartitionCount;
 use concord_rpc::{
     Faults, Local, MessageKind, RpcServer, ServerLimits, TcpTransport, Transport, TransportConfig,
@@ -184,6 +186,7 @@ impl Node {
                 replay_rate: config.replication.hint_replay_rate,
                 replay_interval: Duration::from_millis(config.replication.hint_replay_interval_ms),
             },
+            tombstones: tombstone_config(&config),
             read_repair_wait: Duration::from_millis(config.replication.read_repair_wait_ms),
             metrics: metrics.replica().clone(),
         });
@@ -222,6 +225,7 @@ impl Node {
         tokio::spawn(announce_addresses(meta.clone(), node_id.clone(), me));
         tokio::spawn(feed_members(meta.clone(), membership.clone(), stopped.clone()));
         tokio::spawn(concord_replica::hints::run_replay(replica.clone(), stopped.clone()));
+        tokio::spawn(concord_replica::tombstones::run(replica.clone(), stopped.clone()));
         tokio::spawn(concord_replica::exchange::run(
             replica.clone(),
             exchange_config(&config),
@@ -439,6 +443,17 @@ fn exchange_config(config: &Config) -> ExchangeConfig {
         max_segments: ae.max_segments,
         max_objects: ae.max_objects,
         request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+    }
+}
+
+fn tombstone_config(config: &Config) -> TombstoneConfig {
+    let ae = &config.anti_entropy;
+    TombstoneConfig {
+        grace: Duration::from_secs(ae.tombstone_grace_s),
+        interval: Duration::from_millis(ae.purge_interval_ms),
+        pause: Duration::from_millis(ae.pause_ms),
+        request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+        ..TombstoneConfig::default()
     }
 }
 

@@ -51,6 +51,7 @@ impl Handler for PeerHandler {
             | MessageKind::TreeLeaves
             | MessageKind::SegmentObjects
             | MessageKind::MergeBatch
+            | MessageKind::PurgeTombstones
             | MessageKind::HandoffFetch => {
                 let replica = self.replica.clone();
                 Box::pin(async move { replica.handle(kind, payload).await })

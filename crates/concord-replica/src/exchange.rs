@@ -292,7 +292,9 @@ pub async fn run(
 impl Replica {
     /// Every (namespace, partition) whose current replicas include this node, with its
     /// conflict policy and those replicas.
-    fn placed_here(&self) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, Vec<NodeId>)> {
+    pub(crate) fn placed_here(
+        &self,
+    ) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, Vec<NodeId>)> {
         let state = self.meta.state();
         let mut placed = Vec::new();
         for entry in state.namespaces.values() {

@@ -5,7 +5,8 @@
 //!
 //! A hint carries the coordinator's merged state of the key; replay merges it into the target
 //! like any other replica merge, so replaying twice or out of order is harmless. No dot is ever
-//! minted for a hint.
+//! minted for a hint. A hint whose newest write is older than the tombstone grace is dropped
+//! undelivered (see [`crate::tombstones`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concord_rpc::MessageKind;
+use concord_storage::tombstones::older_than;
 use concord_storage::{Hint, HintKey, ObjectKey, Update};
 use concord_types::{ConflictPolicy, DvvSet, Key, NamespaceId, NodeId};
 use futures_util::future::join_all;
@@ -191,6 +193,26 @@ impl Replica {
         Ok(())
     }
 
+    /// Drops hints whose newest write is older than the tombstone grace, undelivered: a
+    /// tombstone that covered them may have been purged since, and delivering them would bring
+    /// deleted values back. Their target was unreachable for longer than the grace, and must be
+    /// rebuilt anyway (the tombstone rule).
+    async fn drop_expired(&self, target: &NodeId, expired: &[Hint]) {
+        if expired.is_empty() {
+            return;
+        }
+        let mut dropped = 0;
+        for deleted in join_all(expired.iter().map(|h| self.objects.delete_hint(h))).await {
+            if let Ok(true) = deleted {
+                dropped += 1;
+                self.metrics.hints_expired.inc();
+                let count = self.ledger.add(target, -1);
+                self.set_pending_gauge(target, count);
+            }
+        }
+        tracing::warn!(%target, dropped, "dropped hints older than the tombstone grace");
+    }
+
     /// One replay round over every target that is up: pages of hints delivered concurrently,
     /// deleted once acknowledged, paced to `replay_rate`. A target that fails is left for the
     /// next round.
@@ -213,6 +235,10 @@ impl Replica {
                     }
                 };
                 after = page.last().map(|h| h.key.clone());
+                let (now, grace) =
+                    (self.clock.now_ms(), self.tombstone_config.grace.as_millis() as u64);
+                let (expired, page): (Vec<Hint>, Vec<Hint>) =
+                    page.into_iter().partition(|hint| older_than(&hint.state, now, grace));
                 let delivered =
                     join_all(page.iter().map(|hint| self.deliver(hint, Duration::from_secs(5))))
                         .await;
@@ -234,6 +260,7 @@ impl Replica {
                         self.set_pending_gauge(&target, count);
                     }
                 }
+                self.drop_expired(&target, &expired).await;
                 if let Some(e) = failed {
                     tracing::debug!(%target, error = %e, "hint replay stopped; next round retries");
                     break;

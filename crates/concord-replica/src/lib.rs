@@ -10,6 +10,7 @@
 //! - [`hints`]: hinted handoff: holding writes for replicas that missed them, and replay.
 //! - [`metrics`]: hints, read repairs and sloppy acknowledgements.
 //! - [`exchange`]: anti-entropy: replicas compare hash trees and repair differences.
+//! - [`tombstones`]: purging tombstones past their grace once every replica holds them alike.
 //! - [`verify`]: every replica's anti-entropy tree root for a partition, and whether they agree.
 
 pub mod actors;
@@ -21,6 +22,7 @@ pub mod messages;
 pub mod metrics;
 pub mod quorum;
 pub mod service;
+pub mod tombstones;
 pub mod verify;
 
 pub use actors::Actors;
@@ -33,4 +35,5 @@ pub use service::{
     Liveness, NamespaceRef, ReadResult, Replica, ReplicaError, ReplicaParts, WriteQuorum,
     WriteResult,
 };
+pub use tombstones::TombstoneConfig;
 pub use verify::{ReplicaTree, TreeRoot};

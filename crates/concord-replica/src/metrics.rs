@@ -1,4 +1,4 @@
-//! Metrics of the replica layer: hinted handoff, read repair, sloppy quorums.
+//! Metrics of the replica layer: hinted handoff, read repair, sloppy quorums, anti-entropy.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +23,8 @@ pub struct ReplicaMetrics {
     pub(crate) fallback_writes: Counter,
     pub(crate) ae_exchanges: Counter,
     pub(crate) ae_keys_repaired: Counter,
+    pub(crate) hints_expired: Counter,
+    pub(crate) tombstones_purged: Counter,
 }
 
 impl ReplicaMetrics {
@@ -75,11 +77,21 @@ impl ReplicaMetrics {
             "Objects anti-entropy merged into this replica or sent to a peer",
             metrics.ae_keys_repaired.clone(),
         );
+        registry.register(
+            "hints_expired",
+            "Hints dropped undelivered because their newest write was older than the tombstone grace",
+            metrics.hints_expired.clone(),
+        );
+        registry.register(
+            "tombstones_purged",
+            "Tombstones purged here after the grace, once every replica held them alike",
+            metrics.tombstones_purged.clone(),
+        );
         metrics
     }
 
-    /// Anti-entropy exchanges started and objects repaired so far.
-    pub fn anti_entropy(&self) -> (u64, u64) {
-        (self.ae_exchanges.get(), self.ae_keys_repaired.get())
+    /// Anti-entropy exchanges started, objects repaired and tombstones purged so far.
+    pub fn anti_entropy(&self) -> (u64, u64, u64) {
+        (self.ae_exchanges.get(), self.ae_keys_repaired.get(), self.tombstones_purged.get())
     }
 }

@@ -157,6 +157,7 @@ pub struct ReplicaParts {
     pub meta: Arc<Meta>,
     pub liveness: Arc<dyn Liveness>,
     pub hints: HintConfig,
+    pub tombstones: crate::tombstones::TombstoneConfig,
     /// How long a read keeps waiting, after answering, for the replicas it did not need, to
     /// repair the ones that are behind.
     pub read_repair_wait: Duration,
@@ -171,13 +172,14 @@ pub struct Replica {
     pub(crate) objects: Arc<ObjectStore>,
     pub(crate) actors: Arc<Actors>,
     hlc: Mutex<Hlc>,
-    clock: Arc<dyn WallClock>,
+    pub(crate) clock: Arc<dyn WallClock>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) meta: Arc<Meta>,
     pub(crate) liveness: Arc<dyn Liveness>,
     pub(crate) progress: HandoffProgress,
     pub(crate) ledger: HintLedger,
     pub(crate) hint_config: HintConfig,
+    pub(crate) tombstone_config: crate::tombstones::TombstoneConfig,
     read_repair_wait: Duration,
     pub(crate) metrics: ReplicaMetrics,
     pub(crate) exchange_stats: crate::exchange::ExchangeStats,
@@ -222,6 +224,7 @@ impl Replica {
             this: this.clone(),
             ledger: HintLedger::default(),
             hint_config: parts.hints,
+            tombstone_config: parts.tombstones,
             read_repair_wait: parts.read_repair_wait,
             metrics: parts.metrics,
             exchange_stats: Default::default(),
@@ -796,6 +799,12 @@ impl Replica {
             }
             MessageKind::TreeLeaves | MessageKind::SegmentObjects | MessageKind::MergeBatch => {
                 self.handle_exchange(kind, payload).await
+            }
+            MessageKind::PurgeTombstones => {
+                let request: crate::tombstones::PurgeRequest =
+                    concord_rpc::decode(&payload).map_err(bad)?;
+                let reply = self.handle_purge(request).await?;
+                Ok(concord_rpc::encode(&reply))
             }
             other => Err(format!("{other:?} is not a replica message")),
         }

@@ -52,11 +52,13 @@ pub enum MessageKind {
     SegmentObjects = 52,
     /// Merge a batch of objects of one partition (anti-entropy repair).
     MergeBatch = 53,
+    /// Check, or purge, tombstones every replica of a partition holds alike.
+    PurgeTombstones = 54,
 }
 
 impl MessageKind {
     /// Every kind, in wire-number order.
-    pub const ALL: [MessageKind; 19] = [
+    pub const ALL: [MessageKind; 20] = [
         MessageKind::Hello,
         MessageKind::Join,
         MessageKind::MetaForward,
@@ -76,6 +78,7 @@ impl MessageKind {
         MessageKind::TreeLeaves,
         MessageKind::SegmentObjects,
         MessageKind::MergeBatch,
+        MessageKind::PurgeTombstones,
     ];
 
     /// The kind with wire number `byte`, or `None` if no kind has it.
@@ -110,6 +113,7 @@ impl MessageKind {
             MessageKind::TreeLeaves => "tree_leaves",
             MessageKind::SegmentObjects => "segment_objects",
             MessageKind::MergeBatch => "merge_batch",
+            MessageKind::PurgeTombstones => "purge_tombstones",
         }
     }
 

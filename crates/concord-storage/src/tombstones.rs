@@ -13,8 +13,14 @@ use crate::{ObjectStore, StorageError};
 /// Whether `state` is a tombstone whose newest write is at least `grace_ms` older than
 /// `now_ms` (wall-clock milliseconds).
 pub fn expired(state: &DvvSet, now_ms: u64, grace_ms: u64) -> bool {
+    state.is_deleted() && older_than(state, now_ms, grace_ms)
+}
+
+/// Whether the newest write in `state` is at least `grace_ms` older than `now_ms`. A hint this
+/// old is never delivered: its tombstone may be purged already (see the replica layer).
+pub fn older_than(state: &DvvSet, now_ms: u64, grace_ms: u64) -> bool {
     let newest = state.siblings().iter().map(|s| s.timestamp.wall_ms()).max().unwrap_or(0);
-    state.is_deleted() && newest.saturating_add(grace_ms) <= now_ms
+    newest.saturating_add(grace_ms) <= now_ms
 }
 
 /// What [`ObjectStore::expired_tombstones`] looks for, and how far.

@@ -52,6 +52,8 @@ pub struct AntiEntropyDto {
     pub exchanges: u64,
     /// Objects the answering node's exchanges repaired, both ways.
     pub keys_repaired: u64,
+    /// Tombstones the answering node purged after the grace, once every replica held them.
+    pub tombstones_purged: u64,
     /// Seconds since the partition replica held here with the oldest clean exchange had one;
     /// null until every one has had one.
     pub oldest_clean_exchange_s: Option<f64>,
@@ -122,6 +124,7 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
         anti_entropy: AntiEntropyDto {
             exchanges: view.anti_entropy.exchanges,
             keys_repaired: view.anti_entropy.keys_repaired,
+            tombstones_purged: view.anti_entropy.tombstones_purged,
             oldest_clean_exchange_s: view.anti_entropy.oldest_clean_exchange_s,
         },
         alarms: view.alarms,

@@ -396,7 +396,8 @@ async fn incremental_trees_match_trees_rebuilt_from_data() {
 /// turns up later stays deleted instead of colliding with the new write.
 #[tokio::test]
 async fn purged_tombstones_leave_a_floor_for_the_next_dot() {
-    let store = ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
     let k = key("k");
     let old = store.update(&k, write(&VersionVector::new(), "old")).await.unwrap();
     let delete = Update::DeleteStored {

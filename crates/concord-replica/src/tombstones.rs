@@ -1,0 +1,241 @@
+//! Tombstone purge (DESIGN.md §4, the tombstone rule).
+//!
+//! A tombstone is purged only when both hold:
+//! - it is past `anti_entropy.tombstone_grace`: its newest write is older than the grace, and
+//! - every current replica of its partition holds exactly the same state (the same DVV set),
+//!   so no replica still has a value the delete covered, and none has a newer write.
+//!
+//! The first replica of each partition's preference list sweeps it: it finds its expired
+//! tombstones, asks every other replica which of them it holds alike (`check`), then tells them
+//! to purge those and purges its own. Each replica purges only a state it holds unchanged and
+//! that is expired by its own clock, through the committer's conditional delete, so a write that
+//! lands meanwhile is never lost. A replica that misses the second step keeps its tombstone;
+//! anti-entropy hands it back to the others, and the next sweep purges it again.
+//!
+//! Nothing is purged while the ring is in transition or any replica is unreachable: a replica
+//! that cannot confirm may hold a value the tombstone must still cover. What the rule cannot see
+//! is a node that is *down* and comes back after the grace, or a hint older than the grace:
+//! the first refuses to start (concord-node) and the second is dropped undelivered
+//! ([`crate::hints`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord_rpc::MessageKind;
+use concord_storage::tombstones::expired;
+use concord_storage::{ObjectKey, Sweep};
+use concord_types::{DvvSet, Key, NamespaceId, NodeId, PartitionId};
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::Replica;
+
+/// Most tombstones one `PurgeTombstones` request carries.
+const PURGE_BATCH_MAX: usize = 10_000;
+
+/// Settings of the tombstone purge.
+#[derive(Debug, Clone)]
+pub struct TombstoneConfig {
+    /// How long a tombstone is kept at least.
+    pub grace: Duration,
+    /// Time between two sweeps over the partitions this node leads.
+    pub interval: Duration,
+    /// Pause between two pages of a sweep: foreground requests go first.
+    pub pause: Duration,
+    /// Most tombstones checked and purged together.
+    pub page: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for TombstoneConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(10 * 24 * 3600),
+            interval: Duration::from_secs(600),
+            pause: Duration::from_millis(20),
+            page: 256,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `PurgeTombstones`: tombstones of one partition as the sweeping replica holds them. With
+/// `check`, the answer says which of them the receiver holds alike; without, the receiver purges
+/// those and says which it purged. The answer is one `bool` per tombstone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PurgeRequest {
+    pub namespace: NamespaceId,
+    pub partition: PartitionId,
+    pub check: bool,
+    pub tombstones: Vec<(Key, DvvSet)>,
+}
+
+impl Replica {
+    /// Serves `PurgeTombstones`.
+    pub(crate) async fn handle_purge(&self, request: PurgeRequest) -> Result<Vec<bool>, String> {
+        if request.partition.0 >= self.partitions.get() {
+            return Err(format!("no partition {}", request.partition));
+        }
+        if request.tombstones.len() > PURGE_BATCH_MAX {
+            return Err(format!("more than {PURGE_BATCH_MAX} tombstones in one request"));
+        }
+        let PurgeRequest { namespace, partition, check, tombstones } = request;
+        let outcomes = tombstones.into_iter().map(|(key, state)| async move {
+            if self.partition_of(namespace, &key) != partition || !self.purgeable(&state) {
+                return Ok(false);
+            }
+            let object = ObjectKey { namespace, partition, key };
+            if check {
+                return Ok(self.objects.get(&object)?.as_ref() == Some(&state));
+            }
+            self.objects.purge(&object, state, self.actors.get(partition)).await
+        });
+        let mut held = Vec::new();
+        for outcome in join_all(outcomes).await {
+            held.push(outcome.map_err(|e: concord_storage::StorageError| e.to_string())?);
+        }
+        if !check {
+            self.metrics.tombstones_purged.inc_by(held.iter().filter(|p| **p).count() as u64);
+        }
+        Ok(held)
+    }
+
+    /// Whether `state` is a tombstone past the grace by this node's clock.
+    fn purgeable(&self, state: &DvvSet) -> bool {
+        let grace = self.tombstone_config.grace.as_millis() as u64;
+        state.is_well_formed() && expired(state, self.clock.now_ms(), grace)
+    }
+
+    /// Sweeps one partition this node leads: purges every expired tombstone all `replicas`
+    /// hold alike. Returns how many it purged here.
+    async fn sweep(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+        replicas: &[NodeId],
+        stop: &watch::Receiver<bool>,
+    ) -> Result<usize, String> {
+        let config = &self.tombstone_config;
+        let others: Vec<&NodeId> = replicas.iter().filter(|n| **n != self.me).collect();
+        let mut after: Option<Key> = None;
+        let mut purged = 0;
+        loop {
+            let sweep = Sweep {
+                now_ms: self.clock.now_ms(),
+                grace_ms: config.grace.as_millis() as u64,
+                limit: config.page,
+                scan_max: 4096,
+            };
+            let page = self
+                .objects
+                .expired_tombstones(namespace, partition, after.as_ref(), sweep)
+                .map_err(|e| e.to_string())?;
+            let mut candidates = page.tombstones;
+            for peer in &others {
+                if candidates.is_empty() {
+                    break;
+                }
+                let request =
+                    PurgeRequest { namespace, partition, check: true, tombstones: candidates };
+                let held = self.ask_purge(peer, &request).await?;
+                candidates = request
+                    .tombstones
+                    .into_iter()
+                    .zip(held)
+                    .filter(|(_, h)| *h)
+                    .map(|(t, _)| t)
+                    .collect();
+            }
+            if !candidates.is_empty() {
+                let request =
+                    PurgeRequest { namespace, partition, check: false, tombstones: candidates };
+                for peer in &others {
+                    // A replica that purges none or some keeps those tombstones; anti-entropy
+                    // spreads them back and the next sweep purges them again.
+                    if let Err(e) = self.ask_purge(peer, &request).await {
+                        tracing::debug!(%peer, %partition, error = %e, "purge request failed");
+                    }
+                }
+                let here = request.tombstones.into_iter().map(|(key, state)| async move {
+                    let object = ObjectKey { namespace, partition, key };
+                    self.objects.purge(&object, state, self.actors.get(partition)).await
+                });
+                for done in join_all(here).await {
+                    if done.map_err(|e| e.to_string())? {
+                        purged += 1;
+                    }
+                }
+            }
+            match page.next {
+                Some(next) if !*stop.borrow() => after = Some(next),
+                _ => break,
+            }
+            tokio::time::sleep(config.pause).await;
+        }
+        self.metrics.tombstones_purged.inc_by(purged as u64);
+        Ok(purged)
+    }
+
+    async fn ask_purge(&self, peer: &NodeId, request: &PurgeRequest) -> Result<Vec<bool>, String> {
+        let payload = concord_rpc::encode(request);
+        let timeout = self.tombstone_config.request_timeout;
+        let reply = self
+            .transport
+            .call(peer, MessageKind::PurgeTombstones, payload, timeout)
+            .await
+            .map_err(|e| format!("{peer}: {e}"))?;
+        let held: Vec<bool> = concord_rpc::decode(&reply).map_err(|e| format!("{peer}: {e}"))?;
+        if held.len() != request.tombstones.len() {
+            return Err(format!(
+                "{peer} answered for {} of {}",
+                held.len(),
+                request.tombstones.len()
+            ));
+        }
+        Ok(held)
+    }
+
+    /// The partitions this node sweeps now: those whose preference list it heads, while the
+    /// ring is not in transition and every replica is up.
+    fn sweep_plan(&self) -> Vec<(NamespaceId, PartitionId, Vec<NodeId>)> {
+        if self.meta.state().in_transition() {
+            return Vec::new();
+        }
+        self.placed_here()
+            .into_iter()
+            .filter(|(_, _, _, replicas)| {
+                replicas.first() == Some(&self.me)
+                    && !replicas.iter().any(|n| self.liveness.is_down(n))
+            })
+            .map(|(namespace, _, partition, replicas)| (namespace, partition, replicas))
+            .collect()
+    }
+}
+
+/// Sweeps for expired tombstones every `interval` until `stop` turns true.
+pub async fn run(replica: Arc<Replica>, mut stop: watch::Receiver<bool>) {
+    let interval = replica.tombstone_config.interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let mut purged = 0;
+        for (namespace, partition, replicas) in replica.sweep_plan() {
+            if *stop.borrow() {
+                return;
+            }
+            match replica.sweep(namespace, partition, &replicas, &stop).await {
+                Ok(n) => purged += n,
+                Err(e) => tracing::debug!(%partition, error = %e, "tombstone sweep stopped"),
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, "purged tombstones past their grace");
+        }
+    }
+}
