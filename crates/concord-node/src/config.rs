@@ -156,6 +156,9 @@ pub struct AntiEntropyConfig {
     pub tombstone_grace_s: u64,
     /// Time between two sweeps for tombstones past the grace, in ms. Default 600000.
     pub purge_interval_ms: u64,
+    /// Start even if this node was down longer than the grace. Safe only when every node of
+    /// the cluster was down together, so nothing could be purged meanwhile. Default false.
+    pub start_after_grace: bool,
 }
 
 impl Default for AntiEntropyConfig {
@@ -168,6 +171,7 @@ impl Default for AntiEntropyConfig {
             max_objects: 2000,
             tombstone_grace_s: 864_000,
             purge_interval_ms: 600_000,
+            start_after_grace: false,
         }
     }
 }

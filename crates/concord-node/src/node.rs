@@ -134,6 +134,9 @@ impl Node {
         };
         let storage: Arc<dyn Storage> =
             Arc::new(FjallStorage::open(&data_dir.join("db"), &engine)?);
+        let grace = Duration::from_secs(config.anti_entropy.tombstone_grace_s);
+        let allow = config.anti_entropy.start_after_grace;
+        crate::downtime::check(&*storage, grace, allow, node_id.as_str())?;
         let meta =
             Meta::open(node_id.clone(), storage.clone(), transport.clone(), MetaConfig::default())
                 .await?;
@@ -226,6 +229,7 @@ impl Node {
         tokio::spawn(feed_members(meta.clone(), membership.clone(), stopped.clone()));
         tokio::spawn(concord_replica::hints::run_replay(replica.clone(), stopped.clone()));
         tokio::spawn(concord_replica::tombstones::run(replica.clone(), stopped.clone()));
+        tokio::spawn(crate::downtime::keep_alive(storage.clone(), grace, stopped.clone()));
         tokio::spawn(concord_replica::exchange::run(
             replica.clone(),
             exchange_config(&config),

@@ -1,0 +1,126 @@
+//! The guard of the tombstone rule: a node that was down for longer than the tombstone grace
+//! refuses to start.
+//!
+//! While the node runs it records, durably and every so often, the wall-clock time it was last
+//! alive (meta space, key `alive`). Tombstones are purged once they are older than the grace and
+//! every replica holds them; a node that was down meanwhile could not confirm, but it may still
+//! hold values those tombstones deleted, or a data dir restored from an older copy may. Serving
+//! that data would bring deleted keys back, so such a node must be removed and rebuilt instead
+//! (`concord cluster remove NODE`, then a fresh join with an empty data dir). After a
+//! whole-cluster outage nothing could be purged, and `anti_entropy.start_after_grace` lets the
+//! nodes start.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use concord_storage::{Batch, Durability, Space, Storage};
+use tokio::sync::watch;
+
+use crate::Error;
+
+const ALIVE_KEY: &[u8] = b"alive";
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// When this data dir's node was last recorded alive, in wall-clock ms (`None` if never).
+fn last_alive(storage: &dyn Storage) -> Result<Option<u64>, Error> {
+    let Some(bytes) = storage.get(Space::Meta, ALIVE_KEY)? else { return Ok(None) };
+    let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+        Error::Startup("the data dir's last-alive record is corrupt (expected 8 bytes)".into())
+    })?;
+    Ok(Some(u64::from_be_bytes(bytes)))
+}
+
+fn record_alive(storage: &dyn Storage, at_ms: u64) -> Result<(), Error> {
+    let mut batch = Batch::new();
+    batch.put(Space::Meta, ALIVE_KEY.to_vec(), at_ms.to_be_bytes().to_vec());
+    storage.commit(batch, Durability::Sync)?;
+    Ok(())
+}
+
+/// Refuses to start a node whose data dir was last alive longer than `grace` ago (unless
+/// `allow`), then records it alive now.
+pub fn check(storage: &dyn Storage, grace: Duration, allow: bool, node: &str) -> Result<(), Error> {
+    let now = now_ms();
+    if let Some(last) = last_alive(storage)? {
+        let down = Duration::from_millis(now.saturating_sub(last));
+        if down > grace && !allow {
+            return Err(Error::Startup(format!(
+                "this node was last alive {}s ago, longer than anti_entropy.tombstone_grace_s \
+                 ({}s): deletes it never saw may have been purged from the other replicas, and \
+                 its data could bring deleted keys back. Rebuild it: run `concord cluster remove \
+                 {node}` against another node, empty this data dir, and start it again with \
+                 --join. Only if every node of the cluster was down together, start it with \
+                 anti_entropy.start_after_grace = true",
+                down.as_secs(),
+                grace.as_secs()
+            )));
+        }
+        if down > grace {
+            tracing::warn!(
+                down_s = down.as_secs(),
+                "starting after a downtime longer than the tombstone grace \
+                 (anti_entropy.start_after_grace)"
+            );
+        }
+    }
+    record_alive(storage, now)
+}
+
+/// How often the last-alive time is recorded: often enough that a node is never refused for a
+/// downtime much shorter than the grace.
+pub fn period(grace: Duration) -> Duration {
+    (grace / 8).clamp(Duration::from_millis(250), Duration::from_secs(60))
+}
+
+/// Records the node alive every [`period`] until `stop` turns true.
+pub async fn keep_alive(
+    storage: Arc<dyn Storage>,
+    grace: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period(grace)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let storage = storage.clone();
+        let recorded = tokio::task::spawn_blocking(move || record_alive(&*storage, now_ms())).await;
+        if let Ok(Err(e)) = recorded {
+            tracing::warn!(error = %e, "recording the last-alive time failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concord_storage::MemoryStorage;
+
+    use super::*;
+
+    #[test]
+    fn a_node_down_longer_than_the_grace_is_refused_unless_allowed() {
+        let storage = MemoryStorage::new();
+        let grace = Duration::from_secs(60);
+        check(&storage, grace, false, "n1").expect("a fresh data dir starts");
+        check(&storage, grace, false, "n1").expect("a node just alive starts");
+
+        record_alive(&storage, now_ms() - 61_000).unwrap();
+        let err = check(&storage, grace, false, "n1").unwrap_err().to_string();
+        assert!(err.contains("last alive 61s ago") && err.contains("cluster remove n1"), "{err}");
+        check(&storage, grace, true, "n1").expect("allowed after a whole-cluster outage");
+        check(&storage, grace, false, "n1").expect("the allowed start recorded it alive");
+    }
+
+    #[test]
+    fn the_record_period_follows_the_grace_within_bounds() {
+        assert_eq!(period(Duration::from_secs(8)), Duration::from_secs(1));
+        assert_eq!(period(Duration::from_secs(864_000)), Duration::from_secs(60));
+        assert_eq!(period(Duration::from_millis(1)), Duration::from_millis(250));
+    }
+}
