@@ -64,6 +64,8 @@ pub struct JoinRequest {
     pub node: NodeId,
     pub http_addr: String,
     pub peer_addr: String,
+    /// The incarnation of the joining node's data dir (see [`crate::Member::incarnation`]).
+    pub incarnation: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -281,6 +283,7 @@ impl Meta {
                     node: request.node.clone(),
                     http_addr: request.http_addr,
                     peer_addr: request.peer_addr,
+                    incarnation: request.incarnation,
                 };
                 let reply = match self.propose(command).await {
                     Ok(CommandResult::Refused(why)) => JoinReply::Refused(why),

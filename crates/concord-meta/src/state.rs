@@ -42,6 +42,9 @@ pub struct Member {
     pub http_addr: String,
     pub peer_addr: String,
     pub state: MemberState,
+    /// Drawn when the node's data dir was created: a node id that comes back with another
+    /// incarnation has lost its data and must be removed before it joins again.
+    pub incarnation: u64,
 }
 
 /// A namespace as registered cluster-wide.
@@ -70,6 +73,7 @@ pub enum Command {
         node: NodeId,
         http_addr: String,
         peer_addr: String,
+        incarnation: u64,
     },
     /// Move a member's partitions away, then remove it.
     Leave {
@@ -99,6 +103,7 @@ pub struct Founding {
     pub node: NodeId,
     pub http_addr: String,
     pub peer_addr: String,
+    pub incarnation: u64,
     pub namespaces: Vec<(NamespaceName, NamespaceEntry)>,
 }
 
@@ -140,8 +145,8 @@ impl MetaState {
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         let result = match command {
             Command::Bootstrap(founding) => self.bootstrap(founding),
-            Command::AddNode { node, http_addr, peer_addr } => {
-                self.add_node(node, http_addr, peer_addr)
+            Command::AddNode { node, http_addr, peer_addr, incarnation } => {
+                self.add_node(node, http_addr, peer_addr, *incarnation)
             }
             Command::Leave { node } => self.leave(node),
             Command::Remove { node } => self.remove(node),
@@ -206,7 +211,15 @@ impl MetaState {
     }
 
     fn bootstrap(&mut self, founding: &Founding) -> CommandResult {
-        let Founding { cluster_id, partitions, node, http_addr, peer_addr, namespaces } = founding;
+        let Founding {
+            cluster_id,
+            partitions,
+            node,
+            http_addr,
+            peer_addr,
+            incarnation,
+            namespaces,
+        } = founding;
         let (cluster_id, partitions) = (*cluster_id, *partitions);
         if self.cluster_id.is_some() {
             return CommandResult::Unchanged;
@@ -226,6 +239,7 @@ impl MetaState {
                 http_addr: http_addr.to_string(),
                 peer_addr: peer_addr.to_string(),
                 state: MemberState::Active,
+                incarnation: *incarnation,
             },
         );
         self.ring = Some(ring);
@@ -236,11 +250,25 @@ impl MetaState {
         CommandResult::Ok
     }
 
-    fn add_node(&mut self, node: &NodeId, http_addr: &str, peer_addr: &str) -> CommandResult {
+    fn add_node(
+        &mut self,
+        node: &NodeId,
+        http_addr: &str,
+        peer_addr: &str,
+        incarnation: u64,
+    ) -> CommandResult {
         if self.ring.is_none() {
             return CommandResult::Refused("the cluster is not bootstrapped".into());
         }
         if let Some(member) = self.members.get_mut(node) {
+            if member.incarnation != incarnation {
+                return CommandResult::Refused(format!(
+                    "{node} is a member whose data lives in another data dir (this one is new or \
+                     was wiped); a node that lost its data cannot take its old place. Run \
+                     `concord cluster remove {node}`, then start it again with an empty data \
+                     dir and --join: it is rebuilt by handoff and anti-entropy"
+                ));
+            }
             if member.http_addr == http_addr && member.peer_addr == peer_addr {
                 return CommandResult::Unchanged;
             }
@@ -261,6 +289,7 @@ impl MetaState {
                 http_addr: http_addr.to_string(),
                 peer_addr: peer_addr.to_string(),
                 state: MemberState::Joining,
+                incarnation,
             },
         );
         self.replan()

@@ -1,5 +1,6 @@
 //! The node's identity, persisted in `<data_dir>/identity.toml` on first start: node id,
-//! cluster id and the partition count. A data dir that holds another node's identity is refused
+//! cluster id, partition count, and the incarnation drawn with the data dir (the cluster refuses
+//! a known node id that comes back with another incarnation: it lost its data). A data dir that holds another node's identity is refused
 //! (DESIGN.md §3, invariant 7), and so is a data dir another process has open.
 
 use std::fs::{self, File};
@@ -20,6 +21,7 @@ pub struct Identity {
     pub node_id: NodeId,
     pub cluster_id: ClusterId,
     pub partitions: u16,
+    pub incarnation: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -27,6 +29,14 @@ struct IdentityFile {
     node_id: String,
     cluster_id: String,
     partitions: u16,
+    /// Absent in identity files written before incarnations existed: 0.
+    #[serde(default)]
+    incarnation: u64,
+}
+
+/// A fresh incarnation for a new data dir.
+pub fn draw_incarnation() -> u64 {
+    rand::random()
 }
 
 /// An exclusive lock on a data dir, held for the life of the node.
@@ -96,7 +106,12 @@ impl Identity {
         }
         let (drawn_id, cluster_id) = fresh();
         let node_id = if configured_id.is_empty() { drawn_id } else { configured_id.to_string() };
-        let identity = Identity { node_id: NodeId::new(node_id)?, cluster_id, partitions };
+        let identity = Identity {
+            node_id: NodeId::new(node_id)?,
+            cluster_id,
+            partitions,
+            incarnation: draw_incarnation(),
+        };
         identity.write(data_dir)?;
         Ok(identity)
     }
@@ -111,6 +126,7 @@ impl Identity {
             node_id: NodeId::new(file.node_id).map_err(|e| bad(&e))?,
             cluster_id: file.cluster_id.parse().map_err(|e| bad(&e))?,
             partitions: file.partitions,
+            incarnation: file.incarnation,
         })
     }
 
@@ -123,6 +139,7 @@ impl Identity {
             node_id: self.node_id.to_string(),
             cluster_id: self.cluster_id.to_string(),
             partitions: self.partitions,
+            incarnation: self.incarnation,
         };
         let text = toml::to_string(&file).expect("identity serializes");
         let tmp = path.with_extension("toml.tmp");

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use concord_membership::{MembershipConfig, MembershipHandle};
-use concord_meta::{Command, Meta, MetaConfig, MetaNode, NamespaceEntry};
+use concord_meta::{Command, CommandResult, Meta, MetaConfig, MetaNode, NamespaceEntry};
 use concord_replica::{
     Actors, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts, TombstoneConfig,
 };
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::config::DurabilityMode;
 use crate::database::{Database, DatabaseParts};
-use crate::identity::{DataDirLock, lock_data_dir};
+use crate::identity::{DataDirLock, draw_incarnation, lock_data_dir};
 use crate::namespaces::Namespaces;
 use crate::peers::{PeerHandler, SwimPeers, SwimTransport};
 use crate::{Config, Error, Identity, Metrics};
@@ -100,12 +100,17 @@ impl Node {
         };
 
         // A fresh node with seeds joins first: the seed's handshake tells it the cluster id.
+        let joiner = |incarnation| concord_meta::JoinRequest {
+            node: node_id.clone(),
+            http_addr: http_addr.clone(),
+            peer_addr: peer_addr.clone(),
+            incarnation,
+        };
         let (identity, joined) = match stored {
             Some(identity) => (identity, false),
             None if !config.cluster.join.is_empty() => {
-                let identity =
-                    join(&*transport, &config.cluster.join, &node_id, &http_addr, &peer_addr)
-                        .await?;
+                let request = joiner(draw_incarnation());
+                let identity = join(&*transport, &config.cluster.join, &request).await?;
                 identity.write(data_dir)?;
                 (identity, true)
             }
@@ -114,6 +119,7 @@ impl Node {
                     node_id: node_id.clone(),
                     cluster_id: ClusterId(rand::rng().random()),
                     partitions: config.cluster.partitions,
+                    incarnation: draw_incarnation(),
                 };
                 identity.write(data_dir)?;
                 (identity, false)
@@ -146,8 +152,8 @@ impl Node {
                 // cluster restarting), so only a refusal — another cluster — stops it.
                 check_same_cluster(&*transport, &config.cluster.join).await?;
             } else {
-                // Restarted after a failed join: try again.
-                join(&*transport, &config.cluster.join, &node_id, &http_addr, &peer_addr).await?;
+                // Restarted after a failed join: try again, as the same incarnation.
+                join(&*transport, &config.cluster.join, &joiner(identity.incarnation)).await?;
             }
         }
 
@@ -225,7 +231,7 @@ impl Node {
             |e| Error::Startup(format!("this node never appeared in the metadata: {e}")),
         )?;
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(announce_addresses(meta.clone(), node_id.clone(), me));
+        tokio::spawn(announce_addresses(meta.clone(), node_id.clone(), identity.incarnation, me));
         tokio::spawn(feed_members(meta.clone(), membership.clone(), stopped.clone()));
         tokio::spawn(concord_replica::hints::run_replay(replica.clone(), stopped.clone()));
         tokio::spawn(concord_replica::tombstones::run(replica.clone(), stopped.clone()));
@@ -298,23 +304,21 @@ impl Node {
 async fn join(
     transport: &dyn Transport,
     seeds: &[String],
-    node_id: &NodeId,
-    http_addr: &str,
-    peer_addr: &str,
+    request: &concord_meta::JoinRequest,
 ) -> Result<Identity, Error> {
-    let request = concord_meta::JoinRequest {
-        node: node_id.clone(),
-        http_addr: http_addr.to_string(),
-        peer_addr: peer_addr.to_string(),
-    };
     let mut errors = Vec::new();
     for seed in seeds {
-        let payload = concord_rpc::encode(&request);
+        let payload = concord_rpc::encode(request);
         match transport.call_addr(seed, MessageKind::Join, payload, JOIN_TIMEOUT).await {
             Ok((_, cluster_id, reply)) => match concord_rpc::decode(&reply) {
                 Ok(concord_meta::JoinReply::Accepted { partitions }) => {
                     tracing::info!(%seed, cluster = %cluster_id, "joined the cluster");
-                    return Ok(Identity { node_id: node_id.clone(), cluster_id, partitions });
+                    return Ok(Identity {
+                        node_id: request.node.clone(),
+                        cluster_id,
+                        partitions,
+                        incarnation: request.incarnation,
+                    });
                 }
                 Ok(concord_meta::JoinReply::Refused(why)) => {
                     return Err(Error::Startup(format!("{seed} refused the join: {why}")));
@@ -383,6 +387,7 @@ async fn bootstrap(
         node: identity.node_id.clone(),
         http_addr: me.http_addr.clone(),
         peer_addr: me.peer_addr.clone(),
+        incarnation: identity.incarnation,
         namespaces,
     });
     meta.bootstrap(me, command).await?;
@@ -392,7 +397,7 @@ async fn bootstrap(
 
 /// Makes sure the metadata has this node's current addresses (they change when a node restarts
 /// on other ports). Retries until it succeeds.
-async fn announce_addresses(meta: Arc<Meta>, node: NodeId, me: MetaNode) {
+async fn announce_addresses(meta: Arc<Meta>, node: NodeId, incarnation: u64, me: MetaNode) {
     loop {
         let state = meta.state();
         let Some(member) = state.members.get(&node) else { return };
@@ -403,8 +408,13 @@ async fn announce_addresses(meta: Arc<Meta>, node: NodeId, me: MetaNode) {
             node: node.clone(),
             http_addr: me.http_addr.clone(),
             peer_addr: me.peer_addr.clone(),
+            incarnation,
         };
         match meta.propose(command).await {
+            Ok(CommandResult::Refused(why)) => {
+                tracing::error!(%why, "the cluster refused this node's new addresses");
+                return;
+            }
             Ok(_) => tracing::info!("announced new addresses"),
             Err(e) => {
                 tracing::warn!(error = %e, "could not announce new addresses; retrying");

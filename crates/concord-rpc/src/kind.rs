@@ -141,7 +141,7 @@ mod tests {
         let numbers: Vec<u8> = MessageKind::ALL.iter().map(|kind| kind.as_u8()).collect();
         assert_eq!(
             numbers,
-            [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 41, 50, 51, 52, 53]
+            [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 41, 50, 51, 52, 53, 54]
         );
     }
 

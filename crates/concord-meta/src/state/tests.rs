@@ -15,6 +15,7 @@ fn bootstrapped(partitions: u16) -> MetaState {
         node: node("n1"),
         http_addr: "h1".into(),
         peer_addr: "p1".into(),
+        incarnation: 1,
         namespaces: vec![(
             default,
             NamespaceEntry { id: NamespaceId(1), config: NamespaceConfig::default() },
@@ -29,6 +30,7 @@ fn add(state: &mut MetaState, name: &str) -> CommandResult {
         node: node(name),
         http_addr: format!("h-{name}"),
         peer_addr: format!("p-{name}"),
+        incarnation: 1,
     })
 }
 
@@ -60,6 +62,7 @@ fn bootstrap_makes_a_one_node_ring_and_only_once() {
         node: node("other"),
         http_addr: String::new(),
         peer_addr: String::new(),
+        incarnation: 2,
         namespaces: Vec::new(),
     }));
     assert_eq!(again, CommandResult::Unchanged);
@@ -161,11 +164,36 @@ fn a_rejoin_with_new_addresses_updates_them_without_a_transition() {
         node: node("n2"),
         http_addr: "new-h".into(),
         peer_addr: "new-p".into(),
+        incarnation: 1,
     });
     assert_eq!(moved, CommandResult::Ok);
     assert_eq!(state.epoch, epoch + 1);
     assert_eq!(state.members[&node("n2")].peer_addr, "new-p");
     assert!(!state.in_transition());
+}
+
+#[test]
+fn a_member_that_lost_its_data_is_refused_until_removed() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    let wiped = Command::AddNode {
+        node: node("n2"),
+        http_addr: "h-n2".into(),
+        peer_addr: "p-n2".into(),
+        incarnation: 99,
+    };
+    let before = state.clone();
+    match state.apply(&wiped) {
+        CommandResult::Refused(why) => assert!(why.contains("cluster remove n2"), "{why}"),
+        other => panic!("a wiped node was admitted: {other:?}"),
+    }
+    assert_eq!(state, before, "a refused join changes nothing");
+    assert_eq!(state.apply(&Command::Remove { node: node("n2") }), CommandResult::Ok);
+    finish_moves(&mut state);
+    assert_eq!(state.apply(&wiped), CommandResult::Ok, "after removal it joins afresh");
+    assert_eq!(state.members[&node("n2")].incarnation, 99);
+    assert_eq!(state.members[&node("n2")].state, MemberState::Joining);
 }
 
 #[test]
