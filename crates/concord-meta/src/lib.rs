@@ -58,8 +58,15 @@ openraft::declare_raft_types!(
         SnapshotData = Cursor<Vec<u8>>,
 );
 
-/// The Raft id of a node: a stable hash of its name (openraft wants a `Copy` id). A join whose
-/// id collides with a member's is refused by the state machine.
-pub fn raft_id(node: &NodeId) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(node.as_str().as_bytes())
+/// The Raft id of a node: a stable hash of its name and the incarnation of its data dir
+/// (openraft wants a `Copy` id). A node rebuilt under its old name after losing its data is a new
+/// Raft member, never a member whose log went backwards. A join whose id collides with a
+/// member's is refused by the state machine. Incarnation 0 (data dirs from before incarnations)
+/// hashes the name alone, as ids were then.
+pub fn raft_id(node: &NodeId, incarnation: u64) -> u64 {
+    let name = node.as_str().as_bytes();
+    match incarnation {
+        0 => xxhash_rust::xxh3::xxh3_64(name),
+        n => xxhash_rust::xxh3::xxh3_64(&[name, &n.to_be_bytes()].concat()),
+    }
 }

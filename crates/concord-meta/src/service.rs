@@ -87,7 +87,8 @@ enum Forwarded {
 
 /// A node's handle on the metadata group.
 pub struct Meta {
-    me: NodeId,
+    /// This node's Raft id ([`raft_id`] of its name and incarnation).
+    raft_id: u64,
     raft: Raft<TypeConfig>,
     sm: StateMachineStore,
     transport: Arc<dyn Transport>,
@@ -109,6 +110,7 @@ impl Meta {
     /// A fresh node is not part of any group until [`Meta::bootstrap`] or a leader adds it.
     pub async fn open(
         me: NodeId,
+        incarnation: u64,
         storage: Arc<dyn Storage>,
         transport: Arc<dyn Transport>,
         config: MetaConfig,
@@ -129,11 +131,12 @@ impl Meta {
         let log = LogStore::new(storage.clone());
         let sm = StateMachineStore::open(storage).map_err(|e| MetaError::Fatal(e.to_string()))?;
         let network = Network { transport: transport.clone() };
-        let raft = Raft::new(raft_id(&me), Arc::new(raft_config), network, log, sm.clone())
+        let id = raft_id(&me, incarnation);
+        let raft = Raft::new(id, Arc::new(raft_config), network, log, sm.clone())
             .await
             .map_err(|e| MetaError::Fatal(e.to_string()))?;
-        let meta =
-            Arc::new(Meta { me, raft, sm, transport, config, departing: Default::default() });
+        let departing = Default::default();
+        let meta = Arc::new(Meta { raft_id: id, raft, sm, transport, config, departing });
         tokio::spawn(keep_address_book(meta.transport.clone(), meta.subscribe()));
         tokio::spawn(reconcile(Arc::downgrade(&meta)));
         Ok(meta)
@@ -147,7 +150,7 @@ impl Meta {
     /// Founds a new cluster with this node as its only voter and applies `command`
     /// (a [`Command::Bootstrap`]).
     pub async fn bootstrap(&self, node: MetaNode, command: Command) -> Result<(), MetaError> {
-        let members = BTreeMap::from([(raft_id(&self.me), node)]);
+        let members = BTreeMap::from([(self.raft_id, node)]);
         if let Err(e) = self.raft.initialize(members).await {
             tracing::debug!(error = %e, "raft already initialized");
         }

@@ -37,7 +37,7 @@ impl MemberState {
 /// A cluster member as recorded in the metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
-    /// The Raft id derived from the node id (see [`crate::raft_id`]).
+    /// The Raft id derived from the node id and incarnation (see [`crate::raft_id`]).
     pub raft_id: u64,
     pub http_addr: String,
     pub peer_addr: String,
@@ -235,7 +235,7 @@ impl MetaState {
         self.members.insert(
             node.clone(),
             Member {
-                raft_id: crate::raft_id(node),
+                raft_id: crate::raft_id(node, *incarnation),
                 http_addr: http_addr.to_string(),
                 peer_addr: peer_addr.to_string(),
                 state: MemberState::Active,
@@ -276,7 +276,7 @@ impl MetaState {
             member.peer_addr = peer_addr.to_string();
             return CommandResult::Ok;
         }
-        let raft_id = crate::raft_id(node);
+        let raft_id = crate::raft_id(node, incarnation);
         if let Some((other, _)) = self.members.iter().find(|(_, m)| m.raft_id == raft_id) {
             return CommandResult::Refused(format!(
                 "node id {node} collides with member {other}; choose another --node-id"

@@ -143,9 +143,14 @@ impl Node {
         let grace = Duration::from_secs(config.anti_entropy.tombstone_grace_s);
         let allow = config.anti_entropy.start_after_grace;
         crate::downtime::check(&*storage, grace, allow, node_id.as_str())?;
-        let meta =
-            Meta::open(node_id.clone(), storage.clone(), transport.clone(), MetaConfig::default())
-                .await?;
+        let meta = Meta::open(
+            node_id.clone(),
+            identity.incarnation,
+            storage.clone(),
+            transport.clone(),
+            MetaConfig::default(),
+        )
+        .await?;
         if !joined && !config.cluster.join.is_empty() {
             if meta.is_initialized().await {
                 // A member restarting with its --join flags: the seeds may be down too (a whole

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{NamespaceRef, Replica};
 
+/// The longest a verification waits for one replica's root.
+pub const VERIFY_WAIT_MAX: Duration = Duration::from_secs(2);
+
 /// `TreeRoot`: the root and key count of one partition replica's tree.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TreeRootRequest {
@@ -38,6 +41,8 @@ impl Replica {
     }
 
     /// Every current replica's tree of `partition`; they agree when all answered with one root.
+    /// A replica SWIM reports down is not asked, and none is waited for longer than
+    /// [`VERIFY_WAIT_MAX`]: a root is one small read, so a slower replica is unreachable.
     pub async fn verify(
         &self,
         namespace: &NamespaceRef,
@@ -48,11 +53,14 @@ impl Replica {
         let n = state.effective_replicas(&namespace.config);
         let replicas = state.read_replicas(partition, n);
         let request = concord_rpc::encode(&TreeRootRequest { namespace: namespace.id, partition });
+        let timeout = timeout.min(VERIFY_WAIT_MAX);
         let asks = replicas.into_iter().map(|node| {
             let request = request.clone();
             async move {
                 let tree = if node == self.me {
                     Ok(self.tree_root(namespace.id, partition))
+                } else if self.liveness.is_down(&node) {
+                    Err("down".to_string())
                 } else {
                     match self.transport.call(&node, MessageKind::TreeRoot, request, timeout).await
                     {

@@ -3,130 +3,15 @@
 //! network partition healed into siblings, and read repair.
 //!
 //! Each test starts its own cluster with fault injection enabled, logs its phases, and waits on
-//! conditions with deadlines. A replica's own copy of a key is read by cutting its outgoing
-//! links for a moment and reading with `r=1` on it: only its local answer can then arrive.
+//! conditions with deadlines (helpers in `common/eventual.rs`).
+
+mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
-use concord_client::{FaultRules, GetOptions, GetResult, NamespaceConfig, Quorum, WriteOptions};
-use concord_testkit::{ServerOptions, TestCluster};
-use tokio::sync::Mutex;
-
-/// One cluster test at a time: they share two cores.
-static SERIAL: Mutex<()> = Mutex::const_new(());
-
-const CLUSTER_UP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Deadline for hints to be stored, replayed, or a repair to land.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
-const NS: &str = "ev";
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_concord"))
-}
-
-/// Starts `n` nodes with fault injection, waits until all see all up, creates namespace `ev`
-/// (N=3, quorum reads and writes, siblings).
-async fn start_cluster(n: usize) -> anyhow::Result<TestCluster> {
-    start_cluster_with(n, &[]).await
-}
-
-/// [`start_cluster`] with `CONCORD_*` settings for every node.
-async fn start_cluster_with(n: usize, env: &[(&str, &str)]) -> anyhow::Result<TestCluster> {
-    let cluster = TestCluster::start(binary(), n, |_, o: ServerOptions| {
-        env.iter().fold(o.fault_injection(), |o, (name, value)| o.env(name, value))
-    })?;
-    cluster
-        .wait_for("every node up everywhere", CLUSTER_UP_TIMEOUT, async || all_up(&cluster).await)
-        .await?;
-    let config = NamespaceConfig { replicas: Some(3), ..Default::default() };
-    cluster.client(0).create_namespace(NS, &config).await?;
-    cluster
-        .wait_for("no partition move pending", CLUSTER_UP_TIMEOUT, async || {
-            let status = cluster.client(0).cluster().await.map_err(|e| format!("{e:#}"))?;
-            if status.moves.pending == 0 { Ok(()) } else { Err(format!("{:?}", status.moves)) }
-        })
-        .await?;
-    Ok(cluster)
-}
-
-async fn all_up(cluster: &TestCluster) -> Result<(), String> {
-    let running = cluster.running();
-    for (i, status) in cluster.statuses().await? {
-        for &j in &running {
-            let state = status.node(cluster.id(j)).map_or("absent", |n| n.state.as_str());
-            if state != "up" {
-                return Err(format!("{} sees {} {state}", cluster.id(i), cluster.id(j)));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn w(quorum: Quorum) -> WriteOptions {
-    WriteOptions { w: Some(quorum), ..Default::default() }
-}
-
-fn r(quorum: Quorum) -> GetOptions {
-    GetOptions { r: Some(quorum), ..Default::default() }
-}
-
-fn key(i: usize) -> Vec<u8> {
-    format!("key-{i:03}").into_bytes()
-}
-
-/// Hints held for node `target`, summed over every running node.
-async fn hints_for(cluster: &TestCluster, target: &str) -> Result<u64, String> {
-    let mut total = 0;
-    for (_, status) in cluster.statuses().await? {
-        total += status.node(target).map_or(0, |n| n.hints_pending);
-    }
-    Ok(total)
-}
-
-/// Node `i`'s own copy of a key: its outgoing links are cut while it reads with r=1.
-async fn local_read(cluster: &TestCluster, i: usize, k: &[u8]) -> anyhow::Result<GetResult> {
-    let others: Vec<String> =
-        (0..cluster.len()).filter(|j| *j != i).map(|j| cluster.id(j).to_owned()).collect();
-    let client = cluster.client(i);
-    client.set_faults(&FaultRules { drop_to: others, ..Default::default() }).await?;
-    let read = client.get(NS, k, r(Quorum::One)).await;
-    client.clear_faults().await?;
-    Ok(read?)
-}
-
-/// Cuts node `i` off from every other node, both ways and on both sides.
-async fn isolate(cluster: &TestCluster, i: usize) -> anyhow::Result<()> {
-    let me = cluster.id(i).to_owned();
-    let others: Vec<String> =
-        (0..cluster.len()).filter(|j| *j != i).map(|j| cluster.id(j).to_owned()).collect();
-    let cut = FaultRules { drop_to: others.clone(), drop_from: others, ..Default::default() };
-    cluster.client(i).set_faults(&cut).await?;
-    for j in (0..cluster.len()).filter(|j| *j != i) {
-        let cut = FaultRules {
-            drop_to: vec![me.clone()],
-            drop_from: vec![me.clone()],
-            ..Default::default()
-        };
-        cluster.client(j).set_faults(&cut).await?;
-    }
-    Ok(())
-}
-
-async fn heal(cluster: &TestCluster) -> anyhow::Result<()> {
-    for i in cluster.running() {
-        cluster.client(i).clear_faults().await?;
-    }
-    Ok(())
-}
-
-fn value_of(read: &GetResult) -> Option<&[u8]> {
-    match read {
-        GetResult::Value { value, .. } => Some(value),
-        _ => None,
-    }
-}
+use common::eventual::*;
+use concord_client::{GetOptions, GetResult, Quorum, WriteOptions};
 
 /// N=3 on three nodes. One replica killed: W=2 writes and R=2 reads work. Two killed: W=2
 /// writes fail with 503 naming what answered and why the others did not; W=1 writes succeed
@@ -351,10 +236,7 @@ async fn anti_entropy_alone_brings_a_replica_back() -> anyhow::Result<()> {
             }
         })
         .await?;
-    for i in 0..2 {
-        let url = format!("{}/v1/admin/hints", cluster.client(i).endpoint().trim_end_matches('/'));
-        assert_eq!(reqwest::Client::new().delete(&url).send().await?.status(), 200);
-    }
+    drop_hints(&cluster, &[0, 1]).await?;
     heal(&cluster).await?;
     let started = std::time::Instant::now();
     cluster
@@ -370,47 +252,9 @@ async fn anti_entropy_alone_brings_a_replica_back() -> anyhow::Result<()> {
         let read = local_read(&cluster, 2, &key(i)).await?;
         assert_eq!(value_of(&read), Some(format!("ae-{i}").as_bytes()), "key {i} on n3");
     }
-    let mut repaired = 0.0;
-    for i in 0..3 {
-        let url = format!("{}/metrics", cluster.client(i).endpoint().trim_end_matches('/'));
-        repaired += counter(
-            &reqwest::get(url).await?.text().await?,
-            "concord_replica_ae_keys_repaired_total",
-        );
-    }
+    let repaired = counter_sum(&cluster, "concord_replica_ae_keys_repaired_total").await?;
     assert!(repaired >= keys as f64, "objects repaired by exchanges: {repaired}");
     Ok(())
-}
-
-/// Partitions of `ev` whose replicas' anti-entropy roots differ.
-async fn disagreeing(cluster: &TestCluster) -> anyhow::Result<Vec<u32>> {
-    let client = cluster.client(0);
-    let partitions = client.ring().await?.partitions.len() as u32;
-    let mut out = Vec::new();
-    for p in 0..partitions {
-        if !client.partition(p, NS).await?.agree {
-            out.push(p);
-        }
-    }
-    Ok(out)
-}
-
-/// Runs `concord cluster verify --ns ev` against n1; true if it exits 0.
-fn verify_cli(cluster: &TestCluster) -> anyhow::Result<bool> {
-    let output = std::process::Command::new(binary())
-        .args(["cluster", "verify", "--ns", NS, "--endpoint", cluster.client(0).endpoint()])
-        .output()?;
-    println!("concord cluster verify: {}", String::from_utf8_lossy(&output.stderr).trim());
-    Ok(output.status.success())
-}
-
-/// The value of a Prometheus counter in a `/metrics` text, 0 if absent.
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
 }
 
 /// Concurrent blind writes become siblings; a write with the read's context resolves them; a
@@ -543,11 +387,7 @@ async fn a_read_repairs_a_replica_that_missed_writes() -> anyhow::Result<()> {
         })
         .await?;
     println!("drop the hints, then heal: only read repair can bring n3 the values");
-    for i in 0..2 {
-        let url = format!("{}/v1/admin/hints", cluster.client(i).endpoint().trim_end_matches('/'));
-        let response = reqwest::Client::new().delete(&url).send().await?;
-        assert_eq!(response.status(), 200, "{}", response.text().await?);
-    }
+    drop_hints(&cluster, &[0, 1]).await?;
     assert_eq!(hints_for(&cluster, "n3").await.map_err(anyhow::Error::msg)?, 0);
     heal(&cluster).await?;
     cluster.wait_for("all up", CLUSTER_UP_TIMEOUT, async || all_up(&cluster).await).await?;
