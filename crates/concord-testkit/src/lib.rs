@@ -7,10 +7,12 @@
 //! - [`server`]: [`ServerOptions`] and [`TestServer`], one `concord server` process.
 //! - [`cluster`]: [`TestCluster`], nodes `n1..nN` joined through `n1`, and
 //!   [`TestCluster::wait_for`], the one way tests wait for the cluster to reach a state.
+//! - [`chaos`]: histories of client operations and the checkers that judge them.
 //!
 //! Dev-only: nothing here ships in the binary. It talks to nodes through `concord-client` and
 //! the printed startup line only, never through server crates.
 
+pub mod chaos;
 pub mod cluster;
 pub mod server;
 
