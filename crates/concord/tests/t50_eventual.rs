@@ -205,7 +205,7 @@ async fn writes_succeed_while_any_node_is_reachable() -> anyhow::Result<()> {
 async fn anti_entropy_alone_brings_a_replica_back() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let keys: usize =
-        std::env::var("CONCORD_AE_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+        std::env::var("CONCORD_AE_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     // A short interval keeps the test quick; CONCORD_AE_INTERVAL_MS=30000 measures the default.
     let interval = std::env::var("CONCORD_AE_INTERVAL_MS").unwrap_or_else(|_| "1000".into());
     let cluster =
