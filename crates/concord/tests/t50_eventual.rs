@@ -199,7 +199,7 @@ async fn writes_succeed_while_any_node_is_reachable() -> anyhow::Result<()> {
 
 /// Anti-entropy alone: n3 is cut off during W=2 writes, the hints for it are dropped, and
 /// nothing reads the keys; after healing, exchanges make every partition's replicas agree and
-/// n3 holds every value. `CONCORD_AE_KEYS` changes the key count (default 2000),
+/// n3 holds every value. `CONCORD_AE_KEYS` changes the key count (default 10000, as the issue asks),
 /// `CONCORD_AE_INTERVAL_MS` the exchange interval (default 1000).
 #[tokio::test]
 async fn anti_entropy_alone_brings_a_replica_back() -> anyhow::Result<()> {
