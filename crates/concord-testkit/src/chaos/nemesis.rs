@@ -42,7 +42,7 @@ pub fn cut_links(shape: Partition, n: usize, rng: &mut impl Rng) -> BTreeSet<Lin
         Partition::MajoritiesRing => {
             // Node at ring position i sees positions within `reach` of it: 2 * reach + 1 nodes,
             // the smallest odd count that is a majority.
-            let reach = (n / 2 + 1) / 2;
+            let reach = (n / 2).div_ceil(2);
             let mut cut = BTreeSet::new();
             for i in 0..n {
                 for j in 0..n {
