@@ -1,13 +1,19 @@
-//! The chaos suite's pure parts (issue 6, under construction): recorded histories and the
-//! checkers that judge them. The cluster runner, the nemesis and the workloads build on these.
+//! The chaos suite (issue 6): faults injected into a cluster of real processes while clients
+//! record what they see, then checkers judge the histories (DESIGN.md, Jepsen's method).
 //!
 //! - [`history`]: operations as invoke/ok/fail/unknown events, as JSON lines.
 //! - [`checker`]: the set checker (lost, recovered, unexpected elements) and read-your-writes.
 //! - [`nemesis`]: network partition shapes drawn from a seed, as the directed links they cut.
+//! - [`schedule`]: which faults a run injects, drawn from a seed.
+//! - [`workload`]: the set and read-your-writes clients, recording the history.
+//! - [`runner`]: one schedule on a fresh cluster: workloads, nemesis, heal, checks.
 
 pub mod checker;
 pub mod history;
 pub mod nemesis;
+pub mod runner;
+pub mod schedule;
+pub mod workload;
 
 pub use checker::{SetReport, StaleRead, check_read_your_writes, check_sets};
 pub use history::{Event, History, Op, Phase};

@@ -1,0 +1,340 @@
+//! Runs one schedule: a fresh cluster of real processes, the workloads, the nemesis injecting
+//! and healing faults, then heal, quiescence and the checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use concord_client::{ConflictPolicy, FaultRules, GetOptions, NamespaceConfig, Quorum};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+
+use super::checker::{SetReport, StaleRead, check_read_your_writes, check_sets};
+use super::nemesis::cut_links;
+use super::schedule::{FaultKind, Schedule, step_timing};
+use super::workload::{self, RW_NS, Recorder, SET_NS};
+use crate::{ProcessState, TestCluster};
+
+/// Keys of the set workload.
+const SET_KEYS: usize = 4;
+const SET_CLIENTS: u32 = 3;
+const RW_CLIENTS: u32 = 2;
+/// How long a paused node stays frozen: well past the suspicion timeout.
+const PAUSE: Duration = Duration::from_secs(4);
+/// Deadlines of the phases after the last heal.
+const UP_TIMEOUT: Duration = Duration::from_secs(60);
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where a run's nodes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostMode {
+    /// Every node on 127.0.0.1, on its own ports.
+    Loopback,
+}
+
+impl HostMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            HostMode::Loopback => "loopback",
+        }
+    }
+}
+
+/// What one schedule found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub schedule: Schedule,
+    /// Operations completed ok, failed, unknown.
+    pub ok: usize,
+    pub fail: usize,
+    pub unknown: usize,
+    pub set: SetReport,
+    pub stale_reads: Vec<StaleRead>,
+    /// Every partition's replicas agreed after heal, in both namespaces.
+    pub converged: bool,
+    /// Every node was up and serving after heal.
+    pub all_up: bool,
+    /// The faults injected, in order.
+    pub faults: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn valid(&self) -> bool {
+        self.set.valid() && self.stale_reads.is_empty() && self.converged && self.all_up
+    }
+}
+
+/// A fault in force, and how to heal it.
+enum Active {
+    Killed(Vec<usize>),
+    Paused(usize),
+    Faults,
+}
+
+/// Runs `schedule` on a fresh cluster of `binary`, writes its history to `history_path`.
+pub async fn run(
+    binary: &Path,
+    schedule: &Schedule,
+    history_path: &Path,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(schedule.seed);
+    let mut cluster = TestCluster::start(binary, schedule.nodes, |_, options| {
+        options.fault_injection().env("CONCORD_ANTI_ENTROPY_INTERVAL_MS", "1000")
+    })?;
+    cluster
+        .wait_for("every node up everywhere", UP_TIMEOUT, async || all_up(&cluster).await)
+        .await?;
+    create_namespaces(&cluster).await?;
+
+    let recorder = Recorder::new();
+    let (stop, stopped) = watch::channel(false);
+    let nodes: Vec<_> = (0..cluster.len()).map(|i| cluster.client(i)).collect();
+    let mut clients = Vec::new();
+    for p in 0..SET_CLIENTS {
+        let seed = rng.random();
+        let task = workload::set_client(
+            p,
+            nodes.clone(),
+            SET_KEYS,
+            seed,
+            recorder.clone(),
+            stopped.clone(),
+        );
+        clients.push(tokio::spawn(task));
+    }
+    for p in SET_CLIENTS..SET_CLIENTS + RW_CLIENTS {
+        let task =
+            workload::rw_client(p, nodes.clone(), rng.random(), recorder.clone(), stopped.clone());
+        clients.push(tokio::spawn(task));
+    }
+
+    let mut faults = Vec::new();
+    let deadline = Instant::now() + schedule.duration;
+    while Instant::now() < deadline {
+        let kind = *schedule.kinds.choose(&mut rng).expect("a schedule has fault kinds");
+        let (length, calm) = step_timing(&mut rng);
+        let (active, what) = inject(&mut cluster, kind, &mut rng).await?;
+        println!("nemesis: {what}");
+        faults.push(what);
+        // The fault's length is the scenario: it is in force while clients keep running.
+        tokio::time::sleep(if kind == FaultKind::Pause { PAUSE } else { length }).await;
+        heal(&mut cluster, active).await?;
+        tokio::time::sleep(calm).await;
+    }
+    heal_everything(&mut cluster).await?;
+    let _ = stop.send(true);
+    for client in clients {
+        client.await?;
+    }
+
+    let all_up = cluster
+        .wait_for("every node up everywhere after heal", UP_TIMEOUT, async || {
+            all_up(&cluster).await
+        })
+        .await
+        .is_ok();
+    let converged = all_up && converge(&cluster).await.is_ok();
+    let finals = final_sets(&cluster).await?;
+
+    let history = recorder.history();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(history_path)?);
+    history.write_jsonl(&mut file)?;
+    let (ok, fail, unknown) = history.counts();
+    Ok(Outcome {
+        schedule: schedule.clone(),
+        ok,
+        fail,
+        unknown,
+        set: check_sets(&history, &finals),
+        stale_reads: check_read_your_writes(&history),
+        converged,
+        all_up,
+        faults,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn all_up(cluster: &TestCluster) -> Result<(), String> {
+    let running = cluster.running();
+    if running.len() != cluster.len() {
+        return Err(format!("only {running:?} run"));
+    }
+    for (i, status) in cluster.statuses().await? {
+        for j in 0..cluster.len() {
+            let state = status.node(cluster.id(j)).map_or("absent", |n| n.state.as_str());
+            if state != "up" {
+                return Err(format!("{} sees {} {state}", cluster.id(i), cluster.id(j)));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_namespaces(cluster: &TestCluster) -> anyhow::Result<()> {
+    let client = cluster.client(0);
+    let set = NamespaceConfig {
+        replicas: Some(3),
+        conflicts: Some(ConflictPolicy::Siblings),
+        ..Default::default()
+    };
+    client.create_namespace(SET_NS, &set).await?;
+    let rw = NamespaceConfig {
+        replicas: Some(3),
+        read_quorum: Some(Quorum::Quorum),
+        write_quorum: Some(Quorum::Quorum),
+        strict: Some(true),
+        ..Default::default()
+    };
+    client.create_namespace(RW_NS, &rw).await?;
+    cluster
+        .wait_for("no partition move pending", UP_TIMEOUT, async || {
+            let status = cluster.client(0).cluster().await.map_err(|e| format!("{e:#}"))?;
+            if status.moves.pending == 0 { Ok(()) } else { Err(format!("{:?}", status.moves)) }
+        })
+        .await
+}
+
+/// Injects one fault of `kind`; returns how to heal it and a description.
+async fn inject(
+    cluster: &mut TestCluster,
+    kind: FaultKind,
+    rng: &mut StdRng,
+) -> anyhow::Result<(Active, String)> {
+    let n = cluster.len();
+    let victims: Vec<usize> = (0..n).collect();
+    let what = |nodes: &[usize]| -> String {
+        let ids: Vec<&str> = nodes.iter().map(|&i| cluster.id(i)).collect();
+        format!("{} {}", kind.name(), ids.join(","))
+    };
+    Ok(match kind {
+        FaultKind::KillOne | FaultKind::KillMinority | FaultKind::KillAll => {
+            let count = match kind {
+                FaultKind::KillOne => 1,
+                FaultKind::KillMinority => (n - 1) / 2,
+                _ => n,
+            };
+            let chosen: Vec<usize> = victims.choose_multiple(rng, count).copied().collect();
+            let description = what(&chosen);
+            for &i in &chosen {
+                cluster.kill9(i);
+            }
+            (Active::Killed(chosen), description)
+        }
+        FaultKind::Pause => {
+            let i = *victims.choose(rng).expect("nodes");
+            let description = what(&[i]);
+            cluster.sigstop(i)?;
+            (Active::Paused(i), description)
+        }
+        FaultKind::Partition(shape) => {
+            let cut = cut_links(shape, n, rng);
+            for i in 0..n {
+                let id = |j: usize| cluster.id(j).to_owned();
+                let rules = FaultRules {
+                    drop_to: cut.iter().filter(|l| l.0 == i).map(|l| id(l.1)).collect(),
+                    drop_from: cut.iter().filter(|l| l.1 == i).map(|l| id(l.0)).collect(),
+                    ..Default::default()
+                };
+                cluster.client(i).set_faults(&rules).await?;
+            }
+            let links: Vec<String> =
+                cut.iter().map(|(a, b)| format!("{}>{}", cluster.id(*a), cluster.id(*b))).collect();
+            (Active::Faults, format!("{} cut {}", kind.name(), links.join(" ")))
+        }
+        FaultKind::ClockOffset => {
+            let i = *victims.choose(rng).expect("nodes");
+            let offset: i64 = rng.random_range(1_000..=10_000) * if rng.random() { 1 } else { -1 };
+            let rules = FaultRules { clock_offset_ms: offset, ..Default::default() };
+            cluster.client(i).set_faults(&rules).await?;
+            (Active::Faults, format!("{} {} {offset:+} ms", kind.name(), cluster.id(i)))
+        }
+    })
+}
+
+async fn heal(cluster: &mut TestCluster, active: Active) -> anyhow::Result<()> {
+    match active {
+        Active::Killed(nodes) => {
+            for i in nodes {
+                cluster.restart(i)?;
+            }
+        }
+        Active::Paused(i) => cluster.sigcont(i)?,
+        Active::Faults => {
+            for i in 0..cluster.len() {
+                cluster.client(i).clear_faults().await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resumes, restarts and clears every node, whatever state it is in.
+async fn heal_everything(cluster: &mut TestCluster) -> anyhow::Result<()> {
+    for i in 0..cluster.len() {
+        match cluster.state(i) {
+            ProcessState::Paused => cluster.sigcont(i)?,
+            ProcessState::Stopped => cluster.restart(i)?,
+            ProcessState::Running => {}
+        }
+    }
+    for i in 0..cluster.len() {
+        cluster.client(i).clear_faults().await?;
+    }
+    Ok(())
+}
+
+/// Waits for quiescence: no move pending, no hint held, every partition's replicas agreeing in
+/// both namespaces.
+async fn converge(cluster: &TestCluster) -> anyhow::Result<()> {
+    cluster
+        .wait_for("no moves or hints pending", CONVERGE_TIMEOUT, async || {
+            for (i, status) in cluster.statuses().await? {
+                let hints: u64 = status.nodes.iter().map(|n| n.hints_pending).sum();
+                if status.moves.pending > 0 || hints > 0 {
+                    let id = cluster.id(i);
+                    return Err(format!("{id}: {} moves, {hints} hints", status.moves.pending));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    cluster
+        .wait_for("every partition's replicas agree", CONVERGE_TIMEOUT, async || {
+            let client = cluster.client(0);
+            let ring = client.ring().await.map_err(|e| format!("{e:#}"))?;
+            for ns in [SET_NS, RW_NS] {
+                for p in 0..ring.partitions.len() as u32 {
+                    let trees = client.partition(p, ns).await.map_err(|e| format!("{e:#}"))?;
+                    if !trees.agree {
+                        return Err(format!("{ns} partition {p} disagrees"));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Every set key read with R=all after heal: the elements found, siblings united.
+async fn final_sets(cluster: &TestCluster) -> anyhow::Result<BTreeMap<String, BTreeSet<u64>>> {
+    let mut finals = BTreeMap::new();
+    for k in 0..SET_KEYS {
+        let key = format!("set-{k}");
+        let mut found = None;
+        cluster
+            .wait_for(&format!("a read of {key} at R=all"), UP_TIMEOUT, async || {
+                let options = GetOptions { r: Some(Quorum::All), ..Default::default() };
+                let read = cluster.client(0).get(SET_NS, key.as_bytes(), options).await;
+                let read = read.map_err(|e| format!("{e:#}"))?;
+                found = Some(workload::numbers(&read).0);
+                Ok(())
+            })
+            .await?;
+        finals.insert(key, found.unwrap_or_default());
+    }
+    Ok(finals)
+}
