@@ -8,12 +8,14 @@
 //! - [`cluster`]: [`TestCluster`], nodes `n1..nN` joined through `n1`, and
 //!   [`TestCluster::wait_for`], the one way tests wait for the cluster to reach a state.
 //! - [`chaos`]: histories of client operations and the checkers that judge them.
+//! - [`netns`]: one network namespace per node, for clusters whose nodes have their own hosts.
 //!
 //! Dev-only: nothing here ships in the binary. It talks to nodes through `concord-client` and
 //! the printed startup line only, never through server crates.
 
 pub mod chaos;
 pub mod cluster;
+pub mod netns;
 pub mod server;
 
 pub use cluster::{ProcessState, TestCluster};

@@ -42,6 +42,8 @@ pub struct ServerOptions {
     pub args: Vec<String>,
     /// Extra environment variables (`CONCORD_*`).
     pub env: Vec<(String, String)>,
+    /// Run the process inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl ServerOptions {
@@ -55,7 +57,14 @@ impl ServerOptions {
             fault_injection: false,
             args: Vec::new(),
             env: Vec::new(),
+            netns: None,
         }
+    }
+
+    /// Runs the node inside network namespace `name` (see [`crate::netns`]).
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_owned());
+        self
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -100,7 +109,15 @@ impl ServerOptions {
     fn command(&self, binary: &Path) -> anyhow::Result<Command> {
         std::fs::create_dir_all(&self.data_dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
-        let mut command = Command::new(binary);
+        // `ip netns exec` execs the binary in place: the child's pid is the server's.
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns]).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command.arg("server").arg("--data-dir").arg(&self.data_dir).args([
             "--http-addr",
             &self.http_addr,

@@ -29,8 +29,10 @@ async fn run(name: &str, seed: u64, kinds: &[FaultKind]) -> anyhow::Result<()> {
         schedule.mix()
     );
     let history = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{name}-{seed}.jsonl"));
-    let outcome =
-        runner::run(Path::new(env!("CARGO_BIN_EXE_concord")), &schedule, &history).await?;
+    let mode = runner::HostMode::choose()?;
+    println!("{name}: host mode {}", mode.name());
+    let binary = Path::new(env!("CARGO_BIN_EXE_concord"));
+    let outcome = runner::run(binary, &schedule, mode, &history).await?;
     println!(
         "{name}: ok {} fail {} unknown {}; acknowledged adds {}, recovered {}; faults: {}",
         outcome.ok,

@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let args = parse()?;
     let binary = concord_binary(&args)?;
     std::fs::create_dir_all(&args.out)?;
-    let mode = HostMode::Loopback;
+    let mode = HostMode::choose()?;
     println!(
         "concord-chaos: seed {} schedules {} duration {:?} mode {}",
         args.seed,
@@ -133,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
     for index in indices {
         let schedule = Schedule::soak(args.seed, index, args.duration);
         let history = args.out.join(format!("schedule-{index:03}-{}.jsonl", schedule.seed));
-        let outcome = runner::run(&binary, &schedule, &history)
+        let outcome = runner::run(&binary, &schedule, mode, &history)
             .await
             .with_context(|| format!("schedule {index} ({})", schedule.mix()))?;
         ran += 1;

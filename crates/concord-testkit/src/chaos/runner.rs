@@ -15,6 +15,7 @@ use super::checker::{SetReport, StaleRead, check_read_your_writes, check_sets};
 use super::nemesis::cut_links;
 use super::schedule::{FaultKind, Schedule, step_timing};
 use super::workload::{self, RW_NS, Recorder, SET_NS};
+use crate::netns::NetnsHosts;
 use crate::{ProcessState, TestCluster};
 
 /// Keys of the set workload.
@@ -32,12 +33,29 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum HostMode {
     /// Every node on 127.0.0.1, on its own ports.
     Loopback,
+    /// Every node in its own network namespace with its own address ([`crate::netns`]).
+    Netns,
 }
 
 impl HostMode {
     pub fn name(self) -> &'static str {
         match self {
             HostMode::Loopback => "loopback",
+            HostMode::Netns => "netns",
+        }
+    }
+
+    /// `CONCORD_CHAOS_MODE` (`netns` or `loopback`) if set; else network namespaces where this
+    /// machine allows them (root, `ip`), else loopback.
+    pub fn choose() -> anyhow::Result<HostMode> {
+        match std::env::var("CONCORD_CHAOS_MODE").as_deref() {
+            Ok("netns") => Ok(HostMode::Netns),
+            Ok("loopback") => Ok(HostMode::Loopback),
+            Ok(other) => {
+                anyhow::bail!("CONCORD_CHAOS_MODE must be netns or loopback, not {other:?}")
+            }
+            Err(_) if NetnsHosts::available() => Ok(HostMode::Netns),
+            Err(_) => Ok(HostMode::Loopback),
         }
     }
 }
@@ -78,12 +96,26 @@ enum Active {
 pub async fn run(
     binary: &Path,
     schedule: &Schedule,
+    mode: HostMode,
     history_path: &Path,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(schedule.seed);
-    let mut cluster = TestCluster::start(binary, schedule.nodes, |_, options| {
-        options.fault_injection().env("CONCORD_ANTI_ENTROPY_INTERVAL_MS", "1000")
+    // Declared before the cluster, so the namespaces outlive its processes.
+    let hosts = match mode {
+        HostMode::Netns => Some(NetnsHosts::create(schedule.nodes)?),
+        HostMode::Loopback => None,
+    };
+    let mut cluster = TestCluster::start(binary, schedule.nodes, |i, options| {
+        let options = options.fault_injection().env("CONCORD_ANTI_ENTROPY_INTERVAL_MS", "1000");
+        match &hosts {
+            Some(hosts) => {
+                let address = hosts.address(i);
+                let (http, peer) = (format!("{address}:7700"), format!("{address}:7000"));
+                options.netns(&hosts.namespace(i)).addrs(&http, &peer)
+            }
+            None => options,
+        }
     })?;
     cluster
         .wait_for("every node up everywhere", UP_TIMEOUT, async || all_up(&cluster).await)

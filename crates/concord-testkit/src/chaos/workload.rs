@@ -72,6 +72,12 @@ fn encode(numbers: &BTreeSet<u64>) -> String {
     numbers.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// A client's pause after a failed read, so that a dead or unreachable node (refusing at once)
+/// does not turn the client into a busy loop that starves the nodes of CPU.
+async fn backoff() {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
 fn write_options() -> WriteOptions {
     WriteOptions { timeout_ms: Some(2000), ..Default::default() }
 }
@@ -100,6 +106,7 @@ pub async fn set_client(
             Err(_) => {
                 // Nothing was written: the add definitely did not happen.
                 recorder.record(process, Phase::Fail, op);
+                backoff().await;
                 continue;
             }
         };
@@ -140,6 +147,7 @@ pub async fn rw_client(
             }
             Err(_) => {
                 recorder.record(process, Phase::Fail, Op::Read { key: key.clone(), values: None });
+                backoff().await;
                 continue;
             }
         };
