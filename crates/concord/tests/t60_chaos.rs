@@ -1,4 +1,4 @@
-//! The bounded chaos suite: six schedules, each a fresh five-node cluster of real processes on
+//! The bounded chaos suite: seven schedules, each a fresh five-node cluster of real processes on
 //! loopback, with set and read-your-writes clients running while the nemesis injects faults of
 //! the schedule's kinds, then heals. Every schedule must end with no lost or unexpected element,
 //! no stale read, every partition converged and every node up (`concord_testkit::chaos`).
@@ -92,4 +92,9 @@ async fn majorities_ring_bridge_and_one_way() -> anyhow::Result<()> {
 async fn clock_offsets_and_partitions() -> anyhow::Result<()> {
     let kinds = [FaultKind::ClockOffset, FaultKind::Partition(Partition::Halves)];
     run("clock_offsets_and_partitions", 606, &kinds).await
+}
+
+#[tokio::test]
+async fn a_node_joins_and_leaves_under_load() -> anyhow::Result<()> {
+    run("a_node_joins_and_leaves_under_load", 707, &[FaultKind::Membership]).await
 }

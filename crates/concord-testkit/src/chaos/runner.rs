@@ -16,7 +16,7 @@ use super::nemesis::cut_links;
 use super::schedule::{FaultKind, Schedule, step_timing};
 use super::workload::{self, RW_NS, Recorder, SET_NS};
 use crate::netns::NetnsHosts;
-use crate::{ProcessState, TestCluster};
+use crate::{ProcessState, ServerOptions, TestCluster};
 
 /// Keys of the set workload.
 const SET_KEYS: usize = 4;
@@ -90,6 +90,28 @@ enum Active {
     Killed(Vec<usize>),
     Paused(usize),
     Faults,
+    /// Nothing to undo (a membership change runs its course).
+    Nothing,
+}
+
+/// The node a membership fault adds, and whether it was told to leave.
+#[derive(Default)]
+struct Joiner {
+    index: Option<usize>,
+    left: bool,
+}
+
+/// Node `i`'s options in `hosts` (its namespace and address), or unchanged on loopback.
+fn placed(hosts: &Option<NetnsHosts>, i: usize, options: ServerOptions) -> ServerOptions {
+    let options = options.fault_injection().env("CONCORD_ANTI_ENTROPY_INTERVAL_MS", "1000");
+    match hosts {
+        Some(hosts) => {
+            let address = hosts.address(i);
+            let (http, peer) = (format!("{address}:7700"), format!("{address}:7000"));
+            options.netns(&hosts.namespace(i)).addrs(&http, &peer)
+        }
+        None => options,
+    }
 }
 
 /// Runs `schedule` on a fresh cluster of `binary`, writes its history to `history_path`.
@@ -101,24 +123,17 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(schedule.seed);
-    // Declared before the cluster, so the namespaces outlive its processes.
+    // Declared before the cluster, so the namespaces outlive its processes. One spare host for
+    // a node that joins.
     let hosts = match mode {
-        HostMode::Netns => Some(NetnsHosts::create(schedule.nodes)?),
+        HostMode::Netns => Some(NetnsHosts::create(schedule.nodes + 1)?),
         HostMode::Loopback => None,
     };
-    let mut cluster = TestCluster::start(binary, schedule.nodes, |i, options| {
-        let options = options.fault_injection().env("CONCORD_ANTI_ENTROPY_INTERVAL_MS", "1000");
-        match &hosts {
-            Some(hosts) => {
-                let address = hosts.address(i);
-                let (http, peer) = (format!("{address}:7700"), format!("{address}:7000"));
-                options.netns(&hosts.namespace(i)).addrs(&http, &peer)
-            }
-            None => options,
-        }
-    })?;
+    let mut cluster =
+        TestCluster::start(binary, schedule.nodes, |i, options| placed(&hosts, i, options))?;
+    let mut joiner = Joiner::default();
     cluster
-        .wait_for("every node up everywhere", UP_TIMEOUT, async || all_up(&cluster).await)
+        .wait_for("every node up everywhere", UP_TIMEOUT, async || all_up(&cluster, None).await)
         .await?;
     create_namespaces(&cluster).await?;
 
@@ -149,7 +164,11 @@ pub async fn run(
     while Instant::now() < deadline {
         let kind = *schedule.kinds.choose(&mut rng).expect("a schedule has fault kinds");
         let (length, calm) = step_timing(&mut rng);
-        let (active, what) = inject(&mut cluster, kind, &mut rng).await?;
+        let (active, what) = if kind == FaultKind::Membership {
+            change_membership(&mut cluster, &hosts, &mut joiner, schedule.nodes).await?
+        } else {
+            inject(&mut cluster, kind, schedule.nodes, &mut rng).await?
+        };
         println!("nemesis: {what}");
         faults.push(what);
         // The fault's length is the scenario: it is in force while clients keep running.
@@ -163,9 +182,26 @@ pub async fn run(
         client.await?;
     }
 
+    let departed = match joiner {
+        Joiner { index: Some(i), left: true } => Some(i),
+        _ => None,
+    };
+    if let Some(i) = departed {
+        let id = cluster.id(i).to_owned();
+        cluster
+            .wait_for(&format!("{id} gone from the members"), CONVERGE_TIMEOUT, async || {
+                let status = cluster.client(0).cluster().await.map_err(|e| format!("{e:#}"))?;
+                match status.node(&id) {
+                    None => Ok(()),
+                    Some(node) => Err(format!("{id} is {}", node.state)),
+                }
+            })
+            .await?;
+        cluster.stop(i)?;
+    }
     let all_up = cluster
         .wait_for("every node up everywhere after heal", UP_TIMEOUT, async || {
-            all_up(&cluster).await
+            all_up(&cluster, departed).await
         })
         .await
         .is_ok();
@@ -190,13 +226,15 @@ pub async fn run(
     })
 }
 
-async fn all_up(cluster: &TestCluster) -> Result<(), String> {
+/// Every member runs and every running node sees every member up; `departed` left the cluster.
+async fn all_up(cluster: &TestCluster, departed: Option<usize>) -> Result<(), String> {
+    let members: Vec<usize> = (0..cluster.len()).filter(|i| Some(*i) != departed).collect();
     let running = cluster.running();
-    if running.len() != cluster.len() {
+    if running != members {
         return Err(format!("only {running:?} run"));
     }
     for (i, status) in cluster.statuses().await? {
-        for j in 0..cluster.len() {
+        for &j in &members {
             let state = status.node(cluster.id(j)).map_or("absent", |n| n.state.as_str());
             if state != "up" {
                 return Err(format!("{} sees {} {state}", cluster.id(i), cluster.id(j)));
@@ -230,13 +268,36 @@ async fn create_namespaces(cluster: &TestCluster) -> anyhow::Result<()> {
         .await
 }
 
-/// Injects one fault of `kind`; returns how to heal it and a description.
+/// The membership change due: join a new node, else make it leave, else nothing.
+async fn change_membership(
+    cluster: &mut TestCluster,
+    hosts: &Option<NetnsHosts>,
+    joiner: &mut Joiner,
+    nodes: usize,
+) -> anyhow::Result<(Active, String)> {
+    match joiner.index {
+        None => {
+            let i = cluster.add(0, |options| placed(hosts, nodes, options))?;
+            joiner.index = Some(i);
+            Ok((Active::Nothing, format!("membership join {}", cluster.id(i))))
+        }
+        Some(i) if !joiner.left => {
+            cluster.client(0).leave(cluster.id(i)).await?;
+            joiner.left = true;
+            Ok((Active::Nothing, format!("membership leave {}", cluster.id(i))))
+        }
+        Some(_) => Ok((Active::Nothing, "membership (no change left)".into())),
+    }
+}
+
+/// Injects one fault of `kind` among the first `n` nodes (a joined node is never a victim);
+/// returns how to heal it and a description.
 async fn inject(
     cluster: &mut TestCluster,
     kind: FaultKind,
+    n: usize,
     rng: &mut StdRng,
 ) -> anyhow::Result<(Active, String)> {
-    let n = cluster.len();
     let victims: Vec<usize> = (0..n).collect();
     let what = |nodes: &[usize]| -> String {
         let ids: Vec<&str> = nodes.iter().map(|&i| cluster.id(i)).collect();
@@ -284,6 +345,7 @@ async fn inject(
             cluster.client(i).set_faults(&rules).await?;
             (Active::Faults, format!("{} {} {offset:+} ms", kind.name(), cluster.id(i)))
         }
+        FaultKind::Membership => unreachable!("membership changes go through change_membership"),
     })
 }
 
@@ -300,6 +362,7 @@ async fn heal(cluster: &mut TestCluster, active: Active) -> anyhow::Result<()> {
                 cluster.client(i).clear_faults().await?;
             }
         }
+        Active::Nothing => {}
     }
     Ok(())
 }

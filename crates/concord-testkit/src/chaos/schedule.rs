@@ -25,11 +25,14 @@ pub enum FaultKind {
     Partition(Partition),
     /// Shift one node's wall clock by up to ±10 s through fault injection; clear at heal.
     ClockOffset,
+    /// A membership change under load: the first one joins a new node, the second makes it
+    /// leave (its partitions move away while clients run), later ones change nothing.
+    Membership,
 }
 
 impl FaultKind {
     /// Every kind, in the order the soak draws from.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::KillOne,
         FaultKind::KillMinority,
         FaultKind::KillAll,
@@ -40,6 +43,7 @@ impl FaultKind {
         FaultKind::Partition(Partition::Bridge),
         FaultKind::Partition(Partition::OneWay),
         FaultKind::ClockOffset,
+        FaultKind::Membership,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +58,7 @@ impl FaultKind {
             FaultKind::Partition(Partition::Bridge) => "partition-bridge",
             FaultKind::Partition(Partition::OneWay) => "partition-one-way",
             FaultKind::ClockOffset => "clock-offset",
+            FaultKind::Membership => "membership",
         }
     }
 }
