@@ -17,6 +17,7 @@ use concord_meta::{Command, MetaState, Move};
 use concord_rpc::MessageKind;
 use concord_storage::ObjectStore;
 use concord_types::{Key, NamespaceId, NodeId, PartitionId};
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -29,8 +30,11 @@ const MERGE_SLICE: usize = 256;
 /// Handoff settings.
 #[derive(Debug, Clone)]
 pub struct HandoffConfig {
-    /// Most bytes per second pulled by this node.
+    /// Most bytes per second pulled by this node (all streams together).
     pub rate_bytes: u64,
+    /// Partition moves streamed at once. More streams fill the committer's group commits
+    /// with more handoff objects per fsync, which is what keeps handoff moving under load.
+    pub streams: usize,
     /// Most bytes per chunk.
     pub chunk_bytes: u32,
     /// How long a partition replica this node no longer holds is kept after the ring settled.
@@ -43,6 +47,7 @@ impl Default for HandoffConfig {
     fn default() -> Self {
         Self {
             rate_bytes: 128 << 20,
+            streams: 4,
             chunk_bytes: 1 << 20,
             drop_delay: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
@@ -82,35 +87,25 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
         // flicker.
         let round_started = Instant::now();
         let round_base = replica.progress.bytes_moved.load(Ordering::Relaxed);
-        for planned in mine {
-            if *stop.borrow() {
-                return;
-            }
-            replica.progress.active.fetch_add(1, Ordering::Relaxed);
-            let outcome = receive(&replica, &config, &state, &planned).await;
-            replica.progress.active.fetch_sub(1, Ordering::Relaxed);
-            let moved = replica.progress.bytes_moved.load(Ordering::Relaxed) - round_base;
-            let elapsed = round_started.elapsed().as_secs_f64().max(1e-3);
-            replica.progress.rate_bytes.store((moved as f64 / elapsed) as u64, Ordering::Relaxed);
-            match outcome {
-                Ok(()) => {
-                    let done = Command::MoveDone {
-                        partition: planned.partition,
-                        node: replica.me.clone(),
-                        target_epoch: state.target_epoch,
-                    };
-                    match replica.meta.propose(done).await {
-                        Ok(_) => {
-                            replica.progress.moves_done.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(partition = %planned.partition, "partition received");
-                        }
-                        Err(e) => tracing::warn!(error = %e, "could not report a finished move"),
-                    }
+        let moves = futures_util::stream::iter(mine).map(|planned| {
+            let (replica, config, state, stop) = (&replica, &config, &state, &stop);
+            async move {
+                if *stop.borrow() {
+                    return;
                 }
-                Err(e) => {
-                    tracing::warn!(partition = %planned.partition, error = %e, "move failed; will retry")
-                }
+                replica.progress.active.fetch_add(1, Ordering::Relaxed);
+                let outcome = receive(replica, config, state, &planned).await;
+                replica.progress.active.fetch_sub(1, Ordering::Relaxed);
+                let moved = replica.progress.bytes_moved.load(Ordering::Relaxed) - round_base;
+                let elapsed = round_started.elapsed().as_secs_f64().max(1e-3);
+                let rate = (moved as f64 / elapsed) as u64;
+                replica.progress.rate_bytes.store(rate, Ordering::Relaxed);
+                report(replica, state, &planned, outcome).await;
             }
+        });
+        moves.buffer_unordered(config.streams.max(1)).collect::<Vec<()>>().await;
+        if *stop.borrow() {
+            return;
         }
         // Data this node no longer holds is dropped once the ring has been settled a while:
         // one pass per settled epoch (a failed pass is tried again), not one per wake-up.
@@ -136,6 +131,30 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
             _ = states.changed() => {}
             _ = stop.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Reports a finished move to the metadata leader, or logs why it failed (it is retried on the
+/// next round).
+async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: Result<(), String>) {
+    match outcome {
+        Ok(()) => {
+            let done = Command::MoveDone {
+                partition: planned.partition,
+                node: replica.me.clone(),
+                target_epoch: state.target_epoch,
+            };
+            match replica.meta.propose(done).await {
+                Ok(_) => {
+                    replica.progress.moves_done.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(partition = %planned.partition, "partition received");
+                }
+                Err(e) => tracing::warn!(error = %e, "could not report a finished move"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(partition = %planned.partition, error = %e, "move failed; will retry")
         }
     }
 }
@@ -252,8 +271,9 @@ async fn pull(
         if last.is_some() {
             *after = last;
         }
-        // Keep to the rate limit: never ahead of rate × elapsed.
-        let due = Duration::from_secs_f64(pulled as f64 / config.rate_bytes.max(1) as f64);
+        // Keep to this stream's share of the rate limit: never ahead of rate × elapsed.
+        let rate = (config.rate_bytes / config.streams.max(1) as u64).max(1);
+        let due = Duration::from_secs_f64(pulled as f64 / rate as f64);
         let elapsed = started.elapsed();
         if due > elapsed {
             tokio::time::sleep(due - elapsed).await;
