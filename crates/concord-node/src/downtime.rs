@@ -81,14 +81,7 @@ pub async fn keep_alive(
     grace: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period(grace)) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while !concord_replica::stopped_after(period(grace), &mut stop).await {
         let storage = storage.clone();
         let recorded = tokio::task::spawn_blocking(move || record_alive(&*storage, now_ms())).await;
         if let Ok(Err(e)) = recorded {

@@ -261,14 +261,7 @@ pub async fn run(
     if !config.enabled {
         return;
     }
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(config.interval) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while !crate::stopped_after(config.interval, &mut stop).await {
         let mut repaired = 0;
         for (namespace, policy, partition, peer) in replica.exchange_plan() {
             if *stop.borrow() {

@@ -281,14 +281,7 @@ pub async fn run_replay(replica: std::sync::Arc<Replica>, mut stop: watch::Recei
         tracing::error!(error = %e, "counting stored hints failed");
     }
     let interval = replica.hint_config.replay_interval;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while !crate::stopped_after(interval, &mut stop).await {
         let replayed = replica.replay_round().await;
         if replayed > 0 {
             tracing::info!(replayed, "hints delivered");

@@ -37,3 +37,16 @@ pub use service::{
 };
 pub use tombstones::TombstoneConfig;
 pub use verify::{ReplicaTree, TreeRoot};
+
+/// Waits `period`, or less if `stop` changes first; true if the background task should stop.
+/// The head of every periodic background loop (hint replay, exchanges, tombstone sweeps).
+pub async fn stopped_after(
+    period: std::time::Duration,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => {}
+        _ = stop.changed() => {}
+    }
+    *stop.borrow()
+}

@@ -216,14 +216,7 @@ impl Replica {
 /// Sweeps for expired tombstones every `interval` until `stop` turns true.
 pub async fn run(replica: Arc<Replica>, mut stop: watch::Receiver<bool>) {
     let interval = replica.tombstone_config.interval;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while !crate::stopped_after(interval, &mut stop).await {
         let mut purged = 0;
         for (namespace, partition, replicas) in replica.sweep_plan() {
             if *stop.borrow() {
