@@ -157,15 +157,9 @@ impl Replica {
                         tracing::debug!(%peer, %partition, error = %e, "purge request failed");
                     }
                 }
-                let here = request.tombstones.into_iter().map(|(key, state)| async move {
-                    let object = ObjectKey { namespace, partition, key };
-                    self.objects.purge(&object, state, self.actors.get(partition)).await
-                });
-                for done in join_all(here).await {
-                    if done.map_err(|e| e.to_string())? {
-                        purged += 1;
-                    }
-                }
+                // This replica purges by the same rules it asks of the others.
+                let here = self.handle_purge(request).await?;
+                purged += here.iter().filter(|p| **p).count();
             }
             match page.next {
                 Some(next) if !*stop.borrow() => after = Some(next),
@@ -173,7 +167,6 @@ impl Replica {
             }
             tokio::time::sleep(config.pause).await;
         }
-        self.metrics.tombstones_purged.inc_by(purged as u64);
         Ok(purged)
     }
 
