@@ -193,24 +193,18 @@ impl Replica {
         Ok(())
     }
 
-    /// Drops hints whose newest write is older than the tombstone grace, undelivered: a
-    /// tombstone that covered them may have been purged since, and delivering them would bring
-    /// deleted values back. Their target was unreachable for longer than the grace, and must be
-    /// rebuilt anyway (the tombstone rule).
-    async fn drop_expired(&self, target: &NodeId, expired: &[Hint]) {
-        if expired.is_empty() {
-            return;
-        }
-        let mut dropped = 0;
-        for deleted in join_all(expired.iter().map(|h| self.objects.delete_hint(h))).await {
-            if let Ok(true) = deleted {
-                dropped += 1;
-                self.metrics.hints_expired.inc();
+    /// Deletes hints of `target` (each only if unchanged since read), together so the deletes
+    /// share the committer's group commits, and keeps the ledger current. Returns how many went.
+    async fn delete_hints(&self, target: &NodeId, hints: &[&Hint]) -> u64 {
+        let mut deleted = 0;
+        for outcome in join_all(hints.iter().map(|h| self.objects.delete_hint(h))).await {
+            if let Ok(true) = outcome {
+                deleted += 1;
                 let count = self.ledger.add(target, -1);
                 self.set_pending_gauge(target, count);
             }
         }
-        tracing::warn!(%target, dropped, "dropped hints older than the tombstone grace");
+        deleted
     }
 
     /// One replay round over every target that is up: pages of hints delivered concurrently,
@@ -250,17 +244,19 @@ impl Replica {
                         Err(e) => failed = Some(e),
                     }
                 }
-                // Deleted together, so the deletes share the committer's group commits.
-                let deletes = join_all(acknowledged.iter().map(|h| self.objects.delete_hint(h)));
-                for deleted in deletes.await {
-                    if let Ok(true) = deleted {
-                        replayed += 1;
-                        self.metrics.hints_replayed.inc();
-                        let count = self.ledger.add(&target, -1);
-                        self.set_pending_gauge(&target, count);
-                    }
+                let delivered = self.delete_hints(&target, &acknowledged).await;
+                replayed += delivered as usize;
+                self.metrics.hints_replayed.inc_by(delivered);
+                if !expired.is_empty() {
+                    // Never delivered: a tombstone that covered them may have been purged since,
+                    // and delivering them would bring deleted values back. Their target was
+                    // unreachable for longer than the grace and must be rebuilt anyway (the
+                    // tombstone rule).
+                    let expired: Vec<&Hint> = expired.iter().collect();
+                    let dropped = self.delete_hints(&target, &expired).await;
+                    self.metrics.hints_expired.inc_by(dropped);
+                    tracing::warn!(%target, dropped, "dropped hints older than the tombstone grace");
                 }
-                self.drop_expired(&target, &expired).await;
                 if let Some(e) = failed {
                     tracing::debug!(%target, error = %e, "hint replay stopped; next round retries");
                     break;
