@@ -189,6 +189,33 @@ impl TestCluster {
         Ok(statuses)
     }
 
+    /// `Ok` when every running node sees each of `nodes` up; otherwise the first that does not.
+    pub async fn check_up(&self, nodes: &[usize]) -> Result<(), String> {
+        for (i, status) in self.statuses().await? {
+            for &j in nodes {
+                let state = status.node(self.id(j)).map_or("absent", |n| n.state.as_str());
+                if state != "up" {
+                    return Err(format!("{} sees {} {state}", self.id(i), self.id(j)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The partitions of namespace `ns` whose replicas' anti-entropy roots differ, as node
+    /// `n1` reports them (`GET /v1/cluster/partitions/{p}`).
+    pub async fn disagreeing(&self, ns: &str) -> anyhow::Result<Vec<u32>> {
+        let client = self.client(0);
+        let partitions = client.ring().await?.partitions.len() as u32;
+        let mut out = Vec::new();
+        for p in 0..partitions {
+            if !client.partition(p, ns).await?.agree {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
     /// `Ok` when every running node lists node `id` in `state`; otherwise what they say.
     pub async fn check_state_everywhere(&self, id: &str, state: &str) -> Result<(), String> {
         let mut wrong = Vec::new();

@@ -239,14 +239,7 @@ async fn anti_entropy_alone_brings_a_replica_back() -> anyhow::Result<()> {
     drop_hints(&cluster, &[0, 1]).await?;
     heal(&cluster).await?;
     let started = std::time::Instant::now();
-    cluster
-        .wait_for("every partition's replicas agree", Duration::from_secs(120), async || {
-            match disagreeing(&cluster).await.map_err(|e| format!("{e:#}"))? {
-                d if d.is_empty() => Ok(()),
-                d => Err(format!("{} partitions disagree", d.len())),
-            }
-        })
-        .await?;
+    wait_for_agreement(&cluster, Duration::from_secs(120)).await?;
     println!("anti-entropy repaired {keys} keys in {:.1?}", started.elapsed());
     for i in (0..keys).step_by(97) {
         let read = local_read(&cluster, 2, &key(i)).await?;

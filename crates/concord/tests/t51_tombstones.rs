@@ -100,14 +100,7 @@ async fn deletes_stay_deleted_and_tombstones_go_after_the_grace() -> anyhow::Res
     }
     drop_hints(&cluster, &[0, 1]).await?;
     heal(&cluster).await?;
-    cluster
-        .wait_for("every partition's replicas agree", SETTLE_TIMEOUT, async || {
-            match disagreeing(&cluster).await.map_err(|e| format!("{e:#}"))? {
-                d if d.is_empty() => Ok(()),
-                d => Err(format!("{} partitions disagree", d.len())),
-            }
-        })
-        .await?;
+    wait_for_agreement(&cluster, SETTLE_TIMEOUT).await?;
     assert_deleted(&cluster, 0..20).await?;
     println!("the tombstones are purged once the grace has passed");
     wait_for_objects(&cluster, 40, Duration::from_secs(GRACE_S + 30)).await?;
@@ -273,14 +266,7 @@ async fn a_replica_restored_from_an_old_copy_catches_up() -> anyhow::Result<()> 
     std::fs::remove_dir_all(&data_dir)?;
     copy_dir(&copy, &data_dir)?;
     cluster.restart(2)?;
-    cluster
-        .wait_for("every partition's replicas agree", Duration::from_secs(60), async || {
-            match disagreeing(&cluster).await.map_err(|e| format!("{e:#}"))? {
-                d if d.is_empty() => Ok(()),
-                d => Err(format!("{} partitions disagree", d.len())),
-            }
-        })
-        .await?;
+    wait_for_agreement(&cluster, Duration::from_secs(60)).await?;
     for (&i, value) in &expected {
         let read = local_read(&cluster, 2, &key(i)).await?;
         assert_eq!(value_of(&read), value.as_deref().map(str::as_bytes), "key {i} on n3: {read:?}");

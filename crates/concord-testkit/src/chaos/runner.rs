@@ -233,15 +233,7 @@ async fn all_up(cluster: &TestCluster, departed: Option<usize>) -> Result<(), St
     if running != members {
         return Err(format!("only {running:?} run"));
     }
-    for (i, status) in cluster.statuses().await? {
-        for &j in &members {
-            let state = status.node(cluster.id(j)).map_or("absent", |n| n.state.as_str());
-            if state != "up" {
-                return Err(format!("{} sees {} {state}", cluster.id(i), cluster.id(j)));
-            }
-        }
-    }
-    Ok(())
+    cluster.check_up(&members).await
 }
 
 async fn create_namespaces(cluster: &TestCluster) -> anyhow::Result<()> {
@@ -399,14 +391,10 @@ async fn converge(cluster: &TestCluster) -> anyhow::Result<()> {
         .await?;
     cluster
         .wait_for("every partition's replicas agree", CONVERGE_TIMEOUT, async || {
-            let client = cluster.client(0);
-            let ring = client.ring().await.map_err(|e| format!("{e:#}"))?;
             for ns in [SET_NS, RW_NS] {
-                for p in 0..ring.partitions.len() as u32 {
-                    let trees = client.partition(p, ns).await.map_err(|e| format!("{e:#}"))?;
-                    if !trees.agree {
-                        return Err(format!("{ns} partition {p} disagrees"));
-                    }
+                match cluster.disagreeing(ns).await.map_err(|e| format!("{e:#}"))? {
+                    d if d.is_empty() => {}
+                    d => return Err(format!("{ns}: partitions {d:?} disagree")),
                 }
             }
             Ok(())

@@ -50,16 +50,7 @@ pub async fn start_cluster_with(n: usize, env: &[(&str, &str)]) -> anyhow::Resul
 }
 
 pub async fn all_up(cluster: &TestCluster) -> Result<(), String> {
-    let running = cluster.running();
-    for (i, status) in cluster.statuses().await? {
-        for &j in &running {
-            let state = status.node(cluster.id(j)).map_or("absent", |n| n.state.as_str());
-            if state != "up" {
-                return Err(format!("{} sees {} {state}", cluster.id(i), cluster.id(j)));
-            }
-        }
-    }
-    Ok(())
+    cluster.check_up(&cluster.running()).await
 }
 
 pub fn w(quorum: Quorum) -> WriteOptions {
@@ -128,15 +119,19 @@ pub fn value_of(read: &GetResult) -> Option<&[u8]> {
 
 /// Partitions of `ev` whose replicas' anti-entropy roots differ.
 pub async fn disagreeing(cluster: &TestCluster) -> anyhow::Result<Vec<u32>> {
-    let client = cluster.client(0);
-    let partitions = client.ring().await?.partitions.len() as u32;
-    let mut out = Vec::new();
-    for p in 0..partitions {
-        if !client.partition(p, NS).await?.agree {
-            out.push(p);
-        }
-    }
-    Ok(out)
+    cluster.disagreeing(NS).await
+}
+
+/// Waits until every partition's replicas of `ev` agree.
+pub async fn wait_for_agreement(cluster: &TestCluster, within: Duration) -> anyhow::Result<()> {
+    cluster
+        .wait_for("every partition's replicas agree", within, async || {
+            match disagreeing(cluster).await.map_err(|e| format!("{e:#}"))? {
+                d if d.is_empty() => Ok(()),
+                d => Err(format!("{} partitions disagree", d.len())),
+            }
+        })
+        .await
 }
 
 /// Runs `concord cluster verify --ns ev` against n1; true if it exits 0.
