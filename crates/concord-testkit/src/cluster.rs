@@ -216,6 +216,20 @@ impl TestCluster {
         Ok(out)
     }
 
+    /// Waits until every running node knows namespace `ns`: a namespace is created through one
+    /// node, and the others learn of it when they apply the metadata entry.
+    pub async fn wait_for_namespace(&self, ns: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for(&format!("namespace {ns} on every node"), timeout, async || {
+            for i in self.running() {
+                if let Err(e) = self.client(i).namespace(ns).await {
+                    return Err(format!("{}: {e:#}", self.id(i)));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// `Ok` when every running node lists node `id` in `state`; otherwise what they say.
     pub async fn check_state_everywhere(&self, id: &str, state: &str) -> Result<(), String> {
         let mut wrong = Vec::new();

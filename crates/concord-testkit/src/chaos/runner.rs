@@ -252,6 +252,8 @@ async fn create_namespaces(cluster: &TestCluster) -> anyhow::Result<()> {
         ..Default::default()
     };
     client.create_namespace(RW_NS, &rw).await?;
+    cluster.wait_for_namespace(SET_NS, UP_TIMEOUT).await?;
+    cluster.wait_for_namespace(RW_NS, UP_TIMEOUT).await?;
     cluster
         .wait_for("no partition move pending", UP_TIMEOUT, async || {
             let status = cluster.client(0).cluster().await.map_err(|e| format!("{e:#}"))?;

@@ -40,6 +40,7 @@ pub async fn start_cluster_with(n: usize, env: &[(&str, &str)]) -> anyhow::Resul
         .await?;
     let config = NamespaceConfig { replicas: Some(3), ..Default::default() };
     cluster.client(0).create_namespace(NS, &config).await?;
+    cluster.wait_for_namespace(NS, CLUSTER_UP_TIMEOUT).await?;
     cluster
         .wait_for("no partition move pending", CLUSTER_UP_TIMEOUT, async || {
             let status = cluster.client(0).cluster().await.map_err(|e| format!("{e:#}"))?;
