@@ -37,6 +37,7 @@ pub struct MergeBatch {
     pub namespace: NamespaceId,
     pub partition: PartitionId,
     pub policy: ConflictPolicy,
+    #[serde(with = "crate::messages::stored_objects")]
     pub objects: Vec<(Key, Vec<u8>)>,
 }
 

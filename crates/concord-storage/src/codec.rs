@@ -1,6 +1,6 @@
 //! On-disk encoding of DVV sets: a format byte, then postcard.
 
-use concord_types::DvvSet;
+use concord_types::{Content, DvvSet};
 
 use crate::StorageError;
 
@@ -8,7 +8,17 @@ const FORMAT_V1: u8 = 1;
 
 pub(crate) fn encode(state: &DvvSet) -> Vec<u8> {
     assert!(state.is_well_formed(), "refusing to store a malformed DVV set");
-    let mut out = vec![FORMAT_V1];
+    // Sized up front: values are most of a state, and growing the buffer copies them again.
+    let values: usize = state
+        .siblings()
+        .iter()
+        .map(|sibling| match &sibling.content {
+            Content::Value { data, content_type } => data.len() + content_type.len() + 48,
+            Content::Tombstone => 48,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(64 + values);
+    out.push(FORMAT_V1);
     postcard::to_io(state, &mut out).expect("encoding into a Vec cannot fail");
     out
 }

@@ -1,14 +1,28 @@
 //! User keys: 1 to 1024 arbitrary bytes.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ValidationError;
 
 /// A validated user key. Any bytes, 1 to [`Key::MAX_BYTES`] long. Keys crossing the wire are
 /// validated again when decoded.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Vec<u8>", into = "Vec<u8>")]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key(Vec<u8>);
+
+/// Serialized as a byte string: one copy, where a derived `Vec<u8>` goes byte by byte. Postcard
+/// encodes both as the same bytes (length, then the bytes).
+impl Serialize for Key {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        Key::new(bytes.into_vec()).map_err(serde::de::Error::custom)
+    }
+}
 
 impl TryFrom<Vec<u8>> for Key {
     type Error = ValidationError;

@@ -93,7 +93,12 @@ impl VersionVector {
 /// What a sibling holds: a value, or the tombstone a delete leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Content {
-    Value { data: Vec<u8>, content_type: String },
+    Value {
+        /// Serialized as a byte string (one copy; the same postcard bytes as a `Vec<u8>`).
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        content_type: String,
+    },
     Tombstone,
 }
 

@@ -179,3 +179,32 @@ fn lww_keeps_the_latest_timestamp_even_for_blind_writes() {
     let values: Vec<_> = a.values().map(|s| s.content.clone()).collect();
     assert_eq!(values, vec![value(9)]);
 }
+
+/// Values and keys are serialized as byte strings; postcard writes the same bytes a derived
+/// `Vec<u8>` did, so data stored by earlier builds still decodes, and the other way round.
+#[test]
+fn byte_strings_keep_the_stored_format() {
+    #[derive(Serialize)]
+    enum PlainContent {
+        Value { data: Vec<u8>, content_type: String },
+        Tombstone,
+    }
+    let data: Vec<u8> = (0..=255u8).cycle().take(1500).collect();
+    let ours = Content::Value { data: data.clone(), content_type: "a/b".into() };
+    let plain = PlainContent::Value { data, content_type: "a/b".into() };
+    let encoded = postcard::to_allocvec(&ours).unwrap();
+    assert_eq!(encoded, postcard::to_allocvec(&plain).unwrap());
+    assert_eq!(postcard::from_bytes::<Content>(&encoded).unwrap(), ours);
+    assert_eq!(
+        postcard::to_allocvec(&Content::Tombstone).unwrap(),
+        postcard::to_allocvec(&PlainContent::Tombstone).unwrap()
+    );
+
+    let key = crate::Key::new(b"some key".to_vec()).unwrap();
+    let encoded = postcard::to_allocvec(&key).unwrap();
+    assert_eq!(encoded, postcard::to_allocvec(&b"some key".to_vec()).unwrap());
+    assert_eq!(postcard::from_bytes::<crate::Key>(&encoded).unwrap(), key);
+    // A key out of bounds is refused when decoded.
+    let empty = postcard::to_allocvec(&Vec::<u8>::new()).unwrap();
+    assert!(postcard::from_bytes::<crate::Key>(&empty).is_err());
+}
