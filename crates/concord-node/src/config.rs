@@ -196,10 +196,14 @@ pub struct StorageConfig {
     pub commit_batch_max: usize,
     /// Most writes waiting for the committer before writers are held back. Default 8192.
     pub commit_queue_max: usize,
-    /// Memtable size at which the engine flushes to a table file, in bytes. Default 8388608:
-    /// smaller memtables flush in shorter bursts, which keeps put p99 down (see README).
+    /// Memtable size at which the engine flushes to a table file, in bytes. Default 67108864
+    /// (fjall's own): fewer, larger flushes leave less compaction behind a write burst such as
+    /// a handoff (see README, "Cluster benchmarks"). Fixed when the data dir is created.
     pub memtable_bytes: u64,
-    /// Threads for engine flushes and compactions; 0 = one per core, up to 4. Default 0.
+    /// Threads for engine flushes and compactions; 0 = one per core, up to 4. Default 4: fjall
+    /// keeps its first worker for flushes and, while every other worker is busy, that worker
+    /// hands compaction requests back to the queue in a busy loop; with the two workers of a
+    /// 2-core machine it burned a core for the length of every compaction.
     pub background_threads: usize,
 }
 
@@ -209,8 +213,8 @@ impl Default for StorageConfig {
             durability: DurabilityMode::Sync,
             commit_batch_max: 1024,
             commit_queue_max: 8192,
-            memtable_bytes: 8 << 20,
-            background_threads: 0,
+            memtable_bytes: 64 << 20,
+            background_threads: 4,
         }
     }
 }

@@ -18,7 +18,7 @@ pub struct FjallOptions {
 
 impl Default for FjallOptions {
     fn default() -> Self {
-        Self { memtable_bytes: 8 << 20, background_threads: 0 }
+        Self { memtable_bytes: 64 << 20, background_threads: 4 }
     }
 }
 
