@@ -1,8 +1,8 @@
 //! The object store: one DVV set per key, written by a single committer with group commit.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -448,6 +448,11 @@ fn not_an_object(raw_key: &[u8]) -> StorageError {
     StorageError::Corrupt { key: raw_key.to_vec(), reason: "not an object key".into() }
 }
 
+/// Most bulk-merged items (handoff, anti-entropy) in one committer batch; more wait for the next
+/// batch. A batch's writes are answered only once all of it is applied and synced, so without a
+/// bound a client write landing behind four handoff streams' merges waited for all of them.
+const BULK_PER_BATCH: usize = 256;
+
 /// The single writer of the data space.
 struct Committer {
     storage: Arc<dyn Storage>,
@@ -484,15 +489,28 @@ type Staged = HashMap<(Space, Vec<u8>), (Option<u64>, Option<DvvSet>)>;
 impl Committer {
     fn run(self, mut inbox: mpsc::Receiver<Message>) {
         let mut closing = None;
-        while closing.is_none() {
-            let Some(first) = inbox.blocking_recv() else { break };
+        // Bulk merges held over for a later batch (see `BULK_PER_BATCH`).
+        let mut deferred: VecDeque<Message> = VecDeque::new();
+        while closing.is_none() || !deferred.is_empty() {
+            let first = match deferred.pop_front() {
+                Some(message) => message,
+                None => match inbox.blocking_recv() {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
             let mut batch = Vec::new();
             let mut bulk = Vec::new();
+            let mut bulk_items = 0;
             let mut next = Some(first);
             // Everything that queued up while the previous batch was syncing joins this batch:
-            // that is the group commit.
+            // that is the group commit. Bulk merges join only up to `BULK_PER_BATCH` items, so
+            // that the writes sharing a batch with them are not held behind a long one.
             while let Some(message) = next.take() {
                 match message {
+                    Message::MergeAll { .. } if bulk_items >= BULK_PER_BATCH => {
+                        deferred.push_back(message)
+                    }
                     Message::Update { space, key, update, reply } => {
                         batch.push(Pending::Update { space, key, update, reply: Some(reply) })
                     }
@@ -500,6 +518,7 @@ impl Committer {
                         batch.push(Pending::DeleteIf { space, key, expected, purged_by, reply })
                     }
                     Message::MergeAll { items, policy, reply } => {
+                        bulk_items += items.len();
                         batch.extend(items.into_iter().map(|(key, state)| Pending::Update {
                             space: Space::Data,
                             key,
@@ -513,7 +532,7 @@ impl Committer {
                         break;
                     }
                 }
-                if batch.len() < self.options.batch_max {
+                if batch.len() < self.options.batch_max && closing.is_none() {
                     next = inbox.try_recv().ok();
                 }
             }
