@@ -196,6 +196,9 @@ pub struct StorageConfig {
     pub commit_batch_max: usize,
     /// Most writes waiting for the committer before writers are held back. Default 8192.
     pub commit_queue_max: usize,
+    /// Most handoff and anti-entropy objects merged in one commit; more wait for the next one,
+    /// so that client writes sharing a commit with them are not held behind many. Default 256.
+    pub commit_bulk_max: usize,
     /// Memtable size at which the engine flushes to a table file, in bytes. Default 67108864
     /// (fjall's own): fewer, larger flushes leave less compaction behind a write burst such as
     /// a handoff (see README, "Cluster benchmarks"). Fixed when the data dir is created.
@@ -213,6 +216,7 @@ impl Default for StorageConfig {
             durability: DurabilityMode::Sync,
             commit_batch_max: 1024,
             commit_queue_max: 8192,
+            commit_bulk_max: 256,
             memtable_bytes: 64 << 20,
             background_threads: 4,
         }
@@ -288,8 +292,14 @@ impl Config {
         if self.limits.request_timeout_ms == 0 || self.limits.list_limit_max == 0 {
             return fail("limits.request_timeout_ms and limits.list_limit_max must be positive");
         }
-        if self.storage.commit_batch_max == 0 || self.storage.commit_queue_max == 0 {
-            return fail("storage.commit_batch_max and storage.commit_queue_max must be positive");
+        if self.storage.commit_batch_max == 0
+            || self.storage.commit_queue_max == 0
+            || self.storage.commit_bulk_max == 0
+        {
+            return fail(
+                "storage.commit_batch_max, storage.commit_queue_max and storage.commit_bulk_max \
+                 must be positive",
+            );
         }
         if self.storage.memtable_bytes < 1 << 20 {
             return fail("storage.memtable_bytes must be at least 1048576");

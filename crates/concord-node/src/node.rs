@@ -170,6 +170,7 @@ impl Node {
             },
             batch_max: config.storage.commit_batch_max,
             queue_max: config.storage.commit_queue_max,
+            bulk_max: config.storage.commit_bulk_max,
             siblings_max: config.limits.siblings_max,
         };
         let objects = Arc::new(ObjectStore::start(storage.clone(), options, metrics.clone()));

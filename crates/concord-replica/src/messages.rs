@@ -36,9 +36,7 @@ pub enum WriteOp {
         content_type: String,
     },
     /// A tombstone over `context`, or over everything stored when there is none.
-    Delete {
-        context: Option<VersionVector>,
-    },
+    Delete { context: Option<VersionVector> },
 }
 
 /// `ReplicaWrite`: a write forwarded by a node that does not hold the key to one that does.

@@ -25,6 +25,11 @@ pub struct ObjectStoreOptions {
     pub batch_max: usize,
     /// Most updates waiting for the committer; writers wait for room beyond it.
     pub queue_max: usize,
+    /// Most bulk-merged items (handoff, anti-entropy) in one batch; further bulk merges wait for
+    /// the next batch. A batch's writes are answered only once all of it is applied and synced,
+    /// so without a bound a client write landing behind four handoff streams' merges waited for
+    /// all of them. A single bulk merge larger than this still goes in one batch.
+    pub bulk_max: usize,
     /// Most concurrent versions a client write may leave on a key (`siblings` policy). Merges
     /// from other replicas are never refused: replicas must converge.
     pub siblings_max: usize,
@@ -32,7 +37,13 @@ pub struct ObjectStoreOptions {
 
 impl Default for ObjectStoreOptions {
     fn default() -> Self {
-        Self { durability: Durability::Sync, batch_max: 1024, queue_max: 8192, siblings_max: 64 }
+        Self {
+            durability: Durability::Sync,
+            batch_max: 1024,
+            queue_max: 8192,
+            bulk_max: 256,
+            siblings_max: 64,
+        }
     }
 }
 
@@ -122,7 +133,7 @@ impl ObjectStore {
         options: ObjectStoreOptions,
         observer: Arc<dyn CommitObserver>,
     ) -> Self {
-        assert!(options.batch_max > 0 && options.queue_max > 0);
+        assert!(options.batch_max > 0 && options.queue_max > 0 && options.bulk_max > 0);
         let (queue, inbox) = mpsc::channel(options.queue_max);
         let trees = Arc::new(Trees::default());
         let started = Instant::now();
@@ -448,11 +459,6 @@ fn not_an_object(raw_key: &[u8]) -> StorageError {
     StorageError::Corrupt { key: raw_key.to_vec(), reason: "not an object key".into() }
 }
 
-/// Most bulk-merged items (handoff, anti-entropy) in one committer batch; more wait for the next
-/// batch. A batch's writes are answered only once all of it is applied and synced, so without a
-/// bound a client write landing behind four handoff streams' merges waited for all of them.
-const BULK_PER_BATCH: usize = 256;
-
 /// The single writer of the data space.
 struct Committer {
     storage: Arc<dyn Storage>,
@@ -489,7 +495,7 @@ type Staged = HashMap<(Space, Vec<u8>), (Option<u64>, Option<DvvSet>)>;
 impl Committer {
     fn run(self, mut inbox: mpsc::Receiver<Message>) {
         let mut closing = None;
-        // Bulk merges held over for a later batch (see `BULK_PER_BATCH`).
+        // Bulk merges held over for a later batch (see `ObjectStoreOptions::bulk_max`).
         let mut deferred: VecDeque<Message> = VecDeque::new();
         while closing.is_none() || !deferred.is_empty() {
             let first = match deferred.pop_front() {
@@ -504,11 +510,11 @@ impl Committer {
             let mut bulk_items = 0;
             let mut next = Some(first);
             // Everything that queued up while the previous batch was syncing joins this batch:
-            // that is the group commit. Bulk merges join only up to `BULK_PER_BATCH` items, so
+            // that is the group commit. Bulk merges join only up to `bulk_max` items, so
             // that the writes sharing a batch with them are not held behind a long one.
             while let Some(message) = next.take() {
                 match message {
-                    Message::MergeAll { .. } if bulk_items >= BULK_PER_BATCH => {
+                    Message::MergeAll { .. } if bulk_items >= self.options.bulk_max => {
                         deferred.push_back(message)
                     }
                     Message::Update { space, key, update, reply } => {

@@ -192,6 +192,86 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
     assert_eq!(*sizes.0.lock().unwrap(), vec![1, 99]);
 }
 
+/// Bulk merges beyond `bulk_max` items wait for a later batch, while the client writes queued
+/// among them go in the next one; every item is committed in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
+    let (entered_tx, entered_rx) = std_mpsc::channel();
+    let (release_tx, release_rx) = std_mpsc::channel();
+    let storage = Arc::new(GatedStorage {
+        inner: MemoryStorage::new(),
+        entered: StdMutex::new(Some(entered_tx)),
+        release: StdMutex::new(Some(release_rx)),
+    });
+    let sizes = Arc::new(BatchSizes::default());
+    let options = ObjectStoreOptions { bulk_max: 4, ..Default::default() };
+    let store = Arc::new(ObjectStore::start(storage, options, sizes.clone()));
+
+    let mut tasks = Vec::new();
+    {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.update(&key("first"), write(&Default::default(), "x")).await.map(|_| ())
+        }));
+    }
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
+
+    // Queued in this order: bulk, write, bulk, write, bulk, write, write, write.
+    let mut remote = DvvSet::new();
+    remote.write(
+        &VersionVector::new(),
+        ActorId(9),
+        Timestamp(5),
+        Content::Value { data: b"remote".to_vec(), content_type: "text/plain".into() },
+        ConflictPolicy::Siblings,
+    );
+    const PLAN: [&str; 8] = ["bulk", "write", "bulk", "write", "bulk", "write", "write", "write"];
+    for (i, step) in PLAN.iter().enumerate() {
+        let queued_before = store.queue.max_capacity() - store.queue.capacity();
+        let (task_store, remote) = (store.clone(), remote.clone());
+        tasks.push(tokio::spawn(async move {
+            let store = task_store;
+            match *step {
+                "bulk" => {
+                    let objects = (0..4)
+                        .map(|j| (Key::new(format!("b{i}-{j}")).unwrap(), remote.clone()))
+                        .collect();
+                    let (ns, p, policy) =
+                        (NamespaceId(1), PartitionId(0), ConflictPolicy::Siblings);
+                    store.merge_all(ns, p, objects, policy).await
+                }
+                _ => store
+                    .update(&key(&format!("w{i}")), write(&Default::default(), "y"))
+                    .await
+                    .map(|_| ()),
+            }
+        }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.queue.max_capacity() - store.queue.capacity() <= queued_before {
+            assert!(Instant::now() < deadline, "step {i} never queued");
+            tokio::task::yield_now().await;
+        }
+    }
+    release_tx.send(()).unwrap();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    // The first write alone; then the first bulk merge with all five writes; then the two
+    // held-over bulk merges, one batch each.
+    assert_eq!(*sizes.0.lock().unwrap(), vec![1, 9, 4, 4]);
+    for (i, step) in PLAN.iter().enumerate() {
+        if *step == "bulk" {
+            for j in 0..4 {
+                let held = store.get(&key(&format!("b{i}-{j}"))).unwrap().unwrap();
+                assert_eq!(values(&held), ["remote"]);
+            }
+        } else {
+            assert_eq!(values(&store.get(&key(&format!("w{i}"))).unwrap().unwrap()), ["y"]);
+        }
+    }
+    store.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn scan_live_skips_deleted_keys_and_pages_by_after() {
     let store =
