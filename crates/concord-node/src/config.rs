@@ -197,7 +197,7 @@ pub struct StorageConfig {
     /// Most writes waiting for the committer before writers are held back. Default 8192.
     pub commit_queue_max: usize,
     /// Most handoff and anti-entropy objects merged in one commit; more wait for the next one,
-    /// so that client writes sharing a commit with them are not held behind many. Default 256.
+    /// so that client writes sharing a commit with them are not held behind many. Default 1024.
     pub commit_bulk_max: usize,
     /// Memtable size at which the engine flushes to a table file, in bytes. Default 67108864
     /// (fjall's own): fewer, larger flushes leave less compaction behind a write burst such as
@@ -216,7 +216,7 @@ impl Default for StorageConfig {
             durability: DurabilityMode::Sync,
             commit_batch_max: 1024,
             commit_queue_max: 8192,
-            commit_bulk_max: 256,
+            commit_bulk_max: 1024,
             memtable_bytes: 64 << 20,
             background_threads: 4,
         }
