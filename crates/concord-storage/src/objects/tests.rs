@@ -149,27 +149,50 @@ impl Storage for GatedStorage {
     }
 }
 
-/// Writes that arrive while a commit is in progress are all committed together in the next
-/// batch: one sync for all of them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_queued_behind_a_commit_share_the_next_one() {
+/// A store over [`GatedStorage`] whose first commit, one write of key "first", is in progress
+/// and held until `release` is sent.
+struct HeldCommit {
+    store: Arc<ObjectStore>,
+    sizes: Arc<BatchSizes>,
+    first: tokio::task::JoinHandle<Result<(), StorageError>>,
+    release: std_mpsc::Sender<()>,
+}
+
+async fn store_with_a_held_commit(options: ObjectStoreOptions) -> HeldCommit {
     let (entered_tx, entered_rx) = std_mpsc::channel();
-    let (release_tx, release_rx) = std_mpsc::channel();
+    let (release, release_rx) = std_mpsc::channel();
     let storage = Arc::new(GatedStorage {
         inner: MemoryStorage::new(),
         entered: StdMutex::new(Some(entered_tx)),
         release: StdMutex::new(Some(release_rx)),
     });
     let sizes = Arc::new(BatchSizes::default());
-    let store = Arc::new(ObjectStore::start(storage, Default::default(), sizes.clone()));
-
+    let store = Arc::new(ObjectStore::start(storage, options, sizes.clone()));
     let first = {
         let store = store.clone();
-        tokio::spawn(
-            async move { store.update(&key("first"), write(&Default::default(), "x")).await },
-        )
+        tokio::spawn(async move {
+            store.update(&key("first"), write(&Default::default(), "x")).await.map(|_| ())
+        })
     };
     tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
+    HeldCommit { store, sizes, first, release }
+}
+
+/// Waits until more than `queued` messages wait in the committer's inbox.
+async fn wait_until_queued_past(store: &ObjectStore, queued: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.queue.max_capacity() - store.queue.capacity() <= queued {
+        assert!(Instant::now() < deadline, "never queued past {queued}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Writes that arrive while a commit is in progress are all committed together in the next
+/// batch: one sync for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_behind_a_commit_share_the_next_one() {
+    let HeldCommit { store, sizes, first, release } =
+        store_with_a_held_commit(Default::default()).await;
 
     let mut queued = Vec::new();
     for i in 0..99 {
@@ -178,12 +201,8 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
             store.update(&key(&format!("k{i}")), write(&Default::default(), "y")).await
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while store.queue.max_capacity() - store.queue.capacity() < 99 {
-        assert!(Instant::now() < deadline, "writes never queued");
-        tokio::task::yield_now().await;
-    }
-    release_tx.send(()).unwrap();
+    wait_until_queued_past(&store, 98).await;
+    release.send(()).unwrap();
 
     first.await.unwrap().unwrap();
     for task in queued {
@@ -196,25 +215,9 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
 /// among them go in the next one; every item is committed in the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
-    let (entered_tx, entered_rx) = std_mpsc::channel();
-    let (release_tx, release_rx) = std_mpsc::channel();
-    let storage = Arc::new(GatedStorage {
-        inner: MemoryStorage::new(),
-        entered: StdMutex::new(Some(entered_tx)),
-        release: StdMutex::new(Some(release_rx)),
-    });
-    let sizes = Arc::new(BatchSizes::default());
     let options = ObjectStoreOptions { bulk_max: 4, ..Default::default() };
-    let store = Arc::new(ObjectStore::start(storage, options, sizes.clone()));
-
-    let mut tasks = Vec::new();
-    {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store.update(&key("first"), write(&Default::default(), "x")).await.map(|_| ())
-        }));
-    }
-    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
+    let HeldCommit { store, sizes, first, release } = store_with_a_held_commit(options).await;
+    let mut tasks = vec![first];
 
     // Queued in this order: bulk, write, bulk, write, bulk, write, write, write.
     let mut remote = DvvSet::new();
@@ -246,13 +249,9 @@ async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
                     .map(|_| ()),
             }
         }));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while store.queue.max_capacity() - store.queue.capacity() <= queued_before {
-            assert!(Instant::now() < deadline, "step {i} never queued");
-            tokio::task::yield_now().await;
-        }
+        wait_until_queued_past(&store, queued_before).await;
     }
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     for task in tasks {
         task.await.unwrap().unwrap();
     }
