@@ -16,7 +16,7 @@ use std::time::Duration;
 use concord_meta::{Command, MetaState, Move};
 use concord_rpc::MessageKind;
 use concord_storage::ObjectStore;
-use concord_types::{Key, NamespaceId, NodeId, PartitionId};
+use concord_types::{DvvSet, Key, NamespaceId, NodeId, PartitionId};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -243,14 +243,11 @@ async fn pull(
     while let Some(in_flight) = next.take() {
         let reply = in_flight.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let bytes = reply.len() as u64;
-        let reply: FetchReply = concord_rpc::decode(&reply).map_err(|e| e.to_string())?;
-        let more = reply.more;
-        let mut objects = Vec::with_capacity(reply.objects.len());
-        for (key, encoded) in reply.objects {
-            let state = ObjectStore::decode_state(&encoded)
-                .map_err(|e| format!("source sent a malformed state for {key:?}: {e}"))?;
-            objects.push((key, state));
-        }
+        // Decoding a chunk is megabytes of parsing and copying: done on a blocking thread, so
+        // that no client request queued on this async worker waits behind it.
+        let (mut objects, more) = tokio::task::spawn_blocking(move || decode_chunk(&reply))
+            .await
+            .map_err(|e| format!("decoding a chunk failed: {e}"))??;
         let last = objects.last().map(|(key, _)| key.clone());
         if more && last.is_some() {
             next = Some(fetch(last.clone()));
@@ -280,6 +277,18 @@ async fn pull(
         }
     }
     Ok(())
+}
+
+/// The objects of one fetched chunk, decoded, and whether more follow.
+fn decode_chunk(reply: &[u8]) -> Result<(Vec<(Key, DvvSet)>, bool), String> {
+    let reply: FetchReply = concord_rpc::decode(reply).map_err(|e| e.to_string())?;
+    let mut objects = Vec::with_capacity(reply.objects.len());
+    for (key, encoded) in reply.objects {
+        let state = ObjectStore::decode_state(&encoded)
+            .map_err(|e| format!("source sent a malformed state for {key:?}: {e}"))?;
+        objects.push((key, state));
+    }
+    Ok((objects, reply.more))
 }
 
 /// Drops every partition replica of every namespace this node holds but is not a replica of

@@ -779,17 +779,26 @@ impl Replica {
                 if request.partition.0 >= self.partitions.get() {
                     return Err(format!("no partition {}", request.partition));
                 }
-                let chunk = self
-                    .objects
-                    .scan_objects(
+                // A chunk is up to megabytes of reads and copying: done on a blocking thread,
+                // so that no client request queued on this async worker waits behind it.
+                let objects = self.objects.clone();
+                let scan = move || {
+                    let chunk = objects.scan_objects(
                         request.namespace,
                         request.partition,
                         request.after.as_ref(),
                         (request.max_objects as usize).clamp(1, 10_000),
                         (request.max_bytes as usize).clamp(1, 8 << 20),
-                    )
-                    .map_err(|e| e.to_string())?;
-                Ok(concord_rpc::encode(&FetchReply { objects: chunk.objects, more: chunk.more }))
+                    )?;
+                    Ok::<_, StorageError>(concord_rpc::encode(&FetchReply {
+                        objects: chunk.objects,
+                        more: chunk.more,
+                    }))
+                };
+                tokio::task::spawn_blocking(scan)
+                    .await
+                    .map_err(|e| format!("handoff scan task failed: {e}"))?
+                    .map_err(|e| e.to_string())
             }
             MessageKind::ReplicaList => {
                 let request: crate::list::ListRequest =
