@@ -843,7 +843,8 @@ def scenario_handoff(args, cluster: Cluster) -> dict:
     t_done = watch["handoff_duration_s"]
     t_first_byte = watch["first_byte_s"]
     last_new = watch["last_view"]
-    t_stop_at = max(t_bench + args.bench_seconds, now() + args.tail_seconds)
+    during_least = args.bench_seconds if args.during_seconds is None else args.during_seconds
+    t_stop_at = max(t_bench + during_least, now() + args.tail_seconds)
     time.sleep(max(0.0, t_stop_at - now()))
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -1089,6 +1090,9 @@ def main() -> int:
                        default=300_000)
         p.add_argument("--value-size", type=int, default=1024)
         p.add_argument("--bench-seconds", type=float, default=30, help="baseline length, and least length of the bench under handoff")
+        p.add_argument("--during-seconds", type=float, default=None,
+                       help="least length of the bench under handoff (default: --bench-seconds); "
+                            "0 with --tail-seconds 0 times just the handoff window")
         p.add_argument("--join-after", type=float, default=5, help="s into the bench to start n4")
         p.add_argument("--max-seconds", type=float, default=900, help="longest bench under handoff")
         p.add_argument("--tail-seconds", type=float, default=1, help="bench keeps going this long after the handoff")
