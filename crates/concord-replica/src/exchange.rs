@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord_rpc::MessageKind;
-use concord_storage::ObjectStore;
+use concord_storage::{Durability, ObjectStore};
 use concord_types::{ConflictPolicy, Key, NamespaceId, NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -157,7 +157,7 @@ impl Replica {
             decoded.push((key, state));
         }
         self.objects
-            .merge_all(namespace, partition, decoded, policy)
+            .merge_all(namespace, partition, decoded, policy, Durability::Sync)
             .await
             .map_err(|e| e.to_string())
     }
@@ -363,8 +363,8 @@ mod tests {
             objects.into_iter().map(|(k, v)| (k, ObjectStore::decode_state(&v).unwrap())).collect()
         };
         let policy = ConflictPolicy::Siblings;
-        a.merge_all(NS, P, decode(to_a), policy).await.unwrap();
-        b.merge_all(NS, P, decode(to_b), policy).await.unwrap();
+        a.merge_all(NS, P, decode(to_a), policy, Durability::Sync).await.unwrap();
+        b.merge_all(NS, P, decode(to_b), policy, Durability::Sync).await.unwrap();
     }
 
     /// A client write of key `k` coordinated by coordinator `c`: blind (`how` 0), with the

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use concord_meta::{Command, MetaState, Move};
 use concord_rpc::MessageKind;
-use concord_storage::ObjectStore;
+use concord_storage::{Durability, ObjectStore};
 use concord_types::{DvvSet, Key, NamespaceId, NodeId, PartitionId};
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -201,7 +201,9 @@ async fn receive(
             return Err(errors.join("; "));
         }
     }
-    Ok(())
+    // The chunks were merged without a sync each; the move is reported done only once they
+    // are durable.
+    replica.objects.persist().await.map_err(|e| format!("syncing the received objects: {e}"))
 }
 
 /// Streams one namespace's partition from `source`, resuming after `after`. The next chunk is
@@ -258,7 +260,7 @@ async fn pull(
             let rest = objects.split_off(objects.len().min(MERGE_SLICE));
             replica
                 .objects
-                .merge_all(namespace, partition, objects, policy)
+                .merge_all(namespace, partition, objects, policy, Durability::Buffered)
                 .await
                 .map_err(|e| e.to_string())?;
             objects = rest;

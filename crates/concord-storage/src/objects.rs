@@ -106,10 +106,11 @@ enum Message {
         purged_by: Option<ActorId>,
         reply: oneshot::Sender<Result<bool, StorageError>>,
     },
-    /// Many merges answered once, without returning the states (handoff).
+    /// Many merges answered once, without returning the states (handoff, anti-entropy).
     MergeAll {
         items: Vec<(Vec<u8>, DvvSet)>,
         policy: ConflictPolicy,
+        durability: Durability,
         reply: BulkReply,
     },
     Close(oneshot::Sender<()>),
@@ -223,15 +224,21 @@ impl ObjectStore {
         answer.await.map_err(|_| StorageError::Closed)?
     }
 
-    /// Merges every `(key, state)` of one partition in, durably, with one answer and without
-    /// returning the merged states: the bulk path of handoff. The items join the committer's
-    /// batches like any other writes.
+    /// Merges every `(key, state)` of one partition in, with one answer and without returning
+    /// the merged states: the bulk path of handoff and anti-entropy. The items join the
+    /// committer's batches like any other writes.
+    ///
+    /// With [`Durability::Buffered`] a batch holding nothing else is not synced: the caller
+    /// syncs once with [`ObjectStore::persist`] before it relies on the objects (handoff, before
+    /// it reports the move done). Any later synced batch makes them durable too, as the engine's
+    /// journal is one sequence, so no durable state ever rests on one that is not.
     pub async fn merge_all(
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
         objects: Vec<(Key, DvvSet)>,
         policy: ConflictPolicy,
+        durability: Durability,
     ) -> Result<(), StorageError> {
         if objects.is_empty() {
             return Ok(());
@@ -241,9 +248,17 @@ impl ObjectStore {
             .map(|(key, state)| (ObjectKey { namespace, partition, key }.encode(), state))
             .collect();
         let (reply, answer) = oneshot::channel();
-        let message = Message::MergeAll { items, policy, reply };
+        let message = Message::MergeAll { items, policy, durability, reply };
         self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Makes everything committed so far durable (one sync of the engine).
+    pub async fn persist(&self) -> Result<(), StorageError> {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.persist())
+            .await
+            .map_err(|e| StorageError::Engine(format!("sync task failed: {e}")))?
     }
 
     /// Decodes a stored state as shipped in an [`ObjectChunk`]; a malformed one is an error.
@@ -510,6 +525,8 @@ impl Committer {
             let mut batch = Vec::new();
             let mut bulk = Vec::new();
             let mut bulk_items = 0;
+            // Synced unless it holds only bulk merges that asked for none.
+            let mut sync = false;
             let mut next = Some(first);
             // Everything that queued up while the previous batch was syncing joins this batch:
             // that is the group commit. Bulk merges join only up to `bulk_max` items, so
@@ -520,12 +537,15 @@ impl Committer {
                         deferred.push_back(message)
                     }
                     Message::Update { space, key, update, reply } => {
+                        sync = true;
                         batch.push(Pending::Update { space, key, update, reply: Some(reply) })
                     }
                     Message::DeleteIf { space, key, expected, purged_by, reply } => {
+                        sync = true;
                         batch.push(Pending::DeleteIf { space, key, expected, purged_by, reply })
                     }
-                    Message::MergeAll { items, policy, reply } => {
+                    Message::MergeAll { items, policy, durability, reply } => {
+                        sync |= durability == Durability::Sync;
                         bulk_items += items.len();
                         batch.extend(items.into_iter().map(|(key, state)| Pending::Update {
                             space: Space::Data,
@@ -545,7 +565,8 @@ impl Committer {
                 }
             }
             if !batch.is_empty() {
-                self.commit(batch, bulk);
+                let durability = if sync { self.options.durability } else { Durability::Buffered };
+                self.commit(batch, bulk, durability);
             }
         }
         inbox.close();
@@ -556,7 +577,7 @@ impl Committer {
 
     /// Applies a batch of updates on the latest states, commits them with one sync, and answers
     /// every waiter.
-    fn commit(&self, batch: Vec<Pending>, bulk: Vec<BulkReply>) {
+    fn commit(&self, batch: Vec<Pending>, bulk: Vec<BulkReply>, durability: Durability) {
         let started = Instant::now();
         let mut states: Staged = HashMap::new();
         let updates = batch.len();
@@ -601,7 +622,7 @@ impl Committer {
                 None => writes.delete(space, key),
             }
         }
-        let committed = self.storage.commit(writes, self.options.durability);
+        let committed = self.storage.commit(writes, durability);
         if committed.is_ok() {
             self.trees.apply_all(changes);
         }

@@ -121,6 +121,8 @@ struct GatedStorage {
     inner: MemoryStorage,
     entered: StdMutex<Option<std_mpsc::Sender<()>>>,
     release: StdMutex<Option<std_mpsc::Receiver<()>>>,
+    /// The durability each commit asked for, in order.
+    durabilities: StdMutex<Vec<Durability>>,
 }
 
 impl Storage for GatedStorage {
@@ -142,6 +144,7 @@ impl Storage for GatedStorage {
             let release = self.release.lock().unwrap().take().unwrap();
             release.recv().unwrap();
         }
+        self.durabilities.lock().unwrap().push(durability);
         self.inner.commit(batch, durability)
     }
     fn persist(&self) -> Result<(), StorageError> {
@@ -153,6 +156,7 @@ impl Storage for GatedStorage {
 /// and held until `release` is sent.
 struct HeldCommit {
     store: Arc<ObjectStore>,
+    storage: Arc<GatedStorage>,
     sizes: Arc<BatchSizes>,
     first: tokio::task::JoinHandle<Result<(), StorageError>>,
     release: std_mpsc::Sender<()>,
@@ -165,9 +169,10 @@ async fn store_with_a_held_commit(options: ObjectStoreOptions) -> HeldCommit {
         inner: MemoryStorage::new(),
         entered: StdMutex::new(Some(entered_tx)),
         release: StdMutex::new(Some(release_rx)),
+        durabilities: StdMutex::new(Vec::new()),
     });
     let sizes = Arc::new(BatchSizes::default());
-    let store = Arc::new(ObjectStore::start(storage, options, sizes.clone()));
+    let store = Arc::new(ObjectStore::start(storage.clone(), options, sizes.clone()));
     let first = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -175,7 +180,7 @@ async fn store_with_a_held_commit(options: ObjectStoreOptions) -> HeldCommit {
         })
     };
     tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
-    HeldCommit { store, sizes, first, release }
+    HeldCommit { store, storage, sizes, first, release }
 }
 
 /// Waits until more than `queued` messages wait in the committer's inbox.
@@ -191,7 +196,7 @@ async fn wait_until_queued_past(store: &ObjectStore, queued: usize) {
 /// batch: one sync for all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_queued_behind_a_commit_share_the_next_one() {
-    let HeldCommit { store, sizes, first, release } =
+    let HeldCommit { store, sizes, first, release, .. } =
         store_with_a_held_commit(Default::default()).await;
 
     let mut queued = Vec::new();
@@ -212,11 +217,13 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
 }
 
 /// Bulk merges beyond `bulk_max` items wait for a later batch, while the client writes queued
-/// among them go in the next one; every item is committed in the end.
+/// among them go in the next one; every item is committed in the end. A batch is synced unless
+/// it holds only bulk merges that asked for no sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
     let options = ObjectStoreOptions { bulk_max: 4, ..Default::default() };
-    let HeldCommit { store, sizes, first, release } = store_with_a_held_commit(options).await;
+    let HeldCommit { store, storage, sizes, first, release } =
+        store_with_a_held_commit(options).await;
     let mut tasks = vec![first];
 
     // Queued in this order: bulk, write, bulk, write, bulk, write, write, write.
@@ -241,7 +248,9 @@ async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
                         .collect();
                     let (ns, p, policy) =
                         (NamespaceId(1), PartitionId(0), ConflictPolicy::Siblings);
-                    store.merge_all(ns, p, objects, policy).await
+                    // The second bulk merge asks for a sync, the others do not.
+                    let durability = if i == 2 { Durability::Sync } else { Durability::Buffered };
+                    store.merge_all(ns, p, objects, policy, durability).await
                 }
                 _ => store
                     .update(&key(&format!("w{i}")), write(&Default::default(), "y"))
@@ -258,6 +267,10 @@ async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
     // The first write alone; then the first bulk merge with all five writes; then the two
     // held-over bulk merges, one batch each.
     assert_eq!(*sizes.0.lock().unwrap(), vec![1, 9, 4, 4]);
+    // The first bulk merge shares its batch with writes, so that batch is synced; of the two
+    // held over, only the one that asked for it.
+    use Durability::{Buffered, Sync};
+    assert_eq!(*storage.durabilities.lock().unwrap(), vec![Sync, Sync, Sync, Buffered]);
     for (i, step) in PLAN.iter().enumerate() {
         if *step == "bulk" {
             for j in 0..4 {
@@ -394,7 +407,13 @@ async fn bulk_merges_land_and_merge_with_stored_state() {
         (Key::new("only-remote").unwrap(), remote.clone()),
     ];
     store
-        .merge_all(NamespaceId(1), PartitionId(0), objects, ConflictPolicy::Siblings)
+        .merge_all(
+            NamespaceId(1),
+            PartitionId(0),
+            objects,
+            ConflictPolicy::Siblings,
+            Durability::Sync,
+        )
         .await
         .unwrap();
     assert_eq!(values(&store.get(&here).unwrap().unwrap()), ["local", "remote"]);
@@ -444,6 +463,7 @@ async fn incremental_trees_match_trees_rebuilt_from_data() {
             PartitionId(1),
             vec![(Key::new("bulk").unwrap(), other)],
             ConflictPolicy::Siblings,
+            Durability::Sync,
         )
         .await
         .unwrap();
