@@ -802,6 +802,36 @@ def watch_join(cluster: Cluster, new: Node, limit_s: float, poll_s: float = 0.1)
     }
 
 
+COMMIT_METRIC = "concord_storage_commit_duration_seconds"
+
+
+def histogram_buckets(node: Node, metric: str) -> dict[float, float]:
+    """Cumulative bucket counts of one Prometheus histogram of a node ({} if unreachable)."""
+    try:
+        status, body = Http(node.http_addr, timeout=5).request("GET", "/metrics")
+    except (OSError, http.client.HTTPException):
+        return {}
+    if status != 200:
+        return {}
+    buckets = {}
+    for line in body.decode().splitlines():
+        if line.startswith(metric + "_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(le)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_quantiles(before: dict, after: dict) -> dict:
+    """Count and p50/p90/p99 (as bucket upper bounds, ms) of the observations between two scrapes."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1] if delta else 0.0
+    out = {"count": int(total)}
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        bound = next((le for le, n in delta if total and n >= q * total), None)
+        out[f"{name}_le_ms"] = None if bound is None else (round(bound * 1e3, 3) if bound != float("inf") else "inf")
+    return out
+
+
 def scenario_handoff(args, cluster: Cluster) -> dict:
     started = cluster.start(3)
     log(f"3 nodes up: {started}")
@@ -836,9 +866,18 @@ def scenario_handoff(args, cluster: Cluster) -> dict:
     t_bench = now()
     log("  $ " + " ".join(argv) + "   (stopped by SIGINT when the handoff is over)")
     time.sleep(args.join_after)
+    commits_before = {n.node_id: histogram_buckets(n, COMMIT_METRIC) for n in cluster.live()}
     new = cluster.new_node("n4")
     log(f"starting n4 {now() - t_bench:.2f} s into the bench")
     watch = watch_join(cluster, new, args.max_seconds - args.join_after - 5)
+    # Group-commit times during the handoff: on the receiver they are what a client write
+    # that must reach the new owner waits for.
+    commits = {n.node_id: bucket_quantiles(commits_before.get(n.node_id, {}),
+                                           histogram_buckets(n, COMMIT_METRIC))
+               for n in cluster.live()}
+    log("  group commits during the handoff (bucket bounds): " + "; ".join(
+        f"{node} {c['count']} p50<={c['p50_le_ms']} p90<={c['p90_le_ms']} p99<={c['p99_le_ms']} ms"
+        for node, c in sorted(commits.items())))
     t_join = new.started_at
     t_done = watch["handoff_duration_s"]
     t_first_byte = watch["first_byte_s"]
@@ -889,6 +928,7 @@ def scenario_handoff(args, cluster: Cluster) -> dict:
         "during": during_fig, "during_argv": argv,
         "join_after_s": round(t_join - t_bench, 2),
         "n4": watch,
+        "commits_during_handoff": commits,
         "handoff_duration_s": t_done,
         "bytes_moved_by_n4": bytes_moved,
         "n4_data_dir_bytes": new_disk,

@@ -196,8 +196,9 @@ pub struct StorageConfig {
     pub commit_batch_max: usize,
     /// Most writes waiting for the committer before writers are held back. Default 8192.
     pub commit_queue_max: usize,
-    /// Most handoff and anti-entropy objects merged in one commit; more wait for the next one,
-    /// so that client writes sharing a commit with them are not held behind many. Default 1024.
+    /// Most handoff and anti-entropy objects merged in one bulk commit; more wait for a later
+    /// one. Bulk and client commits take turns, so this bounds how much bulk work a client
+    /// write can wait behind. Default 1024.
     pub commit_bulk_max: usize,
     /// Memtable size at which the engine flushes to a table file, in bytes. Default 67108864
     /// (fjall's own): fewer, larger flushes leave less compaction behind a write burst such as

@@ -115,12 +115,13 @@ async fn durable_writes_survive_reopen() {
     }
 }
 
-/// A storage whose first commit blocks until the test releases it, so the test can queue writes
-/// behind a commit in progress without relying on timing.
+/// A storage whose first `holds` commits each block until the test releases them, so the test
+/// can queue writes behind a commit in progress without relying on timing.
 struct GatedStorage {
     inner: MemoryStorage,
-    entered: StdMutex<Option<std_mpsc::Sender<()>>>,
-    release: StdMutex<Option<std_mpsc::Receiver<()>>>,
+    holds: StdMutex<usize>,
+    entered: StdMutex<std_mpsc::Sender<()>>,
+    release: StdMutex<std_mpsc::Receiver<()>>,
     /// The durability each commit asked for, in order.
     durabilities: StdMutex<Vec<Durability>>,
 }
@@ -139,10 +140,15 @@ impl Storage for GatedStorage {
         self.inner.scan(space, start, end, limit)
     }
     fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
-        if let Some(entered) = self.entered.lock().unwrap().take() {
-            entered.send(()).unwrap();
-            let release = self.release.lock().unwrap().take().unwrap();
-            release.recv().unwrap();
+        let held = {
+            let mut holds = self.holds.lock().unwrap();
+            let held = *holds > 0;
+            *holds = holds.saturating_sub(1);
+            held
+        };
+        if held {
+            self.entered.lock().unwrap().send(()).unwrap();
+            self.release.lock().unwrap().recv().unwrap();
         }
         self.durabilities.lock().unwrap().push(durability);
         self.inner.commit(batch, durability)
@@ -153,22 +159,29 @@ impl Storage for GatedStorage {
 }
 
 /// A store over [`GatedStorage`] whose first commit, one write of key "first", is in progress
-/// and held until `release` is sent.
+/// and held until `release` is sent; `entered` hears of each later held commit.
 struct HeldCommit {
     store: Arc<ObjectStore>,
     storage: Arc<GatedStorage>,
     sizes: Arc<BatchSizes>,
     first: tokio::task::JoinHandle<Result<(), StorageError>>,
     release: std_mpsc::Sender<()>,
+    entered: Arc<StdMutex<std_mpsc::Receiver<()>>>,
 }
 
 async fn store_with_a_held_commit(options: ObjectStoreOptions) -> HeldCommit {
+    store_with_held_commits(options, 1).await
+}
+
+/// Like [`store_with_a_held_commit`], holding the first `holds` commits.
+async fn store_with_held_commits(options: ObjectStoreOptions, holds: usize) -> HeldCommit {
     let (entered_tx, entered_rx) = std_mpsc::channel();
     let (release, release_rx) = std_mpsc::channel();
     let storage = Arc::new(GatedStorage {
         inner: MemoryStorage::new(),
-        entered: StdMutex::new(Some(entered_tx)),
-        release: StdMutex::new(Some(release_rx)),
+        holds: StdMutex::new(holds),
+        entered: StdMutex::new(entered_tx),
+        release: StdMutex::new(release_rx),
         durabilities: StdMutex::new(Vec::new()),
     });
     let sizes = Arc::new(BatchSizes::default());
@@ -179,8 +192,15 @@ async fn store_with_a_held_commit(options: ObjectStoreOptions) -> HeldCommit {
             store.update(&key("first"), write(&Default::default(), "x")).await.map(|_| ())
         })
     };
-    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap()).await.unwrap();
-    HeldCommit { store, storage, sizes, first, release }
+    let entered = Arc::new(StdMutex::new(entered_rx));
+    wait_entered(&entered).await;
+    HeldCommit { store, storage, sizes, first, release, entered }
+}
+
+/// Waits until the committer is inside its next held commit.
+async fn wait_entered(entered: &Arc<StdMutex<std_mpsc::Receiver<()>>>) {
+    let entered = entered.clone();
+    tokio::task::spawn_blocking(move || entered.lock().unwrap().recv().unwrap()).await.unwrap();
 }
 
 /// Waits until more than `queued` messages wait in the committer's inbox.
@@ -216,13 +236,14 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
     assert_eq!(*sizes.0.lock().unwrap(), vec![1, 99]);
 }
 
-/// Bulk merges beyond `bulk_max` items wait for a later batch, while the client writes queued
-/// among them go in the next one; every item is committed in the end. A batch is synced unless
-/// it holds only bulk merges that asked for no sync.
+/// Client writes and bulk merges go in separate batches: the client writes queued among bulk
+/// merges go first, together, then the bulk merges, at most `bulk_max` items a batch; every item
+/// is committed in the end. A client batch is synced; a bulk batch only if one of its merges
+/// asked for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
+async fn client_writes_and_bulk_merges_take_separate_batches() {
     let options = ObjectStoreOptions { bulk_max: 4, ..Default::default() };
-    let HeldCommit { store, storage, sizes, first, release } =
+    let HeldCommit { store, storage, sizes, first, release, .. } =
         store_with_a_held_commit(options).await;
     let mut tasks = vec![first];
 
@@ -264,13 +285,11 @@ async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    // The first write alone; then the first bulk merge with all five writes; then the two
-    // held-over bulk merges, one batch each.
-    assert_eq!(*sizes.0.lock().unwrap(), vec![1, 9, 4, 4]);
-    // The first bulk merge shares its batch with writes, so that batch is synced; of the two
-    // held over, only the one that asked for it.
+    // The first write alone; then the five writes queued behind it; then the three bulk
+    // merges, one batch each, of which only the second asked for a sync.
+    assert_eq!(*sizes.0.lock().unwrap(), vec![1, 5, 4, 4, 4]);
     use Durability::{Buffered, Sync};
-    assert_eq!(*storage.durabilities.lock().unwrap(), vec![Sync, Sync, Sync, Buffered]);
+    assert_eq!(*storage.durabilities.lock().unwrap(), vec![Sync, Sync, Buffered, Sync, Buffered]);
     for (i, step) in PLAN.iter().enumerate() {
         if *step == "bulk" {
             for j in 0..4 {
@@ -280,6 +299,56 @@ async fn bulk_merges_beyond_the_bound_wait_for_a_later_batch() {
         } else {
             assert_eq!(values(&store.get(&key(&format!("w{i}"))).unwrap().unwrap()), ["y"]);
         }
+    }
+    store.close().await.unwrap();
+}
+
+/// Bulk merges are not starved by client writes that keep arriving: while writes queue behind
+/// every commit, client and bulk batches still take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_merges_take_turns_with_a_steady_stream_of_writes() {
+    let options = ObjectStoreOptions { bulk_max: 4, ..Default::default() };
+    let HeldCommit { store, sizes, first, release, entered, .. } =
+        store_with_held_commits(options, 6).await;
+    let mut tasks = vec![first];
+    let queue = |tasks: &mut Vec<_>, name: String, bulk: bool| {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if bulk {
+                let state = store.get(&key("first")).unwrap().unwrap_or_default();
+                let objects =
+                    (0..4).map(|j| (Key::new(format!("{name}-{j}")).unwrap(), state.clone()));
+                let (ns, p) = (NamespaceId(1), PartitionId(0));
+                let policy = ConflictPolicy::Siblings;
+                store.merge_all(ns, p, objects.collect(), policy, Durability::Buffered).await
+            } else {
+                store.update(&key(&name), write(&Default::default(), "y")).await.map(|_| ())
+            }
+        }));
+    };
+    for (name, bulk) in [("bulk-a", true), ("bulk-b", true), ("w0", false)] {
+        let queued_before = store.queue.max_capacity() - store.queue.capacity();
+        queue(&mut tasks, name.to_string(), bulk);
+        wait_until_queued_past(&store, queued_before).await;
+    }
+    // Five more held commits; one more write queues behind each of the first four.
+    for i in 1..=5 {
+        release.send(()).unwrap();
+        wait_entered(&entered).await;
+        if i < 5 {
+            let queued_before = store.queue.max_capacity() - store.queue.capacity();
+            queue(&mut tasks, format!("w{i}"), false);
+            wait_until_queued_past(&store, queued_before).await;
+        }
+    }
+    release.send(()).unwrap();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    // first; w0; bulk-a; w1 and w2; bulk-b; w3 and w4.
+    assert_eq!(*sizes.0.lock().unwrap(), vec![1, 1, 4, 2, 4, 2]);
+    for name in ["bulk-a-0", "bulk-b-3", "w0", "w4"] {
+        assert!(store.get(&key(name)).unwrap().is_some(), "{name} missing");
     }
     store.close().await.unwrap();
 }
