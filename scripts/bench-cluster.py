@@ -807,10 +807,13 @@ COMMIT_METRIC = "concord_storage_commit_duration_seconds"
 
 def histogram_buckets(node: Node, metric: str) -> dict[float, float]:
     """Cumulative bucket counts of one Prometheus histogram of a node ({} if unreachable)."""
+    conn = Http(node.http_addr, timeout=5)
     try:
-        status, body = Http(node.http_addr, timeout=5).request("GET", "/metrics")
+        status, body = conn.request("GET", "/metrics")
     except (OSError, http.client.HTTPException):
         return {}
+    finally:
+        conn.close()
     if status != 200:
         return {}
     buckets = {}

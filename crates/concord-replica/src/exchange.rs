@@ -151,11 +151,7 @@ impl Replica {
         objects: Vec<(Key, Vec<u8>)>,
         policy: ConflictPolicy,
     ) -> Result<(), String> {
-        let mut decoded = Vec::with_capacity(objects.len());
-        for (key, bytes) in objects {
-            let state = ObjectStore::decode_state(&bytes).map_err(|e| e.to_string())?;
-            decoded.push((key, state));
-        }
+        let decoded = ObjectStore::decode_states(objects)?;
         self.objects
             .merge_all(namespace, partition, decoded, policy, Durability::Sync)
             .await

@@ -284,12 +284,8 @@ async fn pull(
 /// The objects of one fetched chunk, decoded, and whether more follow.
 fn decode_chunk(reply: &[u8]) -> Result<(Vec<(Key, DvvSet)>, bool), String> {
     let reply: FetchReply = concord_rpc::decode(reply).map_err(|e| e.to_string())?;
-    let mut objects = Vec::with_capacity(reply.objects.len());
-    for (key, encoded) in reply.objects {
-        let state = ObjectStore::decode_state(&encoded)
-            .map_err(|e| format!("source sent a malformed state for {key:?}: {e}"))?;
-        objects.push((key, state));
-    }
+    let objects =
+        ObjectStore::decode_states(reply.objects).map_err(|e| format!("source sent a {e}"))?;
     Ok((objects, reply.more))
 }
 

@@ -266,6 +266,18 @@ impl ObjectStore {
         codec::decode(&[], bytes)
     }
 
+    /// Decodes (and so validates) objects as another replica stores and ships them, ready for
+    /// [`ObjectStore::merge_all`]; the first malformed state is an error naming its key.
+    pub fn decode_states(objects: Vec<(Key, Vec<u8>)>) -> Result<Vec<(Key, DvvSet)>, String> {
+        objects
+            .into_iter()
+            .map(|(key, bytes)| match Self::decode_state(&bytes) {
+                Ok(state) => Ok((key, state)),
+                Err(e) => Err(format!("malformed state for {key:?}: {e}")),
+            })
+            .collect()
+    }
+
     /// The stored state of `key`, if any.
     pub fn get(&self, key: &ObjectKey) -> Result<Option<DvvSet>, StorageError> {
         let encoded = key.encode();
@@ -598,8 +610,8 @@ impl Committer {
         self.commit(batch, replies, durability);
     }
 
-    /// Applies a batch of updates on the latest states, commits them with one sync, and answers
-    /// every waiter.
+    /// Applies a batch of updates on the latest states, commits them at once with `durability`,
+    /// and answers every waiter.
     fn commit(&self, batch: Vec<Pending>, bulk: Vec<BulkReply>, durability: Durability) {
         let started = Instant::now();
         let mut states: Staged = HashMap::new();

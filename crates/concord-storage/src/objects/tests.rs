@@ -142,9 +142,13 @@ impl Storage for GatedStorage {
     fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
         let held = {
             let mut holds = self.holds.lock().unwrap();
-            let held = *holds > 0;
-            *holds = holds.saturating_sub(1);
-            held
+            match holds.checked_sub(1) {
+                Some(left) => {
+                    *holds = left;
+                    true
+                }
+                None => false,
+            }
         };
         if held {
             self.entered.lock().unwrap().send(()).unwrap();
