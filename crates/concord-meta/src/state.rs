@@ -191,15 +191,25 @@ impl MetaState {
             .collect()
     }
 
+    /// The nodes that will hold `partition` once the ring transition in progress settles;
+    /// empty when no transition is in progress. Members only.
+    pub fn target_replicas(&self, partition: PartitionId, n: usize) -> Vec<NodeId> {
+        let Some(target) = &self.target else { return Vec::new() };
+        target
+            .replicas(partition, n)
+            .iter()
+            .filter(|node| self.members.contains_key(*node))
+            .cloned()
+            .collect()
+    }
+
     /// The nodes a write must reach: the current replicas and, during a transition, the target
     /// replicas too, so that no write slips past a partition that is being streamed.
     pub fn write_replicas(&self, partition: PartitionId, n: usize) -> Vec<NodeId> {
         let mut nodes = self.read_replicas(partition, n);
-        if let Some(target) = &self.target {
-            for node in target.replicas(partition, n) {
-                if self.members.contains_key(node) && !nodes.contains(node) {
-                    nodes.push(node.clone());
-                }
+        for node in self.target_replicas(partition, n) {
+            if !nodes.contains(&node) {
+                nodes.push(node);
             }
         }
         nodes

@@ -2,10 +2,16 @@
 //!
 //! A write succeeds once `required` distinct nodes hold it: current replicas that took it (the
 //! coordinator counts when it is one) and, unless the write is strict, fallback nodes holding a
-//! hint for a replica that did not (the sloppy quorum). During a ring transition every
-//! target-only replica (a new owner) must also hold the write or have a hint stored for it:
-//! a new owner that missed a write could otherwise lose it when the old owners drop the
-//! partition after handoff.
+//! hint for a replica that did not (the sloppy quorum).
+//!
+//! During a ring transition the write also goes to the target replicas (the incoming set), and
+//! must be held there too, as in joint consensus: either `required` nodes of the incoming set
+//! hold a copy, or every target-only replica (a new owner) holds it or has a hint stored for
+//! it. Either way, once the transition settles and the old owners drop the partition, the write
+//! is where the settled ring's reads look for it, exactly as a write made after the transition
+//! would be. A new owner that is slower than the replicas it shares with the old set is
+//! therefore not waited for: the write still reaches it (or a hint does) after the client has
+//! its answer.
 
 use concord_types::NodeId;
 
@@ -13,11 +19,15 @@ use concord_types::NodeId;
 #[derive(Debug, Clone)]
 pub struct WriteAcks {
     owners: Vec<NodeId>,
+    /// The target replicas during a ring transition; empty otherwise.
+    incoming: Vec<NodeId>,
     required: usize,
     strict: bool,
     /// Distinct nodes holding the write that count toward `required`.
     counted: Vec<NodeId>,
-    /// Target-only replicas that have not acknowledged yet.
+    /// Nodes of `incoming` holding a copy of the write.
+    incoming_held: Vec<NodeId>,
+    /// Target-only replicas that have neither acknowledged nor been hinted yet.
     must: Vec<NodeId>,
     failures: Vec<(String, String)>,
 }
@@ -31,20 +41,30 @@ pub struct Shortfall {
 }
 
 impl WriteAcks {
-    /// `owners` are the current replicas, `targets` every replica the write goes to (owners
-    /// and new owners); `me` has already applied the write. A `strict` write counts only
-    /// current replicas.
+    /// `owners` are the current replicas, `incoming` the target replicas of a ring transition
+    /// in progress (empty when there is none); `me` has already applied the write. A `strict`
+    /// write counts only current replicas.
     pub fn new(
         me: &NodeId,
         owners: &[NodeId],
-        targets: &[NodeId],
+        incoming: &[NodeId],
         required: usize,
         strict: bool,
     ) -> Self {
-        let must = targets.iter().filter(|n| !owners.contains(n) && *n != me).cloned().collect();
+        let must = incoming.iter().filter(|n| !owners.contains(n) && *n != me).cloned().collect();
         let counted =
             if owners.contains(me) || owners.is_empty() { vec![me.clone()] } else { vec![] };
-        Self { owners: owners.to_vec(), required, strict, counted, must, failures: Vec::new() }
+        let incoming_held = if incoming.contains(me) { vec![me.clone()] } else { vec![] };
+        Self {
+            owners: owners.to_vec(),
+            incoming: incoming.to_vec(),
+            required,
+            strict,
+            counted,
+            incoming_held,
+            must,
+            failures: Vec::new(),
+        }
     }
 
     /// A write taken by a fallback node because no replica of the key could be reached: every
@@ -52,9 +72,11 @@ impl WriteAcks {
     pub fn for_fallback(targets: &[NodeId], required: usize) -> Self {
         Self {
             owners: Vec::new(),
+            incoming: Vec::new(),
             required,
             strict: false,
             counted: Vec::new(),
+            incoming_held: Vec::new(),
             must: targets.to_vec(),
             failures: Vec::new(),
         }
@@ -64,6 +86,9 @@ impl WriteAcks {
     pub fn ack(&mut self, node: &NodeId) {
         if self.owners.contains(node) && !self.counted.contains(node) {
             self.counted.push(node.clone());
+        }
+        if self.incoming.contains(node) && !self.incoming_held.contains(node) {
+            self.incoming_held.push(node.clone());
         }
         self.must.retain(|m| m != node);
     }
@@ -87,7 +112,13 @@ impl WriteAcks {
     }
 
     pub fn satisfied(&self) -> bool {
-        self.answered() >= self.required && self.must.is_empty()
+        self.answered() >= self.required && (self.must.is_empty() || self.incoming_quorum())
+    }
+
+    /// `required` nodes of the incoming set (or all of it, if it is smaller) hold a copy.
+    fn incoming_quorum(&self) -> bool {
+        !self.incoming.is_empty()
+            && self.incoming_held.len() >= self.required.min(self.incoming.len())
     }
 
     /// Distinct nodes that hold the write and count (the coordinator included).
@@ -125,7 +156,7 @@ mod tests {
     #[test]
     fn the_coordinator_counts_and_quorum_is_reached_by_owners() {
         let owners = ids(&["a", "b", "c"]);
-        let mut acks = WriteAcks::new(&owners[0], &owners, &owners, 2, false);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &[], 2, false);
         assert!(!acks.satisfied());
         acks.fail(&owners[2], "timed out".into());
         assert!(!acks.satisfied());
@@ -135,23 +166,90 @@ mod tests {
     }
 
     #[test]
-    fn a_new_owner_must_acknowledge_during_a_transition() {
+    fn during_a_transition_the_incoming_set_needs_its_own_quorum() {
+        // c hands its replica to d: a, b and c hold the partition now, a, b and d will.
         let owners = ids(&["a", "b", "c"]);
-        let targets = ids(&["a", "b", "c", "d"]);
-        let mut acks = WriteAcks::new(&owners[0], &owners, &targets, 1, false);
-        assert!(!acks.satisfied(), "d has not acknowledged");
+        let incoming = ids(&["a", "b", "d"]);
+        let d = &incoming[2];
+
+        // The replicas both sets share are enough: d is not waited for.
+        let mut shared = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
+        assert!(!shared.satisfied());
+        shared.ack(&owners[1]);
+        assert!(shared.satisfied(), "a and b are two of the old set and two of the new");
+        assert_eq!(shared.finish(), Ok(2));
+
+        // The leaving replica completes the old quorum but not the new one: d is needed.
+        let mut leaving = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
+        leaving.ack(&owners[2]);
+        assert!(!leaving.satisfied(), "a and c are only one of the new set");
+        leaving.ack(d);
+        assert!(leaving.satisfied());
+        assert_eq!(leaving.finish(), Ok(2), "d adds a copy but does not count toward w");
+
+        // d acknowledging first completes nothing while the old set lacks its quorum.
+        let mut early = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
+        early.ack(d);
+        assert!(!early.satisfied(), "a is one of the old set");
+        early.ack(&owners[2]);
+        assert!(early.satisfied());
+    }
+
+    #[test]
+    fn a_coordinator_leaving_the_partition_needs_the_incoming_quorum_from_others() {
+        let owners = ids(&["a", "b", "c"]);
+        let incoming = ids(&["b", "c", "d"]);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
         acks.ack(&owners[1]);
-        assert!(!acks.satisfied());
-        acks.ack(&targets[3]);
-        assert!(acks.satisfied());
+        assert!(!acks.satisfied(), "a does not count in the new set: b alone is one");
+        acks.ack(&incoming[2]);
+        assert!(acks.satisfied(), "b and d");
         assert_eq!(acks.finish(), Ok(2));
+    }
+
+    #[test]
+    fn an_incoming_set_smaller_than_the_quorum_needs_all_of_it() {
+        // A one-node cluster gaining a second node, w = 2: the target set is {a, b}.
+        let owners = ids(&["a"]);
+        let incoming = ids(&["a", "b"]);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &incoming, 1, false);
+        assert!(acks.satisfied(), "w = 1: a holds it in both sets");
+        let mut all = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
+        assert!(!all.satisfied());
+        all.ack(&incoming[1]);
+        assert!(!all.satisfied(), "b is not a current replica: the old set has one copy");
+        assert_eq!(all.finish().unwrap_err().answered, 1);
+    }
+
+    #[test]
+    fn a_hinted_new_owner_satisfies_the_transition_as_before() {
+        let owners = ids(&["a", "b", "c"]);
+        let incoming = ids(&["a", "b", "d"]);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
+        acks.ack(&owners[2]);
+        acks.hinted(&incoming[2], None);
+        assert!(acks.satisfied(), "old quorum a, c; d's write is safe in a hint");
+        assert_eq!(acks.finish(), Ok(2));
+    }
+
+    #[test]
+    fn a_strict_write_counts_only_copies_in_the_incoming_set() {
+        let owners = ids(&["a", "b", "c"]);
+        let incoming = ids(&["a", "b", "d"]);
+        let fallback = NodeId::new("e").unwrap();
+        let mut acks = WriteAcks::new(&owners[0], &owners, &incoming, 2, true);
+        acks.hinted(&owners[1], Some(&fallback));
+        acks.ack(&owners[2]);
+        assert!(!acks.satisfied(), "b's hint is not a copy and d has not answered");
+        acks.ack(&incoming[2]);
+        assert!(acks.satisfied(), "old a, c; new a, d");
     }
 
     #[test]
     fn a_shortfall_names_every_missing_replica() {
         let owners = ids(&["a", "b", "c"]);
-        let targets = ids(&["a", "b", "c", "d"]);
-        let mut acks = WriteAcks::new(&owners[0], &owners, &targets, 2, false);
+        let incoming = ids(&["a", "c", "d"]);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
         acks.fail(&owners[1], "unreachable".into());
         let shortfall = acks.finish().unwrap_err();
         assert_eq!(shortfall.required, 3, "two owners and the new owner d");
@@ -169,7 +267,7 @@ mod tests {
     fn a_forwarded_coordinator_outside_the_owners_does_not_count() {
         let owners = ids(&["b", "c"]);
         let me = NodeId::new("a").unwrap();
-        let mut acks = WriteAcks::new(&me, &owners, &owners, 1, false);
+        let mut acks = WriteAcks::new(&me, &owners, &[], 1, false);
         assert_eq!(acks.answered(), 0);
         acks.ack(&owners[0]);
         assert_eq!(acks.finish(), Ok(1));
@@ -179,7 +277,7 @@ mod tests {
     fn a_fallback_holding_a_hint_counts_once_unless_strict() {
         let owners = ids(&["a", "b", "c"]);
         let fallback = NodeId::new("d").unwrap();
-        let mut acks = WriteAcks::new(&owners[0], &owners, &owners, 3, false);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &[], 3, false);
         acks.hinted(&owners[1], Some(&fallback));
         acks.hinted(&owners[2], Some(&fallback));
         assert_eq!(acks.answered(), 2, "one fallback is one copy, however many hints it holds");
@@ -188,7 +286,7 @@ mod tests {
         assert!(acks.satisfied());
         assert_eq!(acks.finish(), Ok(3));
 
-        let mut strict = WriteAcks::new(&owners[0], &owners, &owners, 2, true);
+        let mut strict = WriteAcks::new(&owners[0], &owners, &[], 2, true);
         strict.hinted(&owners[1], Some(&fallback));
         assert!(!strict.satisfied(), "strict counts only primaries");
         strict.ack(&owners[2]);
@@ -198,15 +296,15 @@ mod tests {
     #[test]
     fn a_hint_kept_by_the_coordinator_adds_no_copy_but_covers_a_new_owner() {
         let owners = ids(&["a", "b", "c"]);
-        let targets = ids(&["a", "b", "c", "d"]);
-        let mut acks = WriteAcks::new(&owners[0], &owners, &targets, 2, false);
+        let incoming = ids(&["a", "b", "d"]);
+        let mut acks = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
         acks.hinted(&owners[1], None);
-        acks.hinted(&targets[3], None);
+        acks.hinted(&incoming[2], None);
         assert_eq!(acks.answered(), 1);
         assert!(!acks.satisfied());
         acks.ack(&owners[2]);
         assert!(acks.satisfied(), "d's write is safe in a hint");
-        let mut short = WriteAcks::new(&owners[0], &owners, &owners, 2, false);
+        let mut short = WriteAcks::new(&owners[0], &owners, &[], 2, false);
         short.fail(&owners[1], "down".into());
         short.hinted(&owners[1], None);
         short.fail(&owners[2], "timeout".into());

@@ -2,8 +2,9 @@
 //! answering other nodes' replica requests.
 //!
 //! Placement comes from the metadata ring: the current replicas of a key serve reads and
-//! coordinate writes; during a ring transition a write also goes to the target replicas, which
-//! must acknowledge it, so a partition being streamed never misses an acknowledged write.
+//! coordinate writes; during a ring transition a write also goes to the target replicas and
+//! must be held by a quorum of them too (or by every new owner, as a copy or a hint), so the
+//! settled ring finds every acknowledged write where its reads look.
 //! A write is coordinated by a current replica (it mints the dot with its actor); any other node
 //! forwards the write to the first reachable one.
 
@@ -566,7 +567,8 @@ impl Replica {
     /// Applies the write here, minting the dot, then sends the result to the other replicas.
     /// A replica that is down, fails, or is slow gets a hint: held by a fallback node (which
     /// counts toward a sloppy quorum) or else by this node. Succeeds once `required` nodes hold
-    /// the write and every target-only replica holds it or has a hint.
+    /// the write and, during a ring transition, the target replicas hold it too (a quorum of
+    /// them, or every target-only one by copy or hint; see `quorum`).
     async fn coordinate(
         &self,
         namespace: &NamespaceRef,
@@ -606,7 +608,8 @@ impl Replica {
             Ok(result) => result?,
         };
 
-        let mut acks = WriteAcks::new(&self.me, &owners, &targets, quorum.required, quorum.strict);
+        let incoming = state.target_replicas(partition, n);
+        let mut acks = WriteAcks::new(&self.me, &owners, &incoming, quorum.required, quorum.strict);
         let merge = concord_rpc::encode(&MergeRequest {
             namespace: object.namespace,
             key: object.key.clone(),

@@ -83,8 +83,12 @@ fn a_join_plans_moves_to_the_new_node_and_completes_when_they_are_done() {
     let mut writes = state.write_replicas(p, 2);
     writes.sort();
     assert_eq!(writes, vec![node("n1"), node("n2")]);
+    let mut incoming = state.target_replicas(p, 2);
+    incoming.sort();
+    assert_eq!(incoming, vec![node("n1"), node("n2")]);
 
     finish_moves(&mut state);
+    assert!(state.target_replicas(p, 2).is_empty(), "no transition, no target replicas");
     assert!(!state.in_transition());
     assert!(state.moves.is_empty());
     assert_eq!(state.members[&node("n2")].state, MemberState::Active);
