@@ -212,7 +212,7 @@ mod tests {
         // A one-node cluster gaining a second node, w = 2: the target set is {a, b}.
         let owners = ids(&["a"]);
         let incoming = ids(&["a", "b"]);
-        let mut acks = WriteAcks::new(&owners[0], &owners, &incoming, 1, false);
+        let acks = WriteAcks::new(&owners[0], &owners, &incoming, 1, false);
         assert!(acks.satisfied(), "w = 1: a holds it in both sets");
         let mut all = WriteAcks::new(&owners[0], &owners, &incoming, 2, false);
         assert!(!all.satisfied());
