@@ -2,8 +2,9 @@
 //! the ones it no longer holds once the ring has settled.
 //!
 //! The receiving node drives a move: for every namespace it becomes a replica of, it pulls the
-//! partition from a current replica in bounded chunks (pull-based, so the source is never
-//! flooded: backpressure is the request loop itself), merges each object through the committer,
+//! partition from a current replica (the one giving it up, when there is one) in bounded chunks
+//! (pull-based, so the source is never flooded: backpressure is the request loop itself),
+//! merges each object through the committer,
 //! keeps to a byte-rate limit, and reports `MoveDone` to the metadata leader when the partition
 //! is complete. A failed source is replaced by the next current replica; a failed move is
 //! retried on the next round. Writes reach the new owner during the stream (see `service`), and
@@ -177,11 +178,11 @@ async fn receive(
         {
             continue;
         }
-        let sources: Vec<NodeId> = state
-            .read_replicas(partition, n)
-            .into_iter()
-            .filter(|node| node != &replica.me)
-            .collect();
+        let sources = source_order(
+            &replica.me,
+            &state.read_replicas(partition, n),
+            &state.target_replicas(partition, n),
+        );
         if sources.is_empty() {
             continue; // every holder is gone: nothing to copy
         }
@@ -204,6 +205,32 @@ async fn receive(
     // The chunks were merged without a sync each; the move is reported done only once they
     // are durable.
     replica.objects.persist().await.map_err(|e| format!("syncing the received objects: {e}"))
+}
+
+/// The current holders of a partition `me` is gaining, in the order to pull from: first the
+/// ones leaving it (a holder that is giving the partition up), then the ones keeping it.
+///
+/// Pulling from the leaving holder keeps every write where the settled ring looks: a write held
+/// by a quorum of the current replicas that included the leaving one reaches the new owner with
+/// the stream, instead of being left on fewer replicas when the leaving one drops its copy. It
+/// also keeps the scan off the replicas that must answer the partition's writes during the
+/// transition (see `quorum`). Several new owners of one partition start from different leaving
+/// holders.
+fn source_order(me: &NodeId, holders: &[NodeId], incoming: &[NodeId]) -> Vec<NodeId> {
+    let (mut leaving, staying): (Vec<NodeId>, Vec<NodeId>) = holders
+        .iter()
+        .filter(|node| *node != me)
+        .cloned()
+        .partition(|node| !incoming.contains(node));
+    let newcomers: Vec<&NodeId> = incoming.iter().filter(|node| !holders.contains(node)).collect();
+    let count = leaving.len();
+    if let Some(rank) = newcomers.iter().position(|node| *node == me)
+        && count > 0
+    {
+        leaving.rotate_left(rank % count);
+    }
+    leaving.extend(staying);
+    leaving
 }
 
 /// Streams one namespace's partition from `source`, resuming after `after`. The next chunk is
@@ -310,4 +337,41 @@ fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names.iter().map(|n| NodeId::new(*n).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_holder_giving_the_partition_up_is_pulled_from_first() {
+        let me = NodeId::new("d").unwrap();
+        // c leaves the partition to d; a and b keep it.
+        let order = source_order(&me, &ids(&["a", "b", "c"]), &ids(&["a", "b", "d"]));
+        assert_eq!(order, ids(&["c", "a", "b"]));
+        // Nobody leaves (the partition gains a replica): the holders in ring order.
+        let order = source_order(&me, &ids(&["a", "b"]), &ids(&["a", "b", "d"]));
+        assert_eq!(order, ids(&["a", "b"]));
+    }
+
+    #[test]
+    fn several_new_owners_start_from_different_leaving_holders() {
+        let holders = ids(&["a", "b", "c"]);
+        let incoming = ids(&["a", "d", "e"]);
+        let d = source_order(&NodeId::new("d").unwrap(), &holders, &incoming);
+        let e = source_order(&NodeId::new("e").unwrap(), &holders, &incoming);
+        assert_eq!(d, ids(&["b", "c", "a"]));
+        assert_eq!(e, ids(&["c", "b", "a"]));
+    }
+
+    #[test]
+    fn a_holder_never_pulls_from_itself() {
+        let me = NodeId::new("a").unwrap();
+        let order = source_order(&me, &ids(&["a", "b"]), &ids(&["a", "c"]));
+        assert_eq!(order, ids(&["b"]));
+    }
 }
