@@ -342,10 +342,7 @@ fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ids(names: &[&str]) -> Vec<NodeId> {
-        names.iter().map(|n| NodeId::new(*n).unwrap()).collect()
-    }
+    use crate::node_ids as ids;
 
     #[test]
     fn the_holder_giving_the_partition_up_is_pulled_from_first() {

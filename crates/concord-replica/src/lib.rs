@@ -50,3 +50,9 @@ pub async fn stopped_after(
     }
     *stop.borrow()
 }
+
+/// Node ids from names, for tests of the pure placement and quorum logic.
+#[cfg(test)]
+pub(crate) fn node_ids(names: &[&str]) -> Vec<concord_types::NodeId> {
+    names.iter().map(|n| concord_types::NodeId::new(*n).unwrap()).collect()
+}

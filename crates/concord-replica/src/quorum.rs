@@ -148,10 +148,7 @@ impl WriteAcks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ids(names: &[&str]) -> Vec<NodeId> {
-        names.iter().map(|n| NodeId::new(*n).unwrap()).collect()
-    }
+    use crate::node_ids as ids;
 
     #[test]
     fn the_coordinator_counts_and_quorum_is_reached_by_owners() {
