@@ -10,8 +10,8 @@
 //! retried on the next round. Writes reach the new owner during the stream (see `service`), and
 //! merges are idempotent, so a key streamed and written concurrently ends up with both.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use concord_meta::{Command, MetaState, Move};
@@ -72,8 +72,39 @@ pub struct HandoffProgress {
     pub rate_bytes: AtomicU64,
 }
 
+/// Paces the chunks of all of a node's streams to one byte rate: each chunk received takes the
+/// next free slot of a shared schedule, so the streams together keep to the rate however many
+/// of them are active (a stream alone may use all of it). Idle time earns at most `BURST` of
+/// credit, so a pause is not followed by a long burst.
+#[derive(Debug)]
+struct Pacer {
+    /// Bytes per second.
+    rate: f64,
+    /// When the schedule is next free.
+    next: Instant,
+}
+
+impl Pacer {
+    /// Most idle time that can be caught up on.
+    const BURST: Duration = Duration::from_millis(100);
+
+    fn new(rate_bytes: u64, now: Instant) -> Self {
+        Self { rate: rate_bytes.max(1) as f64, next: now }
+    }
+
+    /// Books `bytes` received at `now`; returns how long the stream must wait before it asks
+    /// for more.
+    fn book(&mut self, bytes: u64, now: Instant) -> Duration {
+        let earliest = now.checked_sub(Self::BURST).unwrap_or(now);
+        let start = self.next.max(earliest);
+        self.next = start + Duration::from_secs_f64(bytes as f64 / self.rate);
+        self.next.saturating_duration_since(now)
+    }
+}
+
 /// Runs handoff for `replica` until `stop` turns true.
 pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::Receiver<bool>) {
+    let pacer = Mutex::new(Pacer::new(config.rate_bytes, Instant::now()));
     let mut states = replica.meta.subscribe();
     let mut settled_since: Option<(u64, Instant)> = None;
     // The settled epoch whose moved-away data was last dropped.
@@ -89,13 +120,13 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
         let round_started = Instant::now();
         let round_base = replica.progress.bytes_moved.load(Ordering::Relaxed);
         let moves = futures_util::stream::iter(mine).map(|planned| {
-            let (replica, config, state, stop) = (&replica, &config, &state, &stop);
+            let (replica, config, state, stop, pacer) = (&replica, &config, &state, &stop, &pacer);
             async move {
                 if *stop.borrow() {
                     return;
                 }
                 replica.progress.active.fetch_add(1, Ordering::Relaxed);
-                let outcome = receive(replica, config, state, &planned).await;
+                let outcome = receive(replica, config, pacer, state, &planned).await;
                 replica.progress.active.fetch_sub(1, Ordering::Relaxed);
                 let moved = replica.progress.bytes_moved.load(Ordering::Relaxed) - round_base;
                 let elapsed = round_started.elapsed().as_secs_f64().max(1e-3);
@@ -164,6 +195,7 @@ async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: R
 async fn receive(
     replica: &Replica,
     config: &HandoffConfig,
+    pacer: &Mutex<Pacer>,
     state: &MetaState,
     planned: &Move,
 ) -> Result<(), String> {
@@ -190,7 +222,7 @@ async fn receive(
         let mut errors = Vec::new();
         let mut finished = false;
         for source in replica.live_first(&sources) {
-            match pull(replica, config, &source, entry.id, partition, &mut after).await {
+            match pull(replica, config, pacer, &source, entry.id, partition, &mut after).await {
                 Ok(()) => {
                     finished = true;
                     break;
@@ -239,6 +271,7 @@ fn source_order(me: &NodeId, holders: &[NodeId], incoming: &[NodeId]) -> Vec<Nod
 async fn pull(
     replica: &Replica,
     config: &HandoffConfig,
+    pacer: &Mutex<Pacer>,
     source: &NodeId,
     namespace: NamespaceId,
     partition: PartitionId,
@@ -266,12 +299,13 @@ async fn pull(
         .namespace_by_id(namespace)
         .map(|(_, e)| e.config.conflicts)
         .unwrap_or_default();
-    let started = Instant::now();
-    let mut pulled: u64 = 0;
     let mut next = Some(fetch(after.clone()));
     while let Some(in_flight) = next.take() {
         let reply = in_flight.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let bytes = reply.len() as u64;
+        // The node's rate limit: booked on arrival, so the wait overlaps the merge below.
+        let wait = pacer.lock().expect("pacer lock").book(bytes, Instant::now());
+        let paced = tokio::time::sleep(wait);
         // Decoding a chunk is megabytes of parsing and copying: done on a blocking thread, so
         // that no client request queued on this async worker waits behind it.
         let (mut objects, more) = tokio::task::spawn_blocking(move || decode_chunk(&reply))
@@ -293,17 +327,10 @@ async fn pull(
             objects = rest;
         }
         replica.progress.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
-        pulled += bytes;
         if last.is_some() {
             *after = last;
         }
-        // Keep to this stream's share of the rate limit: never ahead of rate × elapsed.
-        let rate = (config.rate_bytes / config.streams.max(1) as u64).max(1);
-        let due = Duration::from_secs_f64(pulled as f64 / rate as f64);
-        let elapsed = started.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
+        paced.await;
     }
     Ok(())
 }
@@ -343,6 +370,34 @@ fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::node_ids as ids;
+
+    #[test]
+    fn streams_together_keep_to_the_node_rate() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut pacer = Pacer::new(1_000_000, t0); // 1 MB/s: 1 ms per kB
+        // Two streams each bring 100 kB at t0: the first fits the 100 ms of burst credit
+        // (the schedule was free since t0), the second waits for its own 100 ms.
+        assert_eq!(pacer.book(100_000, t0), ms(100));
+        assert_eq!(pacer.book(100_000, t0), ms(200));
+        // A third stream arriving later still queues behind them.
+        assert_eq!(pacer.book(50_000, t0 + ms(150)), ms(100));
+        // Booked bytes over time never exceed the rate: 250 kB by t0 + 250 ms.
+        assert_eq!(pacer.next, t0 + ms(250));
+    }
+
+    #[test]
+    fn idle_time_earns_at_most_the_burst() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut pacer = Pacer::new(1_000_000, t0);
+        // After ten idle seconds, 100 ms of credit: 300 kB take 200 ms more, not zero.
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(pacer.book(300_000, later), ms(200));
+        // Within the credit, a small chunk goes at once.
+        let mut pacer = Pacer::new(1_000_000, t0);
+        assert_eq!(pacer.book(50_000, later), Duration::ZERO);
+    }
 
     #[test]
     fn the_holder_giving_the_partition_up_is_pulled_from_first() {
