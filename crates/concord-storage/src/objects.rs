@@ -152,6 +152,7 @@ impl ObjectStore {
             observer,
             trees: trees.clone(),
             floors: RefCell::new(HashMap::new()),
+            staged: RefCell::new(HashMap::new()),
         };
         let handle = std::thread::Builder::new()
             .name("concord-committer".into())
@@ -497,6 +498,10 @@ struct Committer {
     /// Per actor, the highest counter of it that a purged tombstone had seen. Kept in memory
     /// only: actors are drawn afresh at every start, so a floor never outlives its actor.
     floors: RefCell<HashMap<ActorId, u64>>,
+    /// The states a batch is building, kept empty between batches: its table is allocated once
+    /// for the largest batch instead of grown from nothing in every commit (at handoff rates the
+    /// regrowth, each into freshly faulted memory, was a tenth of the receiving node's CPU).
+    staged: RefCell<Staged>,
 }
 
 enum Pending {
@@ -614,7 +619,7 @@ impl Committer {
     /// and answers every waiter.
     fn commit(&self, batch: Vec<Pending>, bulk: Vec<BulkReply>, durability: Durability) {
         let started = Instant::now();
-        let mut states: Staged = HashMap::new();
+        let mut states = std::mem::take(&mut *self.staged.borrow_mut());
         let updates = batch.len();
         let mut waiting = Vec::with_capacity(updates);
         let mut deletes = Vec::new();
@@ -646,8 +651,8 @@ impl Committer {
             }
         }
         let mut writes = Batch::new();
-        let mut changes = Vec::new();
-        for ((space, key), (old, state)) in states {
+        let mut changes = Vec::with_capacity(states.len());
+        for ((space, key), (old, state)) in states.drain() {
             let encoded = state.map(|state| codec::encode(&state));
             if space == Space::Data {
                 changes.push((key.clone(), old, encoded.as_deref().map(tree::digest)));
@@ -657,6 +662,7 @@ impl Committer {
                 None => writes.delete(space, key),
             }
         }
+        *self.staged.borrow_mut() = states;
         let committed = self.storage.commit(writes, durability);
         if committed.is_ok() {
             self.trees.apply_all(changes);
@@ -763,7 +769,7 @@ impl Committer {
                 let context = state.context().clone();
                 state.write(&context, actor, timestamp, Content::Tombstone, policy);
             }
-            Update::Merge { state: other, policy } => state.merge(&other, policy),
+            Update::Merge { state: other, policy } => state.merge_from(other, policy),
         }
         Ok(state)
     }

@@ -201,34 +201,39 @@ impl DvvSet {
     /// Under [`ConflictPolicy::Lww`] the sibling with the latest (timestamp, dot) wins, whatever
     /// the causality: a causal filter before the maximum would make the merge non-associative.
     pub fn merge(&mut self, other: &DvvSet, policy: ConflictPolicy) {
-        match policy {
-            ConflictPolicy::Siblings => self.merge_causal(other),
-            ConflictPolicy::Lww => self.merge_latest(other),
-        }
-        self.vv.join(&other.vv);
+        self.merge_from(other.clone(), policy);
     }
 
-    fn merge_causal(&mut self, other: &DvvSet) {
+    /// [`DvvSet::merge`] taking the other state by value, so that the siblings it keeps are
+    /// moved in rather than copied (a value is copied once less on every merge of the data
+    /// path).
+    pub fn merge_from(&mut self, other: DvvSet, policy: ConflictPolicy) {
+        let DvvSet { vv, siblings } = other;
+        match policy {
+            ConflictPolicy::Siblings => self.merge_causal(&vv, siblings),
+            ConflictPolicy::Lww => self.merge_latest(siblings),
+        }
+        self.vv.join(&vv);
+    }
+
+    fn merge_causal(&mut self, other_vv: &VersionVector, other_siblings: Vec<Sibling>) {
+        let has = |dot: Dot| other_siblings.binary_search_by_key(&dot, |s| s.dot).is_ok();
         let mine = std::mem::take(&mut self.siblings);
         let mut siblings: Vec<Sibling> =
-            mine.into_iter().filter(|s| other.contains(s.dot) || !other.vv.covers(s.dot)).collect();
-        for sibling in &other.siblings {
+            mine.into_iter().filter(|s| has(s.dot) || !other_vv.covers(s.dot)).collect();
+        for sibling in other_siblings {
             let new = !self.vv.covers(sibling.dot) && siblings.iter().all(|s| s.dot != sibling.dot);
             if new {
-                siblings.push(sibling.clone());
+                siblings.push(sibling);
             }
         }
         siblings.sort_by_key(|s| s.dot);
         self.siblings = siblings;
     }
 
-    fn merge_latest(&mut self, other: &DvvSet) {
-        let winner = self
-            .siblings
-            .iter()
-            .chain(&other.siblings)
-            .max_by_key(|s| (s.timestamp, s.dot))
-            .cloned();
+    fn merge_latest(&mut self, other_siblings: Vec<Sibling>) {
+        let mine = std::mem::take(&mut self.siblings);
+        let winner = mine.into_iter().chain(other_siblings).max_by_key(|s| (s.timestamp, s.dot));
         self.siblings = winner.into_iter().collect();
     }
 
