@@ -102,9 +102,18 @@ impl Pacer {
     }
 }
 
+/// The settings every stream of a node reads, with the pacer they share.
+#[derive(Debug)]
+struct Streams {
+    config: HandoffConfig,
+    pacer: Mutex<Pacer>,
+}
+
 /// Runs handoff for `replica` until `stop` turns true.
 pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::Receiver<bool>) {
     let pacer = Mutex::new(Pacer::new(config.rate_bytes, Instant::now()));
+    let streams = Streams { config, pacer };
+    let config = &streams.config;
     let mut states = replica.meta.subscribe();
     let mut settled_since: Option<(u64, Instant)> = None;
     // The settled epoch whose moved-away data was last dropped.
@@ -120,13 +129,13 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
         let round_started = Instant::now();
         let round_base = replica.progress.bytes_moved.load(Ordering::Relaxed);
         let moves = futures_util::stream::iter(mine).map(|planned| {
-            let (replica, config, state, stop, pacer) = (&replica, &config, &state, &stop, &pacer);
+            let (replica, streams, state, stop) = (&replica, &streams, &state, &stop);
             async move {
                 if *stop.borrow() {
                     return;
                 }
                 replica.progress.active.fetch_add(1, Ordering::Relaxed);
-                let outcome = receive(replica, config, pacer, state, &planned).await;
+                let outcome = receive(replica, streams, state, &planned).await;
                 replica.progress.active.fetch_sub(1, Ordering::Relaxed);
                 let moved = replica.progress.bytes_moved.load(Ordering::Relaxed) - round_base;
                 let elapsed = round_started.elapsed().as_secs_f64().max(1e-3);
@@ -194,8 +203,7 @@ async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: R
 /// Pulls every namespace of `planned.partition` that this node gains.
 async fn receive(
     replica: &Replica,
-    config: &HandoffConfig,
-    pacer: &Mutex<Pacer>,
+    streams: &Streams,
     state: &MetaState,
     planned: &Move,
 ) -> Result<(), String> {
@@ -222,7 +230,7 @@ async fn receive(
         let mut errors = Vec::new();
         let mut finished = false;
         for source in replica.live_first(&sources) {
-            match pull(replica, config, pacer, &source, entry.id, partition, &mut after).await {
+            match pull(replica, streams, &source, entry.id, partition, &mut after).await {
                 Ok(()) => {
                     finished = true;
                     break;
@@ -270,8 +278,7 @@ fn source_order(me: &NodeId, holders: &[NodeId], incoming: &[NodeId]) -> Vec<Nod
 /// local commit; at most one chunk is in flight, which bounds memory and the source's work.
 async fn pull(
     replica: &Replica,
-    config: &HandoffConfig,
-    pacer: &Mutex<Pacer>,
+    streams: &Streams,
     source: &NodeId,
     namespace: NamespaceId,
     partition: PartitionId,
@@ -283,13 +290,13 @@ async fn pull(
             partition,
             after,
             max_objects: 4096,
-            max_bytes: config.chunk_bytes,
+            max_bytes: streams.config.chunk_bytes,
         };
         let call = replica.transport.call(
             source,
             MessageKind::HandoffFetch,
             concord_rpc::encode(&request),
-            config.request_timeout,
+            streams.config.request_timeout,
         );
         tokio::spawn(call)
     };
@@ -304,7 +311,7 @@ async fn pull(
         let reply = in_flight.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let bytes = reply.len() as u64;
         // The node's rate limit: booked on arrival, so the wait overlaps the merge below.
-        let wait = pacer.lock().expect("pacer lock").book(bytes, Instant::now());
+        let wait = streams.pacer.lock().expect("pacer lock").book(bytes, Instant::now());
         let paced = tokio::time::sleep(wait);
         // Decoding a chunk is megabytes of parsing and copying: done on a blocking thread, so
         // that no client request queued on this async worker waits behind it.
