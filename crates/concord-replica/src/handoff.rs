@@ -111,8 +111,8 @@ struct Streams {
 
 /// Runs handoff for `replica` until `stop` turns true.
 pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::Receiver<bool>) {
-    let pacer = Mutex::new(Pacer::new(config.rate_bytes, Instant::now()));
-    let streams = Streams { config, pacer };
+    let streams =
+        Streams { pacer: Mutex::new(Pacer::new(config.rate_bytes, Instant::now())), config };
     let config = &streams.config;
     let mut states = replica.meta.subscribe();
     let mut settled_since: Option<(u64, Instant)> = None;

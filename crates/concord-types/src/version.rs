@@ -207,21 +207,20 @@ impl DvvSet {
     /// [`DvvSet::merge`] taking the other state by value, so that the siblings it keeps are
     /// moved in rather than copied (a value is copied once less on every merge of the data
     /// path).
-    pub fn merge_from(&mut self, other: DvvSet, policy: ConflictPolicy) {
-        let DvvSet { vv, siblings } = other;
+    pub fn merge_from(&mut self, mut other: DvvSet, policy: ConflictPolicy) {
         match policy {
-            ConflictPolicy::Siblings => self.merge_causal(&vv, siblings),
-            ConflictPolicy::Lww => self.merge_latest(siblings),
+            ConflictPolicy::Siblings => self.merge_causal(&mut other),
+            ConflictPolicy::Lww => self.merge_latest(&mut other),
         }
-        self.vv.join(&vv);
+        self.vv.join(&other.vv);
     }
 
-    fn merge_causal(&mut self, other_vv: &VersionVector, other_siblings: Vec<Sibling>) {
-        let has = |dot: Dot| other_siblings.binary_search_by_key(&dot, |s| s.dot).is_ok();
+    /// Takes the siblings it keeps out of `other`.
+    fn merge_causal(&mut self, other: &mut DvvSet) {
         let mine = std::mem::take(&mut self.siblings);
         let mut siblings: Vec<Sibling> =
-            mine.into_iter().filter(|s| has(s.dot) || !other_vv.covers(s.dot)).collect();
-        for sibling in other_siblings {
+            mine.into_iter().filter(|s| other.contains(s.dot) || !other.vv.covers(s.dot)).collect();
+        for sibling in std::mem::take(&mut other.siblings) {
             let new = !self.vv.covers(sibling.dot) && siblings.iter().all(|s| s.dot != sibling.dot);
             if new {
                 siblings.push(sibling);
@@ -231,9 +230,11 @@ impl DvvSet {
         self.siblings = siblings;
     }
 
-    fn merge_latest(&mut self, other_siblings: Vec<Sibling>) {
+    /// Takes the winner out of `other` if it is there.
+    fn merge_latest(&mut self, other: &mut DvvSet) {
         let mine = std::mem::take(&mut self.siblings);
-        let winner = mine.into_iter().chain(other_siblings).max_by_key(|s| (s.timestamp, s.dot));
+        let theirs = std::mem::take(&mut other.siblings);
+        let winner = mine.into_iter().chain(theirs).max_by_key(|s| (s.timestamp, s.dot));
         self.siblings = winner.into_iter().collect();
     }
 
