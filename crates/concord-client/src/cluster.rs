@@ -54,6 +54,14 @@ pub struct NodeStatus {
     /// Whether the node votes in the metadata group (the others are learners).
     #[serde(default)]
     pub voter: bool,
+    /// Whether the answering node can connect to it now (`false` while connects keep failing).
+    /// Servers before this field existed are taken as reaching every node.
+    #[serde(default = "yes")]
+    pub reachable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Partition moves of the current ring transition.
@@ -184,6 +192,7 @@ mod tests {
             "moves": {"pending": 0, "active": 0, "bytes_moved": 0, "bytes_total": 0}}"#;
         let status: ClusterStatus = serde_json::from_slice(json).unwrap();
         assert!(!status.nodes[0].voter);
+        assert!(status.nodes[0].reachable);
         assert!(status.alarms.is_empty());
     }
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server answered with an error status and (usually) a JSON error body.
-    #[error("{message} ({code}, HTTP {status})")]
+    #[error("{message} ({code}, HTTP {status}){}", failures_suffix(details))]
     Api {
         /// The HTTP status, e.g. 503.
         status: u16,
@@ -63,6 +63,21 @@ impl Error {
             Error::Decode(_) | Error::InvalidArgument(_) => false,
         }
     }
+}
+
+/// `"; n2: <cause>; n3: <cause>"` for the `failures` of a quorum error's details (replica to
+/// cause), empty when there are none: the cause of a 503 belongs in its one-line message.
+fn failures_suffix(details: &serde_json::Value) -> String {
+    let Some(failures) = details.get("failures").and_then(serde_json::Value::as_object) else {
+        return String::new();
+    };
+    failures
+        .iter()
+        .map(|(node, cause)| match cause.as_str() {
+            Some(cause) => format!("; {node}: {cause}"),
+            None => format!("; {node}: {cause}"),
+        })
+        .collect()
 }
 
 /// `{"error": {"code": "...", "message": "...", "details": {...}}}`.
@@ -127,6 +142,18 @@ mod tests {
         assert_eq!(details["required"], 2);
         assert_eq!(err.to_string(), "quorum not reached (unavailable, HTTP 503)");
         assert!(err.is_retryable());
+    }
+
+    /// A quorum error's message names each replica that failed and why.
+    #[test]
+    fn replica_failures_are_part_of_the_message() {
+        let body =
+            br#"{"error": {"code": "unavailable", "message": "1 of 2 required replicas answered",
+            "details": {"required": 2, "answered": 1, "failures": {"n3": "timed out"}}}}"#;
+        assert_eq!(
+            api_error(503, body).to_string(),
+            "1 of 2 required replicas answered (unavailable, HTTP 503); n3: timed out"
+        );
     }
 
     /// `details` is optional.

@@ -85,6 +85,8 @@ pub struct NodeView {
     pub clock_alarm: bool,
     pub hints_pending: u64,
     pub voter: bool,
+    /// Whether this node can connect to it now: `false` while connects to it keep failing.
+    pub reachable: bool,
 }
 
 /// Partition moves of the ring transition in progress.
@@ -163,6 +165,9 @@ pub trait PeerStatus: Send + Sync + 'static {
     fn liveness(&self, node: &NodeId) -> Option<&'static str>;
     /// The estimated clock offset of `node` relative to this node, and whether it is alarming.
     fn clock_offset(&self, node: &NodeId) -> Option<(i64, bool)>;
+    /// Whether this node's calls to `node` may connect now (not backing off after failed
+    /// connects).
+    fn reachable(&self, node: &NodeId) -> bool;
 }
 
 /// A partition replica stored on this node (see [`Database::holdings`]).
@@ -411,6 +416,7 @@ impl Database {
                     clock_alarm,
                     hints_pending: self.replica.hints_pending(id),
                     voter: voters.iter().any(|v| v == id.as_str()),
+                    reachable: id == &self.identity.node_id || self.peers.reachable(id),
                 }
             })
             .collect();

@@ -185,7 +185,8 @@ impl Node {
             rand::rng().random(),
         )
         .map_err(|e| Error::Startup(format!("membership: {e}")))?;
-        let peers = Arc::new(SwimPeers { membership: membership.clone() });
+        let peers =
+            Arc::new(SwimPeers { membership: membership.clone(), transport: transport.clone() });
 
         let replica = Replica::new(ReplicaParts {
             me: node_id.clone(),
@@ -210,6 +211,7 @@ impl Node {
             replica: replica.clone(),
             membership: membership.clone(),
             clock: clock.clone(),
+            transport: transport.clone(),
         });
         let rpc = RpcServer::serve(
             listener,

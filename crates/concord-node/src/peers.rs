@@ -19,6 +19,8 @@ pub(crate) struct PeerHandler {
     pub(crate) replica: Arc<Replica>,
     pub(crate) membership: MembershipHandle,
     pub(crate) clock: Arc<dyn WallClock>,
+    /// Told when a peer connects, so a restarted peer is called again at once.
+    pub(crate) transport: Arc<dyn Transport>,
 }
 
 impl Handler for PeerHandler {
@@ -65,6 +67,10 @@ impl Handler for PeerHandler {
             self.membership.handle_incoming(from, payload);
         }
     }
+
+    fn connected(&self, from: &NodeId) {
+        self.transport.heard_from(from);
+    }
 }
 
 /// SWIM's network: gossip as one-way messages, time probes as calls.
@@ -92,9 +98,10 @@ impl concord_membership::SwimNet for SwimTransport {
     }
 }
 
-/// SWIM's current view of the other members.
+/// SWIM's current view of the other members, and whether the transport can reach them.
 pub(crate) struct SwimPeers {
     pub(crate) membership: MembershipHandle,
+    pub(crate) transport: Arc<dyn Transport>,
 }
 
 impl PeerStatus for SwimPeers {
@@ -112,6 +119,10 @@ impl PeerStatus for SwimPeers {
         let offset = status.clock_offset_ms?;
         // The driver judges the alarm against `cluster.max_clock_offset_ms`.
         Some((offset, status.alarm))
+    }
+
+    fn reachable(&self, node: &NodeId) -> bool {
+        self.transport.reachable(node)
     }
 }
 

@@ -49,6 +49,15 @@ pub trait Transport: Send + Sync {
 
     /// Forgets `node` and closes its connections once their calls finish.
     fn remove_peer(&self, node: &NodeId);
+
+    /// Whether a call to `node` may connect now: `false` for an unknown node and while the
+    /// transport backs off after failed connects to it (calls fail at once meanwhile).
+    fn reachable(&self, node: &NodeId) -> bool;
+
+    /// `node` has just connected to this node, so it listens again: the back-off after failed
+    /// connects to it ends, and the next call connects at once instead of failing until the
+    /// back-off runs out (a restarted peer is not refused for seconds after it is back).
+    fn heard_from(&self, node: &NodeId);
 }
 
 /// Answers the requests and one-way messages that arrive from peers. The server calls it only
@@ -68,4 +77,10 @@ pub trait Handler: Send + Sync + 'static {
     /// Takes a one-way message. Runs on the connection's reading task, so it must not block:
     /// hand the message to a bounded channel or a quick state update.
     fn handle_one_way(&self, from: NodeId, kind: MessageKind, payload: Bytes);
+
+    /// `from` has connected and passed the handshake (and no fault rule drops what it sends):
+    /// proof that it is up and listening. Must not block.
+    fn connected(&self, from: &NodeId) {
+        let _ = from;
+    }
 }

@@ -215,6 +215,36 @@ async fn the_transport_reconnects_after_the_peer_restarts() {
 }
 
 #[tokio::test]
+async fn a_peer_that_connects_ends_the_backoff_against_it() {
+    // A backoff far longer than the test: only the peer's own connection can end it.
+    let long = Duration::from_secs(60);
+    let config = TransportConfig { backoff_min: long, backoff_max: long, ..test_config() };
+    let a = TestNode::start_with("a", NodeOptions { config, ..NodeOptions::default() }).await;
+    let mut b = TestNode::start("b").await;
+    a.knows(&b);
+    assert!(a.transport.reachable(&b.id));
+    step("b shuts down; a's call fails and a backs off from b");
+    within("b's shutdown", Duration::from_secs(2), b.server.take().unwrap().shutdown()).await;
+    let result = a.echo(&b).await;
+    assert!(result.as_ref().is_err_and(RpcError::is_transient), "{result:?}");
+    assert!(!a.transport.reachable(&b.id), "a should be backing off from b");
+    step("b starts again on its address: a still refuses to call it");
+    let listener = TcpListener::bind(b.addr).await.unwrap();
+    let b = TestNode::start_on("b", listener, NodeOptions::default());
+    let result = a.echo(&b).await;
+    assert!(
+        matches!(&result, Err(RpcError::Unreachable(m)) if m.contains("recently")),
+        "{result:?}"
+    );
+    step("b calls a: a learns b is back and calls it at once");
+    b.knows(&a);
+    assert_eq!(b.echo(&a).await.unwrap(), Bytes::from_static(b"ping"));
+    assert_eq!(*a.handler.connected.lock().unwrap(), [b.id.clone()]);
+    assert!(a.transport.reachable(&b.id));
+    assert_eq!(a.echo(&b).await.unwrap(), Bytes::from_static(b"ping"));
+}
+
+#[tokio::test]
 async fn the_transport_refuses_an_address_that_answers_as_another_node() {
     let (log, _guard) = WarnCounter::install();
     let a = TestNode::start("a").await;

@@ -189,13 +189,20 @@ impl TestCluster {
         Ok(statuses)
     }
 
-    /// `Ok` when every running node sees each of `nodes` up; otherwise the first that does not.
+    /// `Ok` when every running node sees each of `nodes` up and can connect to it (a restarted
+    /// node is "up" before its peers' connect back-off from its downtime has ended); otherwise
+    /// the first that does not.
     pub async fn check_up(&self, nodes: &[usize]) -> Result<(), String> {
         for (i, status) in self.statuses().await? {
             for &j in nodes {
-                let state = status.node(self.id(j)).map_or("absent", |n| n.state.as_str());
+                let (state, reachable) = status
+                    .node(self.id(j))
+                    .map_or(("absent", false), |n| (n.state.as_str(), n.reachable));
                 if state != "up" {
                     return Err(format!("{} sees {} {state}", self.id(i), self.id(j)));
+                }
+                if !reachable {
+                    return Err(format!("{} cannot connect to {} yet", self.id(i), self.id(j)));
                 }
             }
         }

@@ -28,6 +28,9 @@ pub struct NodeDto {
     pub hints_pending: u64,
     /// Whether the node votes in the metadata group (the others are learners).
     pub voter: bool,
+    /// Whether the answering node can connect to it now: `false` while its connects to it keep
+    /// failing (calls to it then fail at once until the next retry).
+    pub reachable: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -105,6 +108,7 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
             clock_alarm: n.clock_alarm,
             hints_pending: n.hints_pending,
             voter: n.voter,
+            reachable: n.reachable,
         })
         .collect();
     let moves = view.moves;

@@ -127,6 +127,18 @@ impl Transport for TcpTransport {
         let removed = self.inner.peers.lock().unwrap_or_else(PoisonError::into_inner).remove(node);
         drop(removed);
     }
+
+    fn reachable(&self, node: &NodeId) -> bool {
+        self.inner
+            .pool(node)
+            .is_ok_and(|pool| pool.backoff().wait_remaining(Instant::now()).is_none())
+    }
+
+    fn heard_from(&self, node: &NodeId) {
+        if let Ok(pool) = self.inner.pool(node) {
+            pool.backoff().succeeded();
+        }
+    }
 }
 
 impl Inner {
@@ -237,6 +249,10 @@ impl Inner {
 }
 
 impl PeerPool {
+    fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
+        self.backoff.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A usable connection from the next slot, dialing it if it is empty or broken.
     async fn connection(&self, ctx: &DialContext) -> Result<Arc<Conn>, RpcError> {
         let index = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
@@ -247,11 +263,7 @@ impl PeerPool {
             return Ok(conn.clone());
         }
         *slot = None;
-        let wait = self
-            .backoff
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .wait_remaining(Instant::now());
+        let wait = self.backoff().wait_remaining(Instant::now());
         if let Some(wait) = wait {
             return Err(RpcError::Unreachable(format!(
                 "node {} at {}: connect failed recently, next try in {} ms",
@@ -261,7 +273,7 @@ impl PeerPool {
             )));
         }
         let dialed = conn::dial(ctx, &self.addr, Some(&self.node)).await;
-        let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut backoff = self.backoff();
         match dialed {
             Ok(conn) => {
                 backoff.succeeded();

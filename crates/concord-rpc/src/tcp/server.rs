@@ -169,6 +169,9 @@ impl Connection {
         };
         debug!(peer = %admission.peer, peer_addr = %self.addr, joined = admission.joined, "peer connected");
         let peer = admission.peer.clone();
+        if !self.ctx.faults.drops_from(&peer) {
+            self.ctx.handler.connected(&peer);
+        }
         match self.serve(admission, reader, write, watcher).await {
             Ok(()) => debug!(peer = %peer, peer_addr = %self.addr, "peer connection closed"),
             Err(rejection) => self.log_rejection(Some(&peer), rejection),

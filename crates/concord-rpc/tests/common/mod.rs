@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,11 +59,14 @@ pub fn test_config() -> TransportConfig {
 
 /// Answers by kind: `ReplicaRead` echoes, `ReplicaWrite` never answers, `MetaForward` fails,
 /// `Join` welcomes, `ReplicaMerge` waits at the barrier (if set) then echoes. One-way messages
-/// go to `one_way`.
+/// go to `one_way`. A peer that connects is recorded in `connected` and, as the node does,
+/// reported to the node's own transport.
 pub struct TestHandler {
     pub barrier: Option<Arc<Barrier>>,
     one_way: mpsc::Sender<(NodeId, MessageKind, Bytes)>,
     pub handled: AtomicUsize,
+    pub connected: Mutex<Vec<NodeId>>,
+    transport: OnceLock<Arc<TcpTransport>>,
 }
 
 impl Handler for TestHandler {
@@ -94,6 +97,13 @@ impl Handler for TestHandler {
 
     fn handle_one_way(&self, from: NodeId, kind: MessageKind, payload: Bytes) {
         let _ = self.one_way.try_send((from, kind, payload));
+    }
+
+    fn connected(&self, from: &NodeId) {
+        self.connected.lock().unwrap().push(from.clone());
+        if let Some(transport) = self.transport.get() {
+            transport.heard_from(from);
+        }
     }
 }
 
@@ -148,6 +158,8 @@ impl TestNode {
             barrier: options.barrier,
             one_way: one_way_tx,
             handled: AtomicUsize::new(0),
+            connected: Mutex::new(Vec::new()),
+            transport: OnceLock::new(),
         });
         let server = RpcServer::serve(
             listener,
@@ -165,6 +177,7 @@ impl TestNode {
             metrics.clone(),
             options.config,
         ));
+        let _ = handler.transport.set(transport.clone());
         TestNode {
             id,
             local,

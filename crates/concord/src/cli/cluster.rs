@@ -147,7 +147,11 @@ fn print_status(status: &ClusterStatus) -> anyhow::Result<()> {
         let offset_mark = if node.clock_alarm { " !" } else { "" };
         table.row(vec![
             node.id.clone(),
-            node.state.clone(),
+            if node.reachable {
+                node.state.clone()
+            } else {
+                format!("{} (unreachable)", node.state)
+            },
             node.partitions.to_string(),
             format!("{}{offset_mark}", node.clock_offset_ms),
             if node.voter { "yes" } else { "no" }.to_owned(),
