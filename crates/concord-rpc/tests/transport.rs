@@ -239,7 +239,7 @@ async fn a_peer_that_connects_ends_the_backoff_against_it() {
     step("b calls a: a learns b is back and calls it at once");
     b.knows(&a);
     assert_eq!(b.echo(&a).await.unwrap(), Bytes::from_static(b"ping"));
-    assert_eq!(*a.handler.connected.lock().unwrap(), [b.id.clone()]);
+    assert_eq!(*a.handler.connected.lock().unwrap(), std::slice::from_ref(&b.id));
     assert!(a.transport.reachable(&b.id));
     assert_eq!(a.echo(&b).await.unwrap(), Bytes::from_static(b"ping"));
 }
