@@ -95,6 +95,9 @@ pub struct ClusterConfig {
     /// How long a partition replica that moved away is kept before it is dropped, in ms.
     /// Default 30000.
     pub handoff_drop_delay_ms: u64,
+    /// Nice value (0–19) of the threads that scan, encode and decode handoff chunks: above 0,
+    /// client work on the same cores runs first. Default 5.
+    pub handoff_nice: i32,
 }
 
 impl Default for ClusterConfig {
@@ -105,6 +108,7 @@ impl Default for ClusterConfig {
             max_clock_offset_ms: 500,
             handoff_rate_bytes: 128 << 20,
             handoff_drop_delay_ms: 30_000,
+            handoff_nice: 5,
         }
     }
 }
@@ -209,6 +213,9 @@ pub struct StorageConfig {
     /// hands compaction requests back to the queue in a busy loop; with the two workers of a
     /// 2-core machine it burned a core for the length of every compaction.
     pub background_threads: usize,
+    /// Memory for the engine's cache of table blocks, in bytes. Default 33554432 (32 MiB,
+    /// fjall's own); fjall suggests a fifth to a quarter of the memory left to the node.
+    pub block_cache_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -220,6 +227,7 @@ impl Default for StorageConfig {
             commit_bulk_max: 1024,
             memtable_bytes: 64 << 20,
             background_threads: 4,
+            block_cache_bytes: 32 << 20,
         }
     }
 }
@@ -305,6 +313,9 @@ impl Config {
         if self.storage.memtable_bytes < 1 << 20 {
             return fail("storage.memtable_bytes must be at least 1048576");
         }
+        if self.storage.block_cache_bytes < 1 << 20 {
+            return fail("storage.block_cache_bytes must be at least 1048576");
+        }
         if self.http.max_connections == 0 {
             return fail("http.max_connections must be positive");
         }
@@ -326,6 +337,9 @@ impl Config {
         }
         if self.cluster.handoff_rate_bytes < 1 << 20 {
             return fail("cluster.handoff_rate_bytes must be at least 1048576");
+        }
+        if !(0..=19).contains(&self.cluster.handoff_nice) {
+            return fail("cluster.handoff_nice must be between 0 and 19");
         }
         Ok(())
     }
@@ -435,6 +449,10 @@ mod tests {
         assert!(err.unwrap_err().to_string().contains("CONCORD_LIMITS_VALUE_BYTES_MAX"));
         let err = Config::load(None, env(&[("CONCORD_CLUSTER_PARTITIONS", "48")]));
         assert!(err.unwrap_err().to_string().contains("power of two"));
+        let err = Config::load(None, env(&[("CONCORD_STORAGE_BLOCK_CACHE_BYTES", "4096")]));
+        assert!(err.unwrap_err().to_string().contains("storage.block_cache_bytes"));
+        let err = Config::load(None, env(&[("CONCORD_CLUSTER_HANDOFF_NICE", "-5")]));
+        assert!(err.unwrap_err().to_string().contains("cluster.handoff_nice"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use concord_membership::{MembershipConfig, MembershipHandle};
 use concord_meta::{Command, CommandResult, Meta, MetaConfig, MetaNode, NamespaceEntry};
+use concord_replica::background::Background;
 use concord_replica::{
     Actors, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts, TombstoneConfig,
 };
@@ -34,6 +35,9 @@ use crate::peers::{PeerHandler, SwimPeers, SwimTransport};
 use crate::{Config, Error, Identity, Metrics};
 
 /// How long a fresh node waits to see itself in the replicated metadata after joining.
+/// Threads of the background lane (handoff scans and decodes; their priority is
+/// `cluster.handoff_nice`).
+const BULK_THREADS: usize = 2;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a restarting member waits for a seed to confirm they share a cluster.
@@ -137,6 +141,7 @@ impl Node {
         let engine = FjallOptions {
             memtable_bytes: config.storage.memtable_bytes,
             background_threads: config.storage.background_threads,
+            cache_bytes: config.storage.block_cache_bytes,
         };
         let storage: Arc<dyn Storage> =
             Arc::new(FjallStorage::open(&data_dir.join("db"), &engine)?);
@@ -205,6 +210,8 @@ impl Node {
             tombstones: tombstone_config(&config),
             read_repair_wait: Duration::from_millis(config.replication.read_repair_wait_ms),
             metrics: metrics.replica().clone(),
+            background: Background::new("concord-bulk", BULK_THREADS, config.cluster.handoff_nice)
+                .map_err(|e| Error::Startup(format!("starting the background lane: {e}")))?,
         });
         let handler = Arc::new(PeerHandler {
             meta: meta.clone(),

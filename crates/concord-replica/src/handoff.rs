@@ -313,11 +313,13 @@ async fn pull(
         // The node's rate limit: booked on arrival, so the wait overlaps the merge below.
         let wait = streams.pacer.lock().expect("pacer lock").book(bytes, Instant::now());
         let paced = tokio::time::sleep(wait);
-        // Decoding a chunk is megabytes of parsing and copying: done on a blocking thread, so
-        // that no client request queued on this async worker waits behind it.
-        let (mut objects, more) = tokio::task::spawn_blocking(move || decode_chunk(&reply))
+        // Decoding a chunk is megabytes of parsing and copying: done in the background lane, so
+        // that no client request waits behind it, on this async worker or for a core.
+        let (mut objects, more) = replica
+            .background
+            .run(move || decode_chunk(&reply))
             .await
-            .map_err(|e| format!("decoding a chunk failed: {e}"))??;
+            .map_err(|e| format!("decoding a chunk: {e}"))??;
         let last = objects.last().map(|(key, _)| key.clone());
         if more && last.is_some() {
             next = Some(fetch(last.clone()));

@@ -14,6 +14,7 @@
 //! - [`verify`]: every replica's anti-entropy tree root for a partition, and whether they agree.
 
 pub mod actors;
+pub mod background;
 pub mod exchange;
 pub mod handoff;
 pub mod hints;

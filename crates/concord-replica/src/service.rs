@@ -21,6 +21,7 @@ use concord_types::{
 };
 use tokio::time::Instant;
 
+use crate::background::Background;
 use crate::hints::{HintConfig, HintLedger, HintRequest};
 use crate::messages::{
     Failure, FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, WriteOp, WriteReply,
@@ -163,6 +164,8 @@ pub struct ReplicaParts {
     /// repair the ones that are behind.
     pub read_repair_wait: Duration,
     pub metrics: ReplicaMetrics,
+    /// Where handoff chunks are scanned, encoded and decoded, below the client path's priority.
+    pub background: Background,
 }
 
 pub struct Replica {
@@ -184,6 +187,7 @@ pub struct Replica {
     read_repair_wait: Duration,
     pub(crate) metrics: ReplicaMetrics,
     pub(crate) exchange_stats: crate::exchange::ExchangeStats,
+    pub(crate) background: Background,
 }
 
 /// What one replica did with a coordinated write.
@@ -239,6 +243,7 @@ impl Replica {
             meta: parts.meta,
             liveness: parts.liveness,
             progress: HandoffProgress::default(),
+            background: parts.background,
         })
     }
 
@@ -782,8 +787,8 @@ impl Replica {
                 if request.partition.0 >= self.partitions.get() {
                     return Err(format!("no partition {}", request.partition));
                 }
-                // A chunk is up to megabytes of reads and copying: done on a blocking thread,
-                // so that no client request queued on this async worker waits behind it.
+                // A chunk is up to megabytes of reads and copying: done in the background lane,
+                // so that no client request waits behind it, on this async worker or for a core.
                 let objects = self.objects.clone();
                 let scan = move || {
                     let chunk = objects.scan_objects(
@@ -798,9 +803,10 @@ impl Replica {
                         more: chunk.more,
                     }))
                 };
-                tokio::task::spawn_blocking(scan)
+                self.background
+                    .run(scan)
                     .await
-                    .map_err(|e| format!("handoff scan task failed: {e}"))?
+                    .map_err(|e| format!("handoff scan: {e}"))?
                     .map_err(|e| e.to_string())
             }
             MessageKind::ReplicaList => {

@@ -14,11 +14,13 @@ pub struct FjallOptions {
     pub memtable_bytes: u64,
     /// Threads for flushes and compactions; 0 lets fjall choose (one per core, up to 4).
     pub background_threads: usize,
+    /// Capacity of the block cache, in bytes.
+    pub cache_bytes: u64,
 }
 
 impl Default for FjallOptions {
     fn default() -> Self {
-        Self { memtable_bytes: 64 << 20, background_threads: 4 }
+        Self { memtable_bytes: 64 << 20, background_threads: 4, cache_bytes: 32 << 20 }
     }
 }
 
@@ -31,7 +33,7 @@ pub struct FjallStorage {
 impl FjallStorage {
     /// Opens (or creates) the database in `path`, recovering from the journal after a crash.
     pub fn open(path: &Path, options: &FjallOptions) -> Result<Self, StorageError> {
-        let mut builder = Database::builder(path);
+        let mut builder = Database::builder(path).cache_size(options.cache_bytes);
         if options.background_threads > 0 {
             builder = builder.worker_threads(options.background_threads);
         }
