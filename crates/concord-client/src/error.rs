@@ -73,9 +73,9 @@ fn failures_suffix(details: &serde_json::Value) -> String {
     };
     failures
         .iter()
-        .map(|(node, cause)| match cause.as_str() {
-            Some(cause) => format!("; {node}: {cause}"),
-            None => format!("; {node}: {cause}"),
+        .map(|(node, cause)| {
+            let cause = cause.as_str().map_or_else(|| cause.to_string(), str::to_owned);
+            format!("; {node}: {cause}")
         })
         .collect()
 }

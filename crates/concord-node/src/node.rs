@@ -34,10 +34,11 @@ use crate::namespaces::Namespaces;
 use crate::peers::{PeerHandler, SwimPeers, SwimTransport};
 use crate::{Config, Error, Identity, Metrics};
 
-/// How long a fresh node waits to see itself in the replicated metadata after joining.
 /// Threads of the background lane (handoff scans and decodes; their priority is
 /// `cluster.handoff_nice`).
 const BULK_THREADS: usize = 2;
+
+/// How long a fresh node waits to see itself in the replicated metadata after joining.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a restarting member waits for a seed to confirm they share a cluster.

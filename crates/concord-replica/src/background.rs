@@ -18,7 +18,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// A pool of low-priority threads; dropping it lets the threads end once the queue is empty.
 pub struct Background {
-    queue: Mutex<mpsc::Sender<Job>>,
+    queue: mpsc::Sender<Job>,
 }
 
 /// The lane's threads have stopped, or the job panicked.
@@ -45,7 +45,7 @@ impl Background {
                 }
             })?;
         }
-        Ok(Self { queue: Mutex::new(queue) })
+        Ok(Self { queue })
     }
 
     /// Runs `work` on the lane and waits for its result without blocking the async worker.
@@ -58,7 +58,7 @@ impl Background {
         let job: Job = Box::new(move || {
             let _ = reply.send(work());
         });
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).send(job).map_err(|_| JobLost)?;
+        self.queue.send(job).map_err(|_| JobLost)?;
         answer.await.map_err(|_| JobLost)
     }
 }
