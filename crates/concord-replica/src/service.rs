@@ -582,7 +582,8 @@ impl Replica {
         quorum: WriteQuorum,
         timeout: Duration,
     ) -> Result<WriteResult, ReplicaError> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let (state, partition, n) = self.placement(namespace, &key);
         let owners = state.read_replicas(partition, n);
         let targets = state.write_replicas(partition, n);
@@ -612,6 +613,8 @@ impl Replica {
             }
             Ok(result) => result?,
         };
+        let local_done = Instant::now();
+        self.metrics.write_phases.local.observe((local_done - started).as_secs_f64());
 
         let incoming = state.target_replicas(partition, n);
         let mut acks = WriteAcks::new(&self.me, &owners, &incoming, quorum.required, quorum.strict);
@@ -651,6 +654,7 @@ impl Replica {
                 Ok(None) | Err(_) => break,
             }
         }
+        self.metrics.write_phases.quorum.observe(local_done.elapsed().as_secs_f64());
         match acks.finish() {
             Ok(answered) => Ok(WriteResult { state: local, answered, required: quorum.required }),
             Err(short) => Err(ReplicaError::Quorum {

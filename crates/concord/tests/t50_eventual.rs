@@ -413,6 +413,11 @@ async fn a_read_repairs_a_replica_that_missed_writes() -> anyhow::Result<()> {
             .await?;
     let repairs = counter(&metrics, "concord_replica_read_repairs_total");
     assert!(repairs >= 10.0, "read repairs counted: {repairs}");
+    // n1 is a replica of every key, so it coordinated the 10 writes and timed both phases.
+    for phase in ["local", "quorum"] {
+        let timed = counter(&metrics, &format!("concord_replica_write_{phase}_seconds_count"));
+        assert!(timed >= 10.0, "writes timed in the {phase} phase: {timed}");
+    }
     assert_eq!(disagreeing(&cluster).await?, Vec::<u32>::new(), "repaired replicas agree");
     assert!(verify_cli(&cluster)?, "concord cluster verify must pass");
     Ok(())
