@@ -349,10 +349,17 @@ class Cluster:
         self.workdir = workdir
         self.nodes: list[Node] = []
         self.clients: dict[str, Http] = {}
+        # Data dirs made outside the work dir (`data_root`), removed with it.
+        self.outside_dirs: list[str] = []
 
-    def new_node(self, node_id: str, join: bool = True) -> Node:
-        data_dir = os.path.join(self.workdir, node_id)
+    def new_node(self, node_id: str, join: bool = True, data_root: str | None = None) -> Node:
+        """A node (not started yet); its data dir is in the work dir, or a new dir in `data_root`."""
         os.makedirs(self.workdir, exist_ok=True)
+        if data_root:
+            data_dir = tempfile.mkdtemp(prefix=f"concord-{node_id}-", dir=data_root)
+            self.outside_dirs.append(data_dir)
+        else:
+            data_dir = os.path.join(self.workdir, node_id)
         seed = self.nodes[0].peer_addr if (join and self.nodes) else None
         node = Node(self.binary, node_id, data_dir, self.workdir, join=seed)
         self.nodes.append(node)
@@ -803,6 +810,9 @@ def watch_join(cluster: Cluster, new: Node, limit_s: float, poll_s: float = 0.1)
 
 
 COMMIT_METRIC = "concord_storage_commit_duration_seconds"
+# Writes a node coordinated: its own durable copy, then the wait for the other replicas.
+WRITE_PHASE_METRICS = {"local copy": "concord_replica_write_local_seconds",
+                       "quorum wait": "concord_replica_write_quorum_seconds"}
 
 
 def histogram_buckets(node: Node, metric: str) -> dict[float, float]:
@@ -870,7 +880,8 @@ def scenario_handoff(args, cluster: Cluster) -> dict:
     log("  $ " + " ".join(argv) + "   (stopped by SIGINT when the handoff is over)")
     time.sleep(args.join_after)
     commits_before = {n.node_id: histogram_buckets(n, COMMIT_METRIC) for n in cluster.live()}
-    new = cluster.new_node("n4")
+    phases_before = {phase: histogram_buckets(n1, metric) for phase, metric in WRITE_PHASE_METRICS.items()}
+    new = cluster.new_node("n4", data_root=args.joiner_data_root)
     log(f"starting n4 {now() - t_bench:.2f} s into the bench")
     watch = watch_join(cluster, new, args.max_seconds - args.join_after - 5)
     # Group-commit times during the handoff: on the receiver they are what a client write
@@ -881,6 +892,13 @@ def scenario_handoff(args, cluster: Cluster) -> dict:
     log("  group commits during the handoff (bucket bounds): " + "; ".join(
         f"{node} {c['count']} p50<={c['p50_le_ms']} p90<={c['p90_le_ms']} p99<={c['p99_le_ms']} ms"
         for node, c in sorted(commits.items())))
+    # n1 coordinates every bench write it is a replica for: its own copy waits for its disk, the
+    # rest for the other replicas.
+    phases = {phase: bucket_quantiles(phases_before[phase], histogram_buckets(n1, metric))
+              for phase, metric in WRITE_PHASE_METRICS.items()}
+    log("  writes n1 coordinated during the handoff (bucket bounds): " + "; ".join(
+        f"{phase} {c['count']} p50<={c['p50_le_ms']} p90<={c['p90_le_ms']} p99<={c['p99_le_ms']} ms"
+        for phase, c in phases.items()))
     t_join = new.started_at
     t_done = watch["handoff_duration_s"]
     t_first_byte = watch["first_byte_s"]
@@ -911,7 +929,7 @@ def scenario_handoff(args, cluster: Cluster) -> dict:
         cluster.wait_settled(120)
         time.sleep(2)
         log("n5 joins with no client load (comparison)")
-        idle = watch_join(cluster, cluster.new_node("n5"), 600)
+        idle = watch_join(cluster, cluster.new_node("n5", data_root=args.joiner_data_root), 600)
         idle.pop("last_view")
         idle["series"] = idle["series"][:: max(1, len(idle["series"]) // 30)]
         log(f"  n5 moved {idle['bytes_moved'] / 1e6:.1f} MB in {idle['handoff_duration_s']} s = {idle['mb_per_s']} MB/s")
@@ -932,6 +950,7 @@ def scenario_handoff(args, cluster: Cluster) -> dict:
         "join_after_s": round(t_join - t_bench, 2),
         "n4": watch,
         "commits_during_handoff": commits,
+        "n1_write_phases_during_handoff": phases,
         "handoff_duration_s": t_done,
         "bytes_moved_by_n4": bytes_moved,
         "n4_data_dir_bytes": new_disk,
@@ -1091,6 +1110,8 @@ def run_scenario(name: str, args) -> dict:
         print(f"cpu during {name}: {result['cpu']}; loadavg at end {result['loadavg_at_end']}")
         if ok and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+            for outside in cluster.outside_dirs:
+                shutil.rmtree(outside, ignore_errors=True)
         else:
             print(f"work dir kept: {workdir}")
     result["machine"] = machine_info
@@ -1141,6 +1162,9 @@ def main() -> int:
         p.add_argument("--tail-seconds", type=float, default=1, help="bench keeps going this long after the handoff")
         p.add_argument("--no-idle-join", dest="idle_join", action="store_false",
                        help="skip the comparison join of n5 without client load")
+        p.add_argument("--joiner-data-root", default=None,
+                       help="make the joining nodes' data dirs here (e.g. another disk) instead of "
+                            "in the work dir, to tell their disk writes' effect on the others apart")
 
     def add_meta(p):
         p.add_argument("--ops", type=int, default=50)
