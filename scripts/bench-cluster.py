@@ -815,23 +815,29 @@ WRITE_PHASE_METRICS = {"local copy": "concord_replica_write_local_seconds",
                        "quorum wait": "concord_replica_write_quorum_seconds"}
 
 
-def histogram_buckets(node: Node, metric: str) -> dict[float, float]:
-    """Cumulative bucket counts of one Prometheus histogram of a node ({} if unreachable)."""
+def histogram_buckets(node: Node, *metrics: str) -> dict[str, dict[float, float]]:
+    """Per metric, the cumulative bucket counts of that Prometheus histogram of a node, from one
+    scrape ({} for each if the node is unreachable)."""
+    out: dict[str, dict[float, float]] = {metric: {} for metric in metrics}
     conn = Http(node.http_addr, timeout=5)
     try:
         status, body = conn.request("GET", "/metrics")
     except (OSError, http.client.HTTPException):
-        return {}
+        return out
     finally:
         conn.close()
     if status != 200:
-        return {}
-    buckets = {}
+        return out
     for line in body.decode().splitlines():
-        if line.startswith(metric + "_bucket{"):
+        metric, bucket, _ = line.partition("_bucket{")
+        if bucket and metric in out:
             le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets[float(le)] = float(line.rsplit(" ", 1)[1])
-    return buckets
+            out[metric][float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def quantiles_text(label: str, c: dict) -> str:
+    return f"{label} {c['count']} p50<={c['p50_le_ms']} p90<={c['p90_le_ms']} p99<={c['p99_le_ms']} ms"
 
 
 def bucket_quantiles(before: dict, after: dict) -> dict:
@@ -879,26 +885,25 @@ def scenario_handoff(args, cluster: Cluster) -> dict:
     t_bench = now()
     log("  $ " + " ".join(argv) + "   (stopped by SIGINT when the handoff is over)")
     time.sleep(args.join_after)
-    commits_before = {n.node_id: histogram_buckets(n, COMMIT_METRIC) for n in cluster.live()}
-    phases_before = {phase: histogram_buckets(n1, metric) for phase, metric in WRITE_PHASE_METRICS.items()}
+    # Every node's commits, and n1's write phases, each node from one scrape.
+    scraped = (COMMIT_METRIC, *WRITE_PHASE_METRICS.values())
+    before = {n.node_id: histogram_buckets(n, *scraped) for n in cluster.live()}
     new = cluster.new_node("n4", data_root=args.joiner_data_root)
     log(f"starting n4 {now() - t_bench:.2f} s into the bench")
     watch = watch_join(cluster, new, args.max_seconds - args.join_after - 5)
     # Group-commit times during the handoff: on the receiver they are what a client write
     # that must reach the new owner waits for.
-    commits = {n.node_id: bucket_quantiles(commits_before.get(n.node_id, {}),
-                                           histogram_buckets(n, COMMIT_METRIC))
-               for n in cluster.live()}
+    after = {n.node_id: histogram_buckets(n, *scraped) for n in cluster.live()}
+    commits = {node: bucket_quantiles(before.get(node, {}).get(COMMIT_METRIC, {}), metrics[COMMIT_METRIC])
+               for node, metrics in after.items()}
     log("  group commits during the handoff (bucket bounds): " + "; ".join(
-        f"{node} {c['count']} p50<={c['p50_le_ms']} p90<={c['p90_le_ms']} p99<={c['p99_le_ms']} ms"
-        for node, c in sorted(commits.items())))
+        quantiles_text(node, c) for node, c in sorted(commits.items())))
     # n1 coordinates every bench write it is a replica for: its own copy waits for its disk, the
     # rest for the other replicas.
-    phases = {phase: bucket_quantiles(phases_before[phase], histogram_buckets(n1, metric))
+    phases = {phase: bucket_quantiles(before[n1.node_id][metric], after[n1.node_id][metric])
               for phase, metric in WRITE_PHASE_METRICS.items()}
     log("  writes n1 coordinated during the handoff (bucket bounds): " + "; ".join(
-        f"{phase} {c['count']} p50<={c['p50_le_ms']} p90<={c['p90_le_ms']} p99<={c['p99_le_ms']} ms"
-        for phase, c in phases.items()))
+        quantiles_text(phase, c) for phase, c in phases.items()))
     t_join = new.started_at
     t_done = watch["handoff_duration_s"]
     t_first_byte = watch["first_byte_s"]
@@ -1113,7 +1118,7 @@ def run_scenario(name: str, args) -> dict:
             for outside in cluster.outside_dirs:
                 shutil.rmtree(outside, ignore_errors=True)
         else:
-            print(f"work dir kept: {workdir}")
+            print(f"work dir kept: {workdir}" + "".join(f", {d}" for d in cluster.outside_dirs))
     result["machine"] = machine_info
     result["binary"] = args.binary
     result["argv"] = sys.argv
