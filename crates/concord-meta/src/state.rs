@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use concord_ring::{PartitionCount, Ring};
 use concord_types::{
-    ClusterId, Consistency, NamespaceConfig, NamespaceId, NamespaceName, NodeId, PartitionId,
+    ClusterId, Consistency, ContextKey, NamespaceConfig, NamespaceId, NamespaceName, NodeId,
+    PartitionId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +106,8 @@ pub struct Founding {
     pub peer_addr: String,
     pub incarnation: u64,
     pub namespaces: Vec<(NamespaceName, NamespaceEntry)>,
+    /// The secret every node seals client contexts with (`concord_types::context`).
+    pub context_key: ContextKey,
 }
 
 /// What applying a command did.
@@ -123,6 +126,9 @@ pub enum CommandResult {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaState {
     pub cluster_id: Option<ClusterId>,
+    /// Seals the contexts clients get, so that none they make up is accepted. Drawn by the
+    /// founding node; `None` before bootstrap.
+    pub context_key: Option<ContextKey>,
     /// Bumped by every change to members, rings, moves or namespaces.
     pub epoch: u64,
     pub members: BTreeMap<NodeId, Member>,
@@ -229,6 +235,7 @@ impl MetaState {
             peer_addr,
             incarnation,
             namespaces,
+            context_key,
         } = founding;
         let (cluster_id, partitions) = (*cluster_id, *partitions);
         if self.cluster_id.is_some() {
@@ -242,6 +249,7 @@ impl MetaState {
             Err(e) => return CommandResult::Refused(e.to_string()),
         };
         self.cluster_id = Some(cluster_id);
+        self.context_key = Some(context_key.clone());
         self.members.insert(
             node.clone(),
             Member {

@@ -13,7 +13,8 @@ use concord_replica::{NamespaceRef, Replica, WriteOp, WriteQuorum};
 use concord_ring::Ring;
 use concord_rpc::{FaultRules, Faults};
 use concord_types::{
-    Consistency, DvvSet, Key, NamespaceConfig, NamespaceName, NodeId, Quorum, VersionVector,
+    Consistency, ContextKey, DvvSet, Key, NamespaceConfig, NamespaceName, NodeId, Quorum,
+    VersionVector,
 };
 
 use crate::namespaces::NamespaceView;
@@ -45,13 +46,18 @@ pub struct ReplicaCount {
 pub struct ReadOutcome {
     /// The merged state; `None` if no replica has the key at all.
     pub state: Option<DvvSet>,
+    /// The state's context sealed for this key (`concord_types::context`): what the client
+    /// sends back with its next write. `None` with `state`.
+    pub context: Option<Vec<u8>>,
     pub replicas: ReplicaCount,
 }
 
 #[derive(Debug, Clone)]
 pub struct WriteOutcome {
-    /// The state after the write, whose context the client should use next.
+    /// The state after the write.
     pub state: DvvSet,
+    /// Its context sealed for this key: what the client should use next.
+    pub context: Vec<u8>,
     pub replicas: ReplicaCount,
 }
 
@@ -269,58 +275,98 @@ impl Database {
         let namespace = self.namespace_ref(ns)?;
         let required = self.required(&namespace, options.quorum, namespace.config.read_quorum)?;
         let timeout = options.timeout.unwrap_or(self.request_timeout);
-        let read = self.replica.read(&namespace, key, required, timeout).await?;
+        let read = self.replica.read(&namespace, key.clone(), required, timeout).await?;
+        let context = match &read.state {
+            Some(state) => Some(self.seal(&namespace, &key, state)?),
+            None => None,
+        };
         Ok(ReadOutcome {
             state: read.state,
+            context,
             replicas: ReplicaCount { answered: read.answered, required },
         })
     }
 
-    /// Stores a value, replacing the versions `context` has seen.
+    /// Stores a value, replacing the versions the sealed `context` (as a read or write of this
+    /// key returned it; `None` for a blind write) has seen.
     pub async fn put(
         &self,
         ns: &str,
         key: Key,
-        context: VersionVector,
+        context: Option<&[u8]>,
         value: Value,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
+        let namespace = self.namespace_ref(ns)?;
+        let context = match context {
+            Some(token) => self.open(&namespace, &key, token)?,
+            None => VersionVector::new(),
+        };
         let op = WriteOp::Put { context, data: value.data, content_type: value.content_type };
-        self.write(ns, key, op, options).await
+        self.write(namespace, key, op, options).await
     }
 
-    /// Deletes a key by writing a tombstone over the versions `context` has seen, or, without a
-    /// context, over every version the coordinating replica holds when the delete is applied.
+    /// Deletes a key by writing a tombstone over the versions the sealed `context` has seen, or,
+    /// without a context, over every version the coordinating replica holds when the delete is
+    /// applied.
     pub async fn delete(
         &self,
         ns: &str,
         key: Key,
-        context: Option<VersionVector>,
+        context: Option<&[u8]>,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        self.write(ns, key, WriteOp::Delete { context }, options).await
+        let namespace = self.namespace_ref(ns)?;
+        let context = context.map(|token| self.open(&namespace, &key, token)).transpose()?;
+        self.write(namespace, key, WriteOp::Delete { context }, options).await
     }
 
     async fn write(
         &self,
-        ns: &str,
+        namespace: NamespaceRef,
         key: Key,
         op: WriteOp,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        let namespace = self.namespace_ref(ns)?;
         let required = self.required(&namespace, options.quorum, namespace.config.write_quorum)?;
         let strict = options.strict.unwrap_or(namespace.config.strict);
         let timeout = options.timeout.unwrap_or(self.request_timeout);
         let quorum = WriteQuorum { required, strict };
         let written = self
             .replica
-            .write(&namespace, key, op, quorum, timeout)
+            .write(&namespace, key.clone(), op, quorum, timeout)
             .await
             .map_err(|e| Error::from(e).for_write())?;
         Ok(WriteOutcome {
+            context: self.seal(&namespace, &key, &written.state)?,
             state: written.state,
             replicas: ReplicaCount { answered: written.answered, required: written.required },
+        })
+    }
+
+    /// The client's context of `state` (its siblings' entries), sealed for this key.
+    fn seal(&self, namespace: &NamespaceRef, key: &Key, state: &DvvSet) -> Result<Vec<u8>, Error> {
+        Ok(self.context_key()?.seal(namespace.id, key, &state.client_context()))
+    }
+
+    /// The version vector of a context token, if this cluster sealed it for this key.
+    fn open(
+        &self,
+        namespace: &NamespaceRef,
+        key: &Key,
+        token: &[u8],
+    ) -> Result<VersionVector, Error> {
+        self.context_key()?.open(namespace.id, key, token).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "Concord-Context token refused: {e}; send back the context a read or write of \
+                 this key returned, or none for a blind write"
+            ))
+        })
+    }
+
+    fn context_key(&self) -> Result<ContextKey, Error> {
+        self.meta.state().context_key.clone().ok_or_else(|| {
+            Error::Unavailable("the cluster's metadata is not initialised yet".into())
         })
     }
 

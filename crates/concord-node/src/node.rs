@@ -168,7 +168,6 @@ impl Node {
             }
         }
 
-        let actors = Arc::new(Actors::draw_all(partitions.get()));
         let options = ObjectStoreOptions {
             durability: match config.storage.durability {
                 DurabilityMode::Sync => Durability::Sync,
@@ -181,6 +180,7 @@ impl Node {
         };
         let objects = Arc::new(ObjectStore::start(storage.clone(), options, metrics.clone()));
         let clock: Arc<dyn WallClock> = Arc::new(NodeClock { faults: faults.clone() });
+        let actors = Arc::new(Actors::draw_all(partitions.get(), clock.clone()));
 
         let swim_clock = clock.clone();
         let membership = concord_membership::Membership::start(
@@ -405,6 +405,7 @@ async fn bootstrap(
         peer_addr: me.peer_addr.clone(),
         incarnation: identity.incarnation,
         namespaces,
+        context_key: concord_types::ContextKey::new(rand::rng().random()),
     });
     meta.bootstrap(me, command).await?;
     tracing::info!(cluster = %identity.cluster_id, "bootstrapped a new cluster");

@@ -17,7 +17,7 @@ use concord_ring::PartitionCount;
 use concord_rpc::{MessageKind, RpcError, Transport};
 use concord_storage::{ObjectKey, ObjectStore, StorageError, Update};
 use concord_types::{
-    Content, DvvSet, Hlc, Key, NamespaceConfig, NamespaceId, NodeId, PartitionId, WallClock,
+    Content, Dot, DvvSet, Hlc, Key, NamespaceConfig, NamespaceId, NodeId, PartitionId, WallClock,
 };
 use tokio::time::Instant;
 
@@ -488,9 +488,10 @@ impl Replica {
 
     /// Takes a write none of the key's replicas could be reached for (DESIGN.md §5: "when no
     /// primary is reachable, the first reachable fallback"). The write is held as a hint for
-    /// each replica, here and, for W > 1, on other fallbacks. Its dot is minted by a fresh actor
-    /// drawn for this one write: a fallback has no history of the key, and a reused actor could
-    /// mint a dot already used by a delivered, deleted hint. Strict writes and deletes without
+    /// each replica, here and, for W > 1, on other fallbacks. Its dot is minted by this node's
+    /// fallback actor with a counter past every dot that actor minted before: a fallback has no
+    /// history of the key, so the key's vector cannot say which dots a delivered, deleted hint
+    /// used. Strict writes and deletes without
     /// a context (which need the stored versions) are refused.
     async fn coordinate_as_fallback(
         &self,
@@ -522,7 +523,10 @@ impl Replica {
         let policy = namespace.config.conflicts;
         let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms());
         let mut written = DvvSet::new();
-        written.write(&context, crate::actors::draw(), timestamp, content, policy);
+        let (actor, floor) = self.actors.fallback();
+        written
+            .write(&context, Dot { actor, counter: floor }, timestamp, content, policy)
+            .map_err(|e| ReplicaError::Storage(e.to_string()))?;
         let object = ObjectKey { namespace: namespace.id, partition, key: key.clone() };
 
         let mut acks = WriteAcks::for_fallback(&targets, quorum.required);

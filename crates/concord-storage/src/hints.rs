@@ -163,13 +163,15 @@ mod tests {
         let mut state = DvvSet::new();
         let content =
             Content::Value { data: value.as_bytes().to_vec(), content_type: "text/plain".into() };
-        state.write(
-            &Default::default(),
-            ActorId(actor),
-            Timestamp::from_wall_ms(1),
-            content,
-            ConflictPolicy::Siblings,
-        );
+        state
+            .write(
+                &Default::default(),
+                concord_types::Dot { actor: ActorId(actor), counter: 0 },
+                Timestamp::from_wall_ms(1),
+                content,
+                ConflictPolicy::Siblings,
+            )
+            .unwrap();
         state
     }
 

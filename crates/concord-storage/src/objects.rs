@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use concord_types::{
-    ActorId, ConflictPolicy, Content, DvvSet, Key, NamespaceId, PartitionId, Timestamp,
-    VersionVector,
+    ActorId, ConflictPolicy, Content, CounterExhausted, Dot, DvvSet, Key, NamespaceId, PartitionId,
+    Timestamp, VersionVector,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -495,8 +495,9 @@ struct Committer {
     options: ObjectStoreOptions,
     observer: Arc<dyn CommitObserver>,
     trees: Arc<Trees>,
-    /// Per actor, the highest counter of it that a purged tombstone had seen. Kept in memory
-    /// only: actors are drawn afresh at every start, so a floor never outlives its actor.
+    /// Per actor, the highest counter it minted here or a purged tombstone had seen: the floor
+    /// of its next dot. Kept in memory only: actors are drawn afresh at every start, so a floor
+    /// never outlives its actor.
     floors: RefCell<HashMap<ActorId, u64>>,
     /// The states a batch is building, kept empty between batches: its table is allocated once
     /// for the largest batch instead of grown from nothing in every commit (at handoff rates the
@@ -735,21 +736,8 @@ impl Committer {
         key: Vec<u8>,
         update: Update,
     ) -> Result<&'s DvvSet, StorageError> {
-        let floor = |actor: ActorId| match self.floors.borrow().get(&actor) {
-            Some(&counter) if space == Space::Data => {
-                DvvSet::seen(VersionVector::from_entries([(actor, counter)]))
-            }
-            _ => DvvSet::new(),
-        };
         let state = self.staged(states, space, key)?;
-        if state.is_none() {
-            // A key this replica does not hold starts from what its purged tombstones saw.
-            *state = Some(match &update {
-                Update::Write { actor, .. } | Update::DeleteStored { actor, .. } => floor(*actor),
-                Update::Merge { .. } => DvvSet::new(),
-            });
-        }
-        let state = state.as_mut().expect("set above");
+        let state = state.get_or_insert_with(DvvSet::new);
         match update {
             Update::Write { context, actor, timestamp, content, policy } => {
                 if policy == ConflictPolicy::Siblings {
@@ -763,15 +751,32 @@ impl Committer {
                         });
                     }
                 }
-                state.write(&context, actor, timestamp, content, policy);
+                let last = self.last_dot(actor);
+                self.minted(state.write(&context, last, timestamp, content, policy))?;
             }
             Update::DeleteStored { actor, timestamp, policy } => {
                 let context = state.context().clone();
-                state.write(&context, actor, timestamp, Content::Tombstone, policy);
+                let last = self.last_dot(actor);
+                self.minted(state.write(&context, last, timestamp, Content::Tombstone, policy))?;
             }
             Update::Merge { state: other, policy } => state.merge_from(other, policy),
         }
         Ok(state)
+    }
+
+    /// The last dot `actor` minted here, or the highest counter of it a purged tombstone saw:
+    /// its next dot comes after it. An actor's counter is one sequence over all keys, so no dot
+    /// is minted twice even for a key whose entry for the actor was pruned or purged.
+    fn last_dot(&self, actor: ActorId) -> Dot {
+        Dot { actor, counter: self.floors.borrow().get(&actor).copied().unwrap_or(0) }
+    }
+
+    fn minted(&self, dot: Result<Dot, CounterExhausted>) -> Result<(), StorageError> {
+        let dot = dot.map_err(|e| StorageError::Engine(e.to_string()))?;
+        let mut floors = self.floors.borrow_mut();
+        let floor = floors.entry(dot.actor).or_default();
+        *floor = (*floor).max(dot.counter);
+        Ok(())
     }
 }
 

@@ -82,9 +82,25 @@ mod tests {
         let mut state = DvvSet::new();
         let at = Timestamp::from_wall_ms(ms);
         let value = Content::Value { data: b"v".to_vec(), content_type: String::new() };
-        state.write(&VersionVector::new(), ActorId(1), at, value, ConflictPolicy::Siblings);
+        state
+            .write(
+                &VersionVector::new(),
+                concord_types::Dot { actor: ActorId(1), counter: 0 },
+                at,
+                value,
+                ConflictPolicy::Siblings,
+            )
+            .unwrap();
         let context = state.context().clone();
-        state.write(&context, ActorId(1), at, Content::Tombstone, ConflictPolicy::Siblings);
+        state
+            .write(
+                &context,
+                concord_types::Dot { actor: ActorId(1), counter: 0 },
+                at,
+                Content::Tombstone,
+                ConflictPolicy::Siblings,
+            )
+            .unwrap();
         state
     }
 
@@ -100,13 +116,15 @@ mod tests {
         let mut state = tombstone_at(10_000);
         let value = Content::Value { data: b"w".to_vec(), content_type: String::new() };
         // A concurrent write (empty context) leaves a value sibling beside the tombstone.
-        state.write(
-            &VersionVector::new(),
-            ActorId(2),
-            Timestamp::from_wall_ms(1),
-            value,
-            ConflictPolicy::Siblings,
-        );
+        state
+            .write(
+                &VersionVector::new(),
+                concord_types::Dot { actor: ActorId(2), counter: 0 },
+                Timestamp::from_wall_ms(1),
+                value,
+                ConflictPolicy::Siblings,
+            )
+            .unwrap();
         assert!(!expired(&state, u64::MAX / 2, 0));
     }
 }

@@ -6,12 +6,15 @@
 //! - [`namespace`]: namespace names and configuration, quorum levels.
 //! - [`version`]: dotted version vectors (`VersionVector`, `Dot`, `DvvSet`), the heart of
 //!   conflict tracking for eventual namespaces.
+//! - [`context`]: causal contexts sealed to one key with the cluster's secret, as clients get
+//!   them.
 //! - [`hlc`]: hybrid logical clock timestamps that order last-write-wins writes.
 //!
 //! This crate is pure: it does no I/O, reads no clock and does not depend on tokio. Types derive
 //! `Serialize` only when they reach disk or cross the wire (DVV sets, version vectors, namespace
 //! configs).
 
+pub mod context;
 pub mod hlc;
 pub mod ids;
 pub mod key;
@@ -20,9 +23,12 @@ pub mod version;
 
 mod error;
 
+pub use context::{ContextError, ContextKey};
 pub use error::ValidationError;
 pub use hlc::{Hlc, Timestamp, WallClock};
 pub use ids::{ActorId, ClusterId, NamespaceId, NodeId, PartitionId};
 pub use key::Key;
 pub use namespace::{ConflictPolicy, Consistency, NamespaceConfig, NamespaceName, Quorum};
-pub use version::{Content, Dot, DvvSet, Sibling, VersionVector};
+pub use version::{
+    Content, CounterExhausted, Dot, DvvSet, HISTORY_ENTRIES_MAX, Sibling, VersionVector,
+};

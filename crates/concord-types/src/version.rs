@@ -6,16 +6,46 @@
 //! write; the write then replaces exactly the siblings that context covers and keeps the rest as
 //! concurrent siblings.
 //!
-//! The representation relies on one invariant: an actor's counters are contiguous in every
-//! version vector. `vv[a] = n` means the holder has seen (or seen superseded) every dot `(a, 1..=n)`.
-//! That holds because only the replica incarnation `a` mints dots for `a`, it mints them in
-//! order, and it never forgets one: a replica that lost its history gets a fresh actor
-//! (DESIGN.md §4). Given that invariant, [`DvvSet::merge`] is commutative, associative and
-//! idempotent, so replicas can exchange and merge states in any order.
+//! The representation relies on one invariant: `vv[a] = n` means the holder has seen (or seen
+//! superseded) every dot of `a` for this key with a counter up to `n`. That holds because only
+//! the replica incarnation `a` mints dots for `a`, it mints them in increasing order from one
+//! counter it never forgets (a replica that lost its history gets a fresh actor, DESIGN.md §4),
+//! and every dot it mints for a key comes from a state holding all its earlier dots for that
+//! key. An actor's counter is shared by every key it writes (see [`DvvSet::write`]'s `last`),
+//! so one key's counters of an actor may have gaps; a gap is a dot of another key.
+//!
+//! **Bounded vectors.** Each restart of a node draws fresh actors, so a long-lived key is
+//! written by ever more actors. A stored vector keeps the entries of the actors of its live
+//! siblings and at most [`HISTORY_ENTRIES_MAX`] others: past that, the entries of the oldest
+//! actors (actor ids begin with the minute they were drawn) that back no live sibling are
+//! forgotten ([`DvvSet::write`] and [`DvvSet::merge`] prune). Forgetting an entry never loses a
+//! write: a merge drops a sibling only when the other side covers its dot, and a forgotten
+//! entry covers less, never more; and it cannot make an actor mint a dot twice, because the
+//! actor's own counter, not the key's vector, is the floor of its next dot. Its price: a stale
+//! copy of a value that many later writes superseded, met again after more than
+//! [`HISTORY_ENTRIES_MAX`] newer actors wrote the key, comes back as a sibling (a false
+//! conflict the client resolves, as in Riak's vclock pruning), never the other way round.
+//! Below the bound [`DvvSet::merge`] is commutative, associative and idempotent, so replicas
+//! can exchange and merge states in any order; above it, commutative and idempotent, and
+//! replicas that exchanged everything hold the same state.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{ActorId, ConflictPolicy, Timestamp};
+
+/// Entries a stored version vector keeps for actors that back no live sibling (module doc).
+/// With at most `limits.siblings_max` siblings, a vector has at most that many plus this many
+/// entries, and a client's context (which carries only its siblings' actors, see
+/// [`DvvSet::client_context`]) at most `siblings_max`.
+pub const HISTORY_ENTRIES_MAX: usize = 64;
+
+/// A write whose dot would need a counter past `u64::MAX`: only a corrupt or hostile state can
+/// hold such a counter, and wrapping it around would mint a dot twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("actor {actor} has no counter left to mint a dot with")]
+pub struct CounterExhausted {
+    pub actor: ActorId,
+}
 
 /// One write event: the `counter`-th write minted by `actor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -74,6 +104,11 @@ impl VersionVector {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The number of actors with an entry.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ActorId, u64)> + '_ {
@@ -158,8 +193,12 @@ impl DvvSet {
         self.values().next().is_none()
     }
 
-    /// Applies a client write coordinated by the replica incarnation `actor`, returning the new
-    /// dot.
+    /// Applies a client write coordinated by the replica incarnation `last.actor`, returning
+    /// the new dot.
+    ///
+    /// `last` is the last dot the actor minted for any key (counter 0 if none): the new dot's
+    /// counter is past it, past the stored entry and past the context's, so the actor never
+    /// mints a dot twice even for a key whose entry for it was pruned or purged.
     ///
     /// Under [`ConflictPolicy::Siblings`], siblings covered by `context` are replaced and the
     /// others stay as concurrent siblings. Under [`ConflictPolicy::Lww`] the new value replaces
@@ -168,11 +207,19 @@ impl DvvSet {
     pub fn write(
         &mut self,
         context: &VersionVector,
-        actor: ActorId,
+        last: Dot,
         timestamp: Timestamp,
         content: Content,
         policy: ConflictPolicy,
-    ) -> Dot {
+    ) -> Result<Dot, CounterExhausted> {
+        let Dot { actor, counter: floor } = last;
+        let counter = self
+            .vv
+            .get(actor)
+            .max(context.get(actor))
+            .max(floor)
+            .checked_add(1)
+            .ok_or(CounterExhausted { actor })?;
         let timestamp = match policy {
             ConflictPolicy::Siblings => {
                 self.siblings.retain(|s| !context.covers(s.dot));
@@ -181,17 +228,52 @@ impl DvvSet {
             ConflictPolicy::Lww => {
                 let stored_max = self.siblings.iter().map(|s| s.timestamp).max();
                 self.siblings.clear();
-                stored_max.map_or(timestamp, |t| timestamp.max(Timestamp(t.0 + 1)))
+                stored_max.map_or(timestamp, |t| timestamp.max(Timestamp(t.0.saturating_add(1))))
             }
         };
-        // The context can only be ahead of our own entry if this actor forgot writes, which the
-        // fresh-actor rule forbids; taking the maximum still never re-mints a dot the context saw.
-        let counter = self.vv.get(actor).max(context.get(actor)) + 1;
         let dot = Dot { actor, counter };
         self.vv.join(context);
         self.vv.witness(actor, counter);
         self.insert_sorted(Sibling { dot, timestamp, content });
-        dot
+        self.prune();
+        Ok(dot)
+    }
+
+    /// The context a client is given with what it read: the entries of the actors of the
+    /// siblings it was shown, which is all a write needs to supersede exactly those siblings.
+    /// Entries of actors without a live sibling cover nothing the client saw; leaving them out
+    /// keeps a token within `siblings_max` entries however many actors wrote the key.
+    pub fn client_context(&self) -> VersionVector {
+        let mut entries: Vec<(ActorId, u64)> = Vec::with_capacity(self.siblings.len());
+        for sibling in &self.siblings {
+            let actor = sibling.dot.actor;
+            if entries.last().is_none_or(|(last, _)| *last != actor) {
+                entries.push((actor, self.vv.get(actor)));
+            }
+        }
+        // Siblings are sorted by dot, so by actor: the entries are sorted and distinct.
+        VersionVector { entries }
+    }
+
+    /// Forgets the oldest entries that back no live sibling beyond [`HISTORY_ENTRIES_MAX`].
+    /// Deterministic in the state, so replicas holding the same writes prune alike.
+    fn prune(&mut self) {
+        let live = |actor: ActorId| self.siblings.iter().any(|s| s.dot.actor == actor);
+        let history = self.vv.entries.iter().filter(|(a, _)| !live(*a)).count();
+        if history <= HISTORY_ENTRIES_MAX {
+            return;
+        }
+        // Entries are sorted by actor id, and an actor id begins with the minute it was drawn:
+        // the first entries without a live sibling are the oldest.
+        let mut excess = history - HISTORY_ENTRIES_MAX;
+        let siblings = &self.siblings;
+        self.vv.entries.retain(|(actor, _)| {
+            if excess == 0 || siblings.iter().any(|s| s.dot.actor == *actor) {
+                return true;
+            }
+            excess -= 1;
+            false
+        });
     }
 
     /// Merges another replica's state for the same key into this one.
@@ -213,6 +295,7 @@ impl DvvSet {
             ConflictPolicy::Lww => self.merge_latest(&mut other),
         }
         self.vv.join(&other.vv);
+        self.prune();
     }
 
     /// Takes the siblings it keeps out of `other`.

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use concord_node::{ReadOptions, ReplicaCount, Value, WriteOptions};
-use concord_types::{Content, DvvSet, Key, NamespaceName, VersionVector};
+use concord_types::{Content, DvvSet, Key, NamespaceName};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -85,21 +85,19 @@ fn namespace_name(raw: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::invalid(e.to_string()))
 }
 
-fn request_context(headers: &HeaderMap) -> Result<VersionVector, ApiError> {
-    match headers.get(context::HEADER) {
-        None => Ok(VersionVector::new()),
-        Some(value) => {
-            let token = value
-                .to_str()
-                .map_err(|_| ApiError::invalid("malformed Concord-Context token: not ASCII"))?;
-            context::decode(token)
-        }
-    }
+/// The context token's bytes, if the request has one.
+fn request_context(headers: &HeaderMap) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(value) = headers.get(context::HEADER) else { return Ok(None) };
+    let token = value
+        .to_str()
+        .map_err(|_| ApiError::invalid("malformed Concord-Context token: not ASCII"))?;
+    context::decode(token).map(Some)
 }
 
-fn set_version_headers(response: &mut Response, vv: &VersionVector, replicas: ReplicaCount) {
+fn set_version_headers(response: &mut Response, context: &[u8], replicas: ReplicaCount) {
     let headers = response.headers_mut();
-    let token = HeaderValue::from_str(&context::encode(vv)).expect("base64url is a valid header");
+    let token =
+        HeaderValue::from_str(&context::encode(context)).expect("base64url is a valid header");
     headers.insert(context::HEADER, token);
     let count = format!("{}/{}", replicas.answered, replicas.required);
     headers.insert(REPLICAS_HEADER, HeaderValue::from_str(&count).expect("digits and a slash"));
@@ -112,7 +110,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-fn envelope(ns: &str, key: &Key, state: &DvvSet) -> ObjectDto {
+fn envelope(ns: &str, key: &Key, state: &DvvSet, context: &[u8]) -> ObjectDto {
     let (key_text, key_base64) = text_or_base64(key.as_bytes());
     let siblings = state
         .values()
@@ -133,7 +131,7 @@ fn envelope(ns: &str, key: &Key, state: &DvvSet) -> ObjectDto {
         namespace: ns.to_string(),
         key: key_text,
         key_base64,
-        context: context::encode(state.context()),
+        context: context::encode(context),
         siblings,
     }
 }
@@ -160,15 +158,15 @@ pub async fn get_key(
     let query = Query::parse(uri.query(), &["r", "timeout_ms"])?;
     let options = ReadOptions { quorum: query.quorum("r")?, timeout: query.timeout()? };
     let outcome = app.db.get(&ns, key.clone(), options).await?;
-    let state = match outcome.state {
-        Some(state) if !state.is_deleted() => state,
-        tombstone => {
+    let (state, context) = match (outcome.state, outcome.context) {
+        (Some(state), Some(context)) if !state.is_deleted() => (state, context),
+        (_, tombstone_context) => {
             // A deleted key's 404 still carries its context, so a later write supersedes the
             // tombstone instead of becoming its sibling.
             let mut response =
                 ApiError::not_found(format!("key not found in namespace {ns:?}")).into_response();
-            if let Some(tombstone) = tombstone {
-                set_version_headers(&mut response, tombstone.context(), outcome.replicas);
+            if let Some(context) = tombstone_context {
+                set_version_headers(&mut response, &context, outcome.replicas);
             }
             return Ok(response);
         }
@@ -188,10 +186,10 @@ pub async fn get_key(
         (_, second) => {
             let status =
                 if second.is_some() { StatusCode::MULTIPLE_CHOICES } else { StatusCode::OK };
-            (status, axum::Json(envelope(&ns, &key, &state))).into_response()
+            (status, axum::Json(envelope(&ns, &key, &state, &context))).into_response()
         }
     };
-    set_version_headers(&mut response, state.context(), outcome.replicas);
+    set_version_headers(&mut response, &context, outcome.replicas);
     Ok(response)
 }
 
@@ -244,13 +242,13 @@ pub async fn put_key(
     let (ns, key) = namespace_and_key(&uri)?;
     let query = Query::parse(uri.query(), &["w", "strict", "timeout_ms"])?;
     let options = write_options(&query)?;
-    let vv = request_context(&headers)?;
+    let context = request_context(&headers)?;
     let content_type = content_type(&headers)?;
     let value = body::read_limited(&headers, body, app.limits.value_bytes_max, deadline).await?;
-    let outcome =
-        app.db.put(&ns, key, vv, Value { data: value.to_vec(), content_type }, options).await?;
+    let value = Value { data: value.to_vec(), content_type };
+    let outcome = app.db.put(&ns, key, context.as_deref(), value, options).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    set_version_headers(&mut response, outcome.state.context(), outcome.replicas);
+    set_version_headers(&mut response, &outcome.context, outcome.replicas);
     Ok(response)
 }
 
@@ -275,11 +273,10 @@ pub async fn delete_key(
     let (ns, key) = namespace_and_key(&uri)?;
     let query = Query::parse(uri.query(), &["w", "strict", "timeout_ms"])?;
     let options = write_options(&query)?;
-    let vv =
-        headers.contains_key(context::HEADER).then(|| request_context(&headers)).transpose()?;
-    let outcome = app.db.delete(&ns, key, vv, options).await?;
+    let context = request_context(&headers)?;
+    let outcome = app.db.delete(&ns, key, context.as_deref(), options).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    set_version_headers(&mut response, outcome.state.context(), outcome.replicas);
+    set_version_headers(&mut response, &outcome.context, outcome.replicas);
     Ok(response)
 }
 

@@ -20,6 +20,7 @@ fn bootstrapped(partitions: u16) -> MetaState {
             default,
             NamespaceEntry { id: NamespaceId(1), config: NamespaceConfig::default() },
         )],
+        context_key: ContextKey::new([1; 32]),
     }));
     assert_eq!(result, CommandResult::Ok);
     state
@@ -64,8 +65,10 @@ fn bootstrap_makes_a_one_node_ring_and_only_once() {
         peer_addr: String::new(),
         incarnation: 2,
         namespaces: Vec::new(),
+        context_key: ContextKey::new([2; 32]),
     }));
     assert_eq!(again, CommandResult::Unchanged);
+    assert_eq!(state.context_key, Some(ContextKey::new([1; 32])), "the founder's key stays");
 }
 
 #[test]

@@ -253,13 +253,15 @@ async fn client_writes_and_bulk_merges_take_separate_batches() {
 
     // Queued in this order: bulk, write, bulk, write, bulk, write, write, write.
     let mut remote = DvvSet::new();
-    remote.write(
-        &VersionVector::new(),
-        ActorId(9),
-        Timestamp(5),
-        Content::Value { data: b"remote".to_vec(), content_type: "text/plain".into() },
-        ConflictPolicy::Siblings,
-    );
+    remote
+        .write(
+            &VersionVector::new(),
+            concord_types::Dot { actor: ActorId(9), counter: 0 },
+            Timestamp(5),
+            Content::Value { data: b"remote".to_vec(), content_type: "text/plain".into() },
+            ConflictPolicy::Siblings,
+        )
+        .unwrap();
     const PLAN: [&str; 8] = ["bulk", "write", "bulk", "write", "bulk", "write", "write", "write"];
     for (i, step) in PLAN.iter().enumerate() {
         let queued_before = store.queue.max_capacity() - store.queue.capacity();
@@ -466,13 +468,15 @@ async fn bulk_merges_land_and_merge_with_stored_state() {
     let local = store.update(&here, write(&VersionVector::new(), "local")).await.unwrap();
     let remote = {
         let mut state = DvvSet::new();
-        state.write(
-            &VersionVector::new(),
-            ActorId(9),
-            Timestamp(5),
-            Content::Value { data: b"remote".to_vec(), content_type: "text/plain".into() },
-            ConflictPolicy::Siblings,
-        );
+        state
+            .write(
+                &VersionVector::new(),
+                concord_types::Dot { actor: ActorId(9), counter: 0 },
+                Timestamp(5),
+                Content::Value { data: b"remote".to_vec(), content_type: "text/plain".into() },
+                ConflictPolicy::Siblings,
+            )
+            .unwrap();
         state
     };
     let objects = vec![
@@ -607,4 +611,18 @@ async fn purged_tombstones_leave_a_floor_for_the_next_dot() {
     };
     let state = store.update(&key("fresh"), other).await.unwrap();
     assert_eq!(state.siblings()[0].dot.counter, 1);
+}
+
+/// An actor's counter is one sequence over every key it writes, so a key whose vector forgot
+/// the actor (pruned, or purged with a tombstone) still gets a dot the actor never minted.
+#[tokio::test]
+async fn an_actor_mints_one_sequence_over_all_keys() {
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let mut counters = Vec::new();
+    for name in ["a", "b", "a", "c", "b"] {
+        let state = store.update(&key(name), write(&VersionVector::new(), name)).await.unwrap();
+        counters.push(state.siblings().iter().map(|s| s.dot.counter).max().unwrap());
+    }
+    assert_eq!(counters, vec![1, 2, 3, 4, 5]);
 }

@@ -36,13 +36,23 @@ fn step() -> impl Strategy<Value = Step> {
 /// Runs a history and returns the replicas' final states.
 fn run(steps: &[Step], policy: ConflictPolicy) -> Vec<DvvSet> {
     let mut replicas = vec![DvvSet::new(); REPLICAS];
+    let mut floors = [0; REPLICAS];
     for (tick, step) in steps.iter().enumerate() {
         match *step {
             Step::Write { at, read_from, delete } => {
                 let context = read_from.map(|r| replicas[r].context().clone()).unwrap_or_default();
                 let content = if delete { Content::Tombstone } else { value(tick as u64) };
                 let ts = Timestamp(1_000 + (tick as u64 * 7919) % 97);
-                replicas[at].write(&context, actor(at), ts, content, policy);
+                let dot = replicas[at]
+                    .write(
+                        &context,
+                        Dot { actor: actor(at), counter: floors[at] },
+                        ts,
+                        content,
+                        policy,
+                    )
+                    .unwrap();
+                floors[at] = dot.counter;
             }
             Step::Sync { from, to } => {
                 let other = replicas[from].clone();
@@ -101,7 +111,7 @@ proptest! {
         let read = r[read_from].clone();
         let before = r[at].clone();
         let mut after = before.clone();
-        let dot = after.write(read.context(), actor(at), Timestamp(1), value(u64::MAX), ConflictPolicy::Siblings);
+        let dot = after.write(read.context(), Dot { actor: actor(at), counter: 0 }, Timestamp(1), value(u64::MAX), ConflictPolicy::Siblings).unwrap();
         for s in read.siblings() {
             prop_assert!(!after.contains(s.dot), "read sibling {:?} survived", s.dot);
         }
@@ -136,12 +146,26 @@ fn concurrent_writes_without_context_are_all_kept() {
     let mut a = DvvSet::new();
     let blind = VersionVector::new();
     for i in 0..10 {
-        a.write(&blind, actor(0), Timestamp(i), value(i), ConflictPolicy::Siblings);
+        a.write(
+            &blind,
+            Dot { actor: actor(0), counter: 0 },
+            Timestamp(i),
+            value(i),
+            ConflictPolicy::Siblings,
+        )
+        .unwrap();
     }
     assert_eq!(a.values().count(), 10);
 
     let mut b = DvvSet::new();
-    b.write(&blind, actor(1), Timestamp(0), value(99), ConflictPolicy::Siblings);
+    b.write(
+        &blind,
+        Dot { actor: actor(1), counter: 0 },
+        Timestamp(0),
+        value(99),
+        ConflictPolicy::Siblings,
+    )
+    .unwrap();
     a.merge(&b, ConflictPolicy::Siblings);
     assert_eq!(a.values().count(), 11);
 }
@@ -150,10 +174,31 @@ fn concurrent_writes_without_context_are_all_kept() {
 fn write_with_full_context_leaves_one_sibling() {
     let mut a = DvvSet::new();
     let blind = VersionVector::new();
-    a.write(&blind, actor(0), Timestamp(1), value(1), ConflictPolicy::Siblings);
-    a.write(&blind, actor(0), Timestamp(2), value(2), ConflictPolicy::Siblings);
+    a.write(
+        &blind,
+        Dot { actor: actor(0), counter: 0 },
+        Timestamp(1),
+        value(1),
+        ConflictPolicy::Siblings,
+    )
+    .unwrap();
+    a.write(
+        &blind,
+        Dot { actor: actor(0), counter: 0 },
+        Timestamp(2),
+        value(2),
+        ConflictPolicy::Siblings,
+    )
+    .unwrap();
     let context = a.context().clone();
-    a.write(&context, actor(0), Timestamp(3), value(3), ConflictPolicy::Siblings);
+    a.write(
+        &context,
+        Dot { actor: actor(0), counter: 0 },
+        Timestamp(3),
+        value(3),
+        ConflictPolicy::Siblings,
+    )
+    .unwrap();
     let values: Vec<_> = a.values().map(|s| s.content.clone()).collect();
     assert_eq!(values, vec![value(3)]);
 }
@@ -161,9 +206,23 @@ fn write_with_full_context_leaves_one_sibling() {
 #[test]
 fn delete_with_context_reads_as_deleted_but_keeps_causality() {
     let mut a = DvvSet::new();
-    a.write(&VersionVector::new(), actor(0), Timestamp(1), value(1), ConflictPolicy::Siblings);
+    a.write(
+        &VersionVector::new(),
+        Dot { actor: actor(0), counter: 0 },
+        Timestamp(1),
+        value(1),
+        ConflictPolicy::Siblings,
+    )
+    .unwrap();
     let context = a.context().clone();
-    a.write(&context, actor(0), Timestamp(2), Content::Tombstone, ConflictPolicy::Siblings);
+    a.write(
+        &context,
+        Dot { actor: actor(0), counter: 0 },
+        Timestamp(2),
+        Content::Tombstone,
+        ConflictPolicy::Siblings,
+    )
+    .unwrap();
     assert!(a.is_deleted());
     assert!(a.context().descends(&context));
 }
@@ -172,9 +231,23 @@ fn delete_with_context_reads_as_deleted_but_keeps_causality() {
 fn lww_keeps_the_latest_timestamp_even_for_blind_writes() {
     let mut a = DvvSet::new();
     let blind = VersionVector::new();
-    a.write(&blind, actor(0), Timestamp(5), value(5), ConflictPolicy::Lww);
+    a.write(
+        &blind,
+        Dot { actor: actor(0), counter: 0 },
+        Timestamp(5),
+        value(5),
+        ConflictPolicy::Lww,
+    )
+    .unwrap();
     let mut b = DvvSet::new();
-    b.write(&blind, actor(1), Timestamp(9), value(9), ConflictPolicy::Lww);
+    b.write(
+        &blind,
+        Dot { actor: actor(1), counter: 0 },
+        Timestamp(9),
+        value(9),
+        ConflictPolicy::Lww,
+    )
+    .unwrap();
     a.merge(&b, ConflictPolicy::Lww);
     let values: Vec<_> = a.values().map(|s| s.content.clone()).collect();
     assert_eq!(values, vec![value(9)]);
@@ -207,4 +280,215 @@ fn byte_strings_keep_the_stored_format() {
     // A key out of bounds is refused when decoded.
     let empty = postcard::to_allocvec(&Vec::<u8>::new()).unwrap();
     assert!(postcard::from_bytes::<crate::Key>(&empty).is_err());
+}
+
+/// Histories with restarts: every restart gives a replica a fresh actor that sorts after every
+/// earlier one (actor ids begin with the minute they were drawn), so a key is written by far
+/// more actors than a vector keeps entries for, and pruning is exercised.
+mod bounded {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A client reads replica `read_from` (or nothing) and writes at replica `at` with the
+        /// context it was given.
+        Write {
+            at: usize,
+            read_from: Option<usize>,
+            delete: bool,
+        },
+        Sync {
+            from: usize,
+            to: usize,
+        },
+        /// Replica `at` restarts: a fresh actor.
+        Restart {
+            at: usize,
+        },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..REPLICAS, proptest::option::of(0..REPLICAS), proptest::bool::weighted(0.1))
+                .prop_map(|(at, read_from, delete)| Step::Write { at, read_from, delete }),
+            3 => (0..REPLICAS, 0..REPLICAS).prop_map(|(from, to)| Step::Sync { from, to }),
+            2 => (0..REPLICAS).prop_map(|at| Step::Restart { at }),
+        ]
+    }
+
+    struct Run {
+        replicas: Vec<DvvSet>,
+        /// Every dot minted, and those a later write's context covered (the client saw them
+        /// and wrote over them): the others must never disappear.
+        minted: BTreeSet<Dot>,
+        overwritten: BTreeSet<Dot>,
+        actors_used: usize,
+    }
+
+    fn run(steps: &[Step], policy: ConflictPolicy) -> Result<Run, TestCaseError> {
+        let mut replicas = vec![DvvSet::new(); REPLICAS];
+        let mut actors: Vec<ActorId> = (0..REPLICAS).map(actor).collect();
+        let mut next_actor = 100 + REPLICAS as u64;
+        let mut floors = std::collections::HashMap::<ActorId, u64>::new();
+        let (mut minted, mut overwritten) = (BTreeSet::new(), BTreeSet::new());
+        for (tick, step) in steps.iter().enumerate() {
+            match *step {
+                Step::Write { at, read_from, delete } => {
+                    let context =
+                        read_from.map(|r| replicas[r].client_context()).unwrap_or_default();
+                    overwritten.extend(minted.iter().filter(|d| context.covers(**d)).copied());
+                    let content = if delete { Content::Tombstone } else { value(tick as u64) };
+                    let ts = Timestamp(1_000 + (tick as u64 * 7919) % 97);
+                    let floor = floors.entry(actors[at]).or_default();
+                    let dot = replicas[at]
+                        .write(
+                            &context,
+                            Dot { actor: actors[at], counter: *floor },
+                            ts,
+                            content,
+                            policy,
+                        )
+                        .unwrap();
+                    *floor = dot.counter;
+                    prop_assert!(minted.insert(dot), "dot {:?} minted twice", dot);
+                }
+                Step::Sync { from, to } => {
+                    let other = replicas[from].clone();
+                    replicas[to].merge(&other, policy);
+                }
+                Step::Restart { at } => {
+                    actors[at] = ActorId(next_actor);
+                    next_actor += 1;
+                }
+            }
+            for state in &replicas {
+                prop_assert!(state.is_well_formed());
+                prop_assert!(within_bound(state), "vector over its bound: {:?}", state.context());
+                prop_assert!(state.client_context().len() <= state.siblings().len());
+            }
+        }
+        let actors_used = (next_actor - 100) as usize;
+        Ok(Run { replicas, minted, overwritten, actors_used })
+    }
+
+    fn within_bound(state: &DvvSet) -> bool {
+        let live: BTreeSet<ActorId> = state.siblings().iter().map(|s| s.dot.actor).collect();
+        state.context().len() <= live.len() + HISTORY_ENTRIES_MAX
+    }
+
+    fn exchange_all(replicas: &mut [DvvSet], policy: ConflictPolicy) {
+        for _round in 0..3 {
+            for from in 0..replicas.len() {
+                for to in 0..replicas.len() {
+                    let other = replicas[from].clone();
+                    replicas[to].merge(&other, policy);
+                }
+            }
+        }
+    }
+
+    fn history() -> impl Strategy<Value = Vec<Step>> {
+        prop::collection::vec(step(), 100..600)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// However many actors write a key, its vector stays within the bound, no dot is minted
+        /// twice, and after a full exchange every replica holds the same state, in which every
+        /// write no client wrote over is still a sibling.
+        #[test]
+        fn vectors_stay_bounded_and_no_write_is_lost(steps in history()) {
+            let policy = ConflictPolicy::Siblings;
+            let mut run = run(&steps, policy)?;
+            exchange_all(&mut run.replicas, policy);
+            prop_assert_eq!(&run.replicas[0], &run.replicas[1]);
+            prop_assert_eq!(&run.replicas[1], &run.replicas[2]);
+            for dot in run.minted.difference(&run.overwritten) {
+                prop_assert!(run.replicas[0].contains(*dot), "write {:?} lost ({} actors)", dot, run.actors_used);
+            }
+            prop_assert!(within_bound(&run.replicas[0]));
+        }
+
+        /// Pruning keeps merge commutative, and a state merged with itself unchanged. (Merging
+        /// a stale state again after pruning may bring back a superseded sibling: the false
+        /// conflict the module doc describes.)
+        #[test]
+        fn bounded_merge_is_commutative_and_idempotent(steps in history(), policy in policy()) {
+            let r = run(&steps, policy)?.replicas;
+            prop_assert_eq!(merged(&r[0], &r[1], policy), merged(&r[1], &r[0], policy));
+            prop_assert_eq!(merged(&r[0], &r[0], policy), r[0].clone());
+        }
+    }
+
+    /// The histories above do reach past the bound (a test of pruning that never pruned would
+    /// prove nothing).
+    #[test]
+    fn a_key_written_by_many_actors_is_pruned_to_the_bound() {
+        let mut state = DvvSet::new();
+        let mut context = VersionVector::new();
+        for i in 0..200 {
+            let at = ActorId(1_000 + i);
+            state
+                .write(
+                    &context,
+                    Dot { actor: at, counter: 0 },
+                    Timestamp(i),
+                    value(i),
+                    ConflictPolicy::Siblings,
+                )
+                .unwrap();
+            context = state.client_context();
+            assert_eq!(context.len(), 1, "one sibling, one entry in its context");
+        }
+        assert_eq!(state.context().len(), 1 + HISTORY_ENTRIES_MAX);
+        assert_eq!(state.values().count(), 1);
+        // The newest actors are the ones kept.
+        let oldest_kept = state.context().iter().next().unwrap().0;
+        assert_eq!(oldest_kept, ActorId(1_000 + 200 - 1 - HISTORY_ENTRIES_MAX as u64));
+    }
+
+    /// The committer passes an actor's last counter as the floor: a key whose entry for the
+    /// actor was pruned still gets a dot the actor never minted.
+    #[test]
+    fn the_floor_keeps_an_actor_from_minting_a_dot_twice() {
+        let mut state = DvvSet::new();
+        let dot = state
+            .write(
+                &VersionVector::new(),
+                Dot { actor: actor(0), counter: 41 },
+                Timestamp(1),
+                value(1),
+                ConflictPolicy::Siblings,
+            )
+            .unwrap();
+        assert_eq!(dot, Dot { actor: actor(0), counter: 42 });
+        let dot = state
+            .write(
+                &VersionVector::new(),
+                Dot { actor: actor(0), counter: 7 },
+                Timestamp(2),
+                value(2),
+                ConflictPolicy::Siblings,
+            )
+            .unwrap();
+        assert_eq!(dot.counter, 43, "the stored entry is a floor too");
+    }
+
+    #[test]
+    fn a_counter_at_its_end_is_refused_not_wrapped() {
+        let mut state = DvvSet::new();
+        let context = VersionVector::from_entries([(actor(0), u64::MAX)]);
+        let write = state.write(
+            &context,
+            Dot { actor: actor(0), counter: 0 },
+            Timestamp(1),
+            value(1),
+            ConflictPolicy::Siblings,
+        );
+        assert_eq!(write, Err(CounterExhausted { actor: actor(0) }));
+        assert_eq!(state, DvvSet::new(), "a refused write changes nothing");
+    }
 }
