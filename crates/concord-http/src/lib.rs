@@ -19,6 +19,8 @@ pub mod server;
 mod body;
 mod context;
 mod query;
+#[cfg(test)]
+mod token_fuzz;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

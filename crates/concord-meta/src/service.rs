@@ -59,13 +59,65 @@ pub enum MetaError {
 }
 
 /// `Join`: a fresh node asks a member to admit it.
-#[derive(Debug, Serialize, Deserialize)]
+///
+/// `Join` may arrive before its sender belongs to the cluster, so it is checked as strictly as
+/// anything a member sends. It has no `Deserialize`: [`JoinRequest::decode`] is the only way
+/// from bytes to a request, and it validates the node id (by its type) and both addresses
+/// ([`check_addr`]). [`Meta::handle`] then admits only the node that said hello on the
+/// connection.
+#[derive(Debug, Serialize)]
 pub struct JoinRequest {
     pub node: NodeId,
     pub http_addr: String,
     pub peer_addr: String,
     /// The incarnation of the joining node's data dir (see [`crate::Member::incarnation`]).
     pub incarnation: u64,
+}
+
+/// A decoded [`JoinRequest`] before its addresses are checked; same fields, same encoding.
+#[derive(Deserialize)]
+struct JoinPayload {
+    node: NodeId,
+    http_addr: String,
+    peer_addr: String,
+    incarnation: u64,
+}
+
+impl JoinRequest {
+    /// Decodes and validates a `Join` payload. The error says what is wrong.
+    pub fn decode(payload: &[u8]) -> Result<JoinRequest, String> {
+        let fields: JoinPayload =
+            concord_rpc::decode(payload).map_err(|e| format!("bad Join payload: {e}"))?;
+        check_addr("http_addr", &fields.http_addr)?;
+        check_addr("peer_addr", &fields.peer_addr)?;
+        let JoinPayload { node, http_addr, peer_addr, incarnation } = fields;
+        Ok(JoinRequest { node, http_addr, peer_addr, incarnation })
+    }
+}
+
+/// Longest address a member may announce, in bytes (a DNS name is at most 253).
+pub const ADDR_BYTES_MAX: usize = 261;
+
+/// Checks that `addr` is `host:port`: a port number, and a host (a name, an IPv4 address or a
+/// bracketed IPv6 address) of printable ASCII without spaces, up to [`ADDR_BYTES_MAX`] in all.
+/// Addresses are stored in the metadata, dialed by every member and shown to operators.
+pub fn check_addr(field: &str, addr: &str) -> Result<(), String> {
+    let shown: String = addr.chars().take(80).collect();
+    let refuse = |why: &str| Err(format!("{field} {shown:?} {why}"));
+    if addr.len() > ADDR_BYTES_MAX {
+        return refuse(&format!("is longer than {ADDR_BYTES_MAX} bytes ({})", addr.len()));
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return refuse("is not host:port");
+    };
+    if port.parse::<u16>().is_err() {
+        return refuse("has no valid port number");
+    }
+    let printable = |b: &u8| b.is_ascii_graphic() && !b"/@?#\\\"".contains(b);
+    if host.is_empty() || !host.bytes().all(|b| printable(&b)) {
+        return refuse("has no valid host");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -259,8 +311,14 @@ impl Meta {
         }
     }
 
-    /// Serves the metadata message kinds sent by peers.
-    pub async fn handle(&self, kind: MessageKind, payload: Bytes) -> Result<Bytes, String> {
+    /// Serves the metadata message kinds sent by peers; `from` is the peer the connection's
+    /// handshake named.
+    pub async fn handle(
+        &self,
+        from: &NodeId,
+        kind: MessageKind,
+        payload: Bytes,
+    ) -> Result<Bytes, String> {
         let decode_err = |e: concord_rpc::RpcError| format!("bad {kind:?} payload: {e}");
         match kind {
             MessageKind::RaftAppend => {
@@ -281,28 +339,8 @@ impl Meta {
                 Ok(concord_rpc::encode(&answer))
             }
             MessageKind::Join => {
-                let request: JoinRequest = concord_rpc::decode(&payload).map_err(decode_err)?;
-                let command = Command::AddNode {
-                    node: request.node.clone(),
-                    http_addr: request.http_addr,
-                    peer_addr: request.peer_addr,
-                    incarnation: request.incarnation,
-                };
-                let reply = match self.propose(command).await {
-                    Ok(CommandResult::Refused(why)) => JoinReply::Refused(why),
-                    Ok(_) => {
-                        let state = self.state();
-                        match &state.ring {
-                            Some(ring) => {
-                                tracing::info!(node = %request.node, "admitted a node");
-                                JoinReply::Accepted { partitions: ring.partitions().get() }
-                            }
-                            None => JoinReply::Refused("the cluster is not bootstrapped".into()),
-                        }
-                    }
-                    Err(e) => JoinReply::Refused(e.to_string()),
-                };
-                Ok(concord_rpc::encode(&reply))
+                let request = JoinRequest::decode(&payload)?;
+                Ok(concord_rpc::encode(&self.join(from, request).await))
             }
             MessageKind::MetaForward => {
                 let command: Command = concord_rpc::decode(&payload).map_err(decode_err)?;
@@ -322,6 +360,34 @@ impl Meta {
                 Ok(concord_rpc::encode(&answer))
             }
             other => Err(format!("{other:?} is not a metadata message")),
+        }
+    }
+
+    /// Admits `request`'s node, if it is the node `from` that said hello on the connection: a
+    /// node joins as itself, never on behalf of another.
+    async fn join(&self, from: &NodeId, request: JoinRequest) -> JoinReply {
+        if request.node != *from {
+            return JoinReply::Refused(format!(
+                "a join for node {} on a connection from node {from}: a node joins as itself",
+                request.node
+            ));
+        }
+        let command = Command::AddNode {
+            node: request.node.clone(),
+            http_addr: request.http_addr,
+            peer_addr: request.peer_addr,
+            incarnation: request.incarnation,
+        };
+        match self.propose(command).await {
+            Ok(CommandResult::Refused(why)) => JoinReply::Refused(why),
+            Ok(_) => match &self.state().ring {
+                Some(ring) => {
+                    tracing::info!(node = %request.node, "admitted a node");
+                    JoinReply::Accepted { partitions: ring.partitions().get() }
+                }
+                None => JoinReply::Refused("the cluster is not bootstrapped".into()),
+            },
+            Err(e) => JoinReply::Refused(e.to_string()),
         }
     }
 
@@ -473,5 +539,53 @@ async fn reconcile(meta: std::sync::Weak<Meta>) {
         if let Err(e) = meta.reconcile_once().await {
             tracing::debug!(error = %e, "metadata reconcile failed; retrying");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(node: &str, http_addr: &str, peer_addr: &str) -> Bytes {
+        concord_rpc::encode(&(node, http_addr, peer_addr, 3u64))
+    }
+
+    /// Regression (issue 19, defect 2): a `Join` for a 300-byte node name decoded, and the
+    /// member it added made the first hint stored for it panic. It is refused when decoded now,
+    /// as is every request with a name or an address no node could have.
+    #[test]
+    fn join_requests_are_validated_when_decoded() {
+        let request = JoinRequest::decode(&payload("n4", "10.0.0.4:8080", "node4.local:7070"));
+        let request = request.unwrap();
+        assert_eq!(request.node.as_str(), "n4");
+        assert_eq!((request.http_addr.as_str(), request.incarnation), ("10.0.0.4:8080", 3));
+        let long = "n".repeat(300);
+        let refused = [
+            (payload(&long, "h:1", "h:2"), "invalid value in JoinPayload at field `[0]`"),
+            (payload("N4", "h:1", "h:2"), "invalid value in JoinPayload at field `[0]`"),
+            (payload("n4", "h", "h:2"), "http_addr \"h\" is not host:port"),
+            (payload("n4", "h:1", "h:99999"), "peer_addr \"h:99999\" has no valid port number"),
+            (payload("n4", ":1", "h:2"), "http_addr \":1\" has no valid host"),
+            (payload("n4", "h:1", &long), "is longer than 261 bytes (300)"),
+        ];
+        for (bytes, expected) in refused {
+            let error = JoinRequest::decode(&bytes).unwrap_err();
+            assert!(error.contains(expected), "expected {expected:?}, got {error:?}");
+        }
+        // A valid request encodes to exactly what decodes back.
+        let again = JoinRequest::decode(&concord_rpc::encode(&request)).unwrap();
+        assert_eq!(concord_rpc::encode(&again), concord_rpc::encode(&request));
+    }
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        for good in ["127.0.0.1:7070", "[::1]:7070", "node-3.example.com:1", "h:0"] {
+            assert_eq!(check_addr("peer_addr", good), Ok(()), "{good}");
+        }
+        for bad in ["", "h", ":7070", "h:", "h:port", "a b:1", "h/x:1", "u@h:1", "h:70700"] {
+            assert!(check_addr("peer_addr", bad).is_err(), "{bad}");
+        }
+        let error = check_addr("peer_addr", &format!("{}:1", "x".repeat(100_000))).unwrap_err();
+        assert!(error.len() < 200, "the error quotes a bounded part: {error}");
     }
 }

@@ -26,7 +26,7 @@ pub(crate) struct PeerHandler {
 impl Handler for PeerHandler {
     fn handle(
         &self,
-        _from: NodeId,
+        from: NodeId,
         kind: MessageKind,
         payload: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, String>> {
@@ -37,7 +37,7 @@ impl Handler for PeerHandler {
             | MessageKind::RaftVote
             | MessageKind::RaftSnapshot => {
                 let meta = self.meta.clone();
-                Box::pin(async move { meta.handle(kind, payload).await })
+                Box::pin(async move { meta.handle(&from, kind, payload).await })
             }
             MessageKind::TimeProbe => {
                 let clock = self.clock.clone();

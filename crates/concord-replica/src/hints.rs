@@ -31,6 +31,7 @@ pub struct HintRequest {
     pub target: NodeId,
     pub namespace: NamespaceId,
     pub key: Key,
+    #[serde(deserialize_with = "crate::messages::valid::dvv_set")]
     pub state: DvvSet,
     pub policy: ConflictPolicy,
 }
@@ -142,9 +143,6 @@ impl Replica {
 
     /// Serves `ReplicaHint`.
     pub(crate) async fn handle_hint(&self, request: HintRequest) -> Result<Bytes, String> {
-        if !request.state.is_well_formed() {
-            return Err("malformed DVV set".into());
-        }
         if request.target == self.me {
             return Err("a hint for the node that holds it".into());
         }

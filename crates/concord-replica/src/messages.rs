@@ -1,9 +1,139 @@
 //! Payloads of the replica message kinds. The framing and the encoding are `concord-rpc`'s;
-//! these are the shapes. Everything decoded from a peer is validated before use: keys by their
-//! type, DVV sets with `is_well_formed`.
+//! these are the shapes. Everything decoded from a peer is validated when decoded, one place
+//! per type: keys and node ids by their types, DVV sets with `is_well_formed` ([`valid`]), and
+//! quorum counts by their range. A partition id can only be checked against the cluster's
+//! partition count, which a decoder does not know: [`decode_request`] checks it where a request
+//! enters the replica layer ([`crate::Replica::handle`]).
 
-use concord_types::{ConflictPolicy, DvvSet, Key, NamespaceId, PartitionId, VersionVector};
+use concord_types::{
+    ConflictPolicy, DvvSet, Key, NamespaceId, PartitionId, ValidationError, VersionVector,
+};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// A request that may name a partition, which must exist.
+pub(crate) trait Scoped {
+    /// The partition the request names, if it names one.
+    fn partition(&self) -> Option<PartitionId>;
+}
+
+/// Decodes a request of `kind` from a peer and checks the partition it names against the
+/// cluster's `partitions`: the one place where a peer's partition ids are checked.
+pub(crate) fn decode_request<T: DeserializeOwned + Scoped>(
+    kind: concord_rpc::MessageKind,
+    payload: &[u8],
+    partitions: u16,
+) -> Result<T, String> {
+    let request: T =
+        concord_rpc::decode(payload).map_err(|e| format!("bad {kind:?} payload: {e}"))?;
+    if let Some(partition) = request.partition() {
+        partition.check(partitions).map_err(|e: ValidationError| e.to_string())?;
+    }
+    Ok(request)
+}
+
+/// The requests that name no partition: it follows from their key.
+macro_rules! unscoped {
+    ($($request:ty),*) => {
+        $(impl Scoped for $request {
+            fn partition(&self) -> Option<PartitionId> {
+                None
+            }
+        })*
+    };
+}
+
+/// The requests that name a partition.
+macro_rules! scoped {
+    ($($request:ty),*) => {
+        $(impl Scoped for $request {
+            fn partition(&self) -> Option<PartitionId> {
+                Some(self.partition)
+            }
+        })*
+    };
+}
+
+unscoped!(ReadRequest, MergeRequest, WriteRequest, crate::hints::HintRequest);
+scoped!(
+    FetchRequest,
+    crate::verify::TreeRootRequest,
+    crate::list::ListRequest,
+    crate::tombstones::PurgeRequest,
+    crate::exchange::SegmentRequest,
+    crate::exchange::MergeBatch
+);
+
+/// Serde decoders that validate what a derived decoder would take as it comes.
+pub(crate) mod valid {
+    use concord_types::namespace::REPLICAS_MAX;
+    use concord_types::{DvvSet, Key, VersionVector};
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    /// A DVV set whose version vector is canonical ([`version_vector`]) and whose siblings
+    /// are sorted by dot and covered by it. Storage asserts this before writing, so a malformed
+    /// set must never get past decoding.
+    pub fn dvv_set<'de, D: Deserializer<'de>>(d: D) -> Result<DvvSet, D::Error> {
+        let state = DvvSet::deserialize(d)?;
+        if !is_canonical(state.context()) || !state.is_well_formed() {
+            return Err(D::Error::custom("malformed DVV set"));
+        }
+        Ok(state)
+    }
+
+    /// A version vector in its canonical form: entries sorted by actor, each actor once, every
+    /// counter above 0. Lookups binary-search the entries, so any other order would make a
+    /// vector forget what it has seen.
+    pub fn version_vector<'de, D: Deserializer<'de>>(d: D) -> Result<VersionVector, D::Error> {
+        let vv = VersionVector::deserialize(d)?;
+        if !is_canonical(&vv) {
+            return Err(D::Error::custom("malformed version vector"));
+        }
+        Ok(vv)
+    }
+
+    /// [`version_vector`], or none.
+    pub fn version_vector_option<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<VersionVector>, D::Error> {
+        #[derive(Deserialize)]
+        struct Checked(#[serde(deserialize_with = "version_vector")] VersionVector);
+        Ok(Option::<Checked>::deserialize(d)?.map(|checked| checked.0))
+    }
+
+    fn is_canonical(vv: &VersionVector) -> bool {
+        let entries: Vec<_> = vv.iter().collect();
+        entries.iter().all(|(_, counter)| *counter > 0)
+            && entries.windows(2).all(|pair| pair[0].0 < pair[1].0)
+    }
+
+    /// [`dvv_set`], or none.
+    pub fn dvv_set_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DvvSet>, D::Error> {
+        #[derive(Deserialize)]
+        struct Checked(#[serde(deserialize_with = "dvv_set")] DvvSet);
+        Ok(Option::<Checked>::deserialize(d)?.map(|checked| checked.0))
+    }
+
+    /// Keys with DVV sets, each checked like [`dvv_set`].
+    pub fn keyed_dvv_sets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Key, DvvSet)>, D::Error> {
+        #[derive(Deserialize)]
+        struct Checked(Key, #[serde(deserialize_with = "dvv_set")] DvvSet);
+        let checked = Vec::<Checked>::deserialize(d)?;
+        Ok(checked.into_iter().map(|Checked(key, state)| (key, state)).collect())
+    }
+
+    /// A replica count: 1 to [`REPLICAS_MAX`].
+    pub fn replica_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let count = u32::deserialize(d)?;
+        if count == 0 || count as usize > REPLICAS_MAX {
+            return Err(D::Error::custom(format!(
+                "replica count {count} is not between 1 and {REPLICAS_MAX}"
+            )));
+        }
+        Ok(count)
+    }
+}
 
 /// `ReplicaRead`: this replica's state of one key.
 #[derive(Debug, Serialize, Deserialize)]
@@ -14,6 +144,7 @@ pub struct ReadRequest {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReadReply {
+    #[serde(deserialize_with = "valid::dvv_set_option")]
     pub state: Option<DvvSet>,
 }
 
@@ -22,6 +153,7 @@ pub struct ReadReply {
 pub struct MergeRequest {
     pub namespace: NamespaceId,
     pub key: Key,
+    #[serde(deserialize_with = "valid::dvv_set")]
     pub state: DvvSet,
     pub policy: ConflictPolicy,
 }
@@ -30,13 +162,17 @@ pub struct MergeRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WriteOp {
     Put {
+        #[serde(deserialize_with = "valid::version_vector")]
         context: VersionVector,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         content_type: String,
     },
     /// A tombstone over `context`, or over everything stored when there is none.
-    Delete { context: Option<VersionVector> },
+    Delete {
+        #[serde(deserialize_with = "valid::version_vector_option")]
+        context: Option<VersionVector>,
+    },
 }
 
 /// `ReplicaWrite`: a write forwarded by a node that does not hold the key to one that does.
@@ -46,6 +182,7 @@ pub struct WriteRequest {
     pub key: Key,
     pub op: WriteOp,
     /// Replicas the client asked to acknowledge the write.
+    #[serde(deserialize_with = "valid::replica_count")]
     pub required: u32,
     /// Count only current replicas toward `required`.
     pub strict: bool,
@@ -54,7 +191,12 @@ pub struct WriteRequest {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WriteReply {
-    Done { state: DvvSet, answered: u32, required: u32 },
+    Done {
+        #[serde(deserialize_with = "valid::dvv_set")]
+        state: DvvSet,
+        answered: u32,
+        required: u32,
+    },
     Failed(Failure),
 }
 
@@ -115,7 +257,84 @@ pub(crate) mod stored_objects {
 
 #[cfg(test)]
 mod tests {
+    use concord_rpc::MessageKind;
+    use concord_types::{ActorId, Content, Dot, Sibling, Timestamp};
+
     use super::*;
+
+    fn sibling(actor: u64, counter: u64) -> Sibling {
+        Sibling {
+            dot: Dot { actor: ActorId(actor), counter },
+            timestamp: Timestamp(1),
+            content: Content::Tombstone,
+        }
+    }
+
+    /// A `MergeRequest` written field by field, with a DVV set laid out as `(vv entries,
+    /// siblings)`, so that malformed sets can be sent.
+    fn merge_payload(vv: &[(u64, u64)], siblings: Vec<Sibling>) -> bytes::Bytes {
+        let vv: Vec<(ActorId, u64)> = vv.iter().map(|&(a, c)| (ActorId(a), c)).collect();
+        let key = Key::new(b"k".to_vec()).unwrap();
+        concord_rpc::encode(&(NamespaceId(1), key, (vv, siblings), ConflictPolicy::Siblings))
+    }
+
+    /// A DVV set from a peer is checked when decoded: storage asserts well-formedness before
+    /// writing, so a malformed set that got through would abort the node.
+    #[test]
+    fn malformed_dvv_sets_are_refused_when_decoded() {
+        let decode = |payload: &[u8]| concord_rpc::decode::<MergeRequest>(payload);
+        let good = merge_payload(&[(1, 2), (2, 1)], vec![sibling(1, 2), sibling(2, 1)]);
+        assert!(decode(&good).is_ok());
+        let bad = [
+            (
+                "siblings out of order",
+                merge_payload(&[(1, 2), (2, 1)], vec![sibling(2, 1), sibling(1, 2)]),
+            ),
+            ("a sibling not covered", merge_payload(&[(1, 1)], vec![sibling(1, 2)])),
+            ("actors out of order", merge_payload(&[(2, 1), (1, 2)], vec![sibling(1, 2)])),
+            ("an actor twice", merge_payload(&[(1, 2), (1, 3)], vec![])),
+            ("a zero counter", merge_payload(&[(1, 0)], vec![])),
+        ];
+        for (what, payload) in bad {
+            let error = decode(&payload).unwrap_err().to_string();
+            assert!(error.contains("invalid value"), "{what}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_forwarded_write_asks_for_one_to_seven_replicas() {
+        let write = |required: u32| {
+            let op = WriteOp::Delete { context: None };
+            let key = Key::new(b"k".to_vec()).unwrap();
+            concord_rpc::encode(&(NamespaceId(1), key, op, required, false, 1000u64))
+        };
+        assert!(concord_rpc::decode::<WriteRequest>(&write(1)).is_ok());
+        assert!(concord_rpc::decode::<WriteRequest>(&write(7)).is_ok());
+        assert!(concord_rpc::decode::<WriteRequest>(&write(0)).is_err());
+        assert!(concord_rpc::decode::<WriteRequest>(&write(8)).is_err());
+        assert!(concord_rpc::decode::<WriteRequest>(&write(u32::MAX)).is_err());
+    }
+
+    /// The partition a request names is checked against the cluster's count where it enters
+    /// the replica layer.
+    #[test]
+    fn a_request_for_a_partition_the_cluster_lacks_is_refused() {
+        let fetch = |partition: u16| {
+            concord_rpc::encode(&FetchRequest {
+                namespace: NamespaceId(1),
+                partition: PartitionId(partition),
+                after: None,
+                max_objects: 10,
+                max_bytes: 1000,
+            })
+        };
+        let decoded = decode_request::<FetchRequest>(MessageKind::HandoffFetch, &fetch(63), 64);
+        assert_eq!(decoded.unwrap().partition, PartitionId(63));
+        let refused = decode_request::<FetchRequest>(MessageKind::HandoffFetch, &fetch(64), 64);
+        assert_eq!(refused.unwrap_err(), "partition 64 does not exist: the cluster has 64");
+        let garbage = decode_request::<FetchRequest>(MessageKind::HandoffFetch, &[0xff], 64);
+        assert!(garbage.unwrap_err().starts_with("bad HandoffFetch payload"));
+    }
 
     /// The byte-string encoding is the one a plain `Vec<(Vec<u8>, Vec<u8>)>` had, so nodes of
     /// either build understand each other.

@@ -25,7 +25,7 @@ use crate::background::Background;
 use crate::hints::{HintConfig, HintLedger, HintRequest};
 use crate::messages::{
     Failure, FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, WriteOp, WriteReply,
-    WriteRequest,
+    WriteRequest, decode_request,
 };
 use crate::quorum::WriteAcks;
 use crate::{Actors, HandoffProgress, ReplicaMetrics};
@@ -404,14 +404,10 @@ impl Replica {
             .call(node, MessageKind::ReplicaRead, request, timeout)
             .await
             .map_err(|e| cause(&*self.liveness, node, &e))?;
+        // Decoding checks the state is well formed.
         let reply: ReadReply =
             concord_rpc::decode(&reply).map_err(|e| format!("error: bad reply: {e}"))?;
-        match reply.state {
-            Some(state) if !state.is_well_formed() => {
-                Err("error: malformed state from replica".into())
-            }
-            state => Ok(state),
-        }
+        Ok(reply.state)
     }
 
     /// This replica's stored state of a key.
@@ -751,21 +747,19 @@ impl Replica {
         }
     }
 
-    /// Serves the replica message kinds sent by peers.
+    /// Serves the replica message kinds sent by peers. Every request is decoded, and the
+    /// partition it names checked, by [`decode_request`] here, where it enters this layer.
     pub async fn handle(&self, kind: MessageKind, payload: Bytes) -> Result<Bytes, String> {
-        let bad = |e: RpcError| format!("bad {kind:?} payload: {e}");
+        let partitions = self.partitions.get();
         match kind {
             MessageKind::ReplicaRead => {
-                let request: ReadRequest = concord_rpc::decode(&payload).map_err(bad)?;
+                let request: ReadRequest = decode_request(kind, &payload, partitions)?;
                 let state =
                     self.read_local(request.namespace, request.key).map_err(|e| e.to_string())?;
                 Ok(concord_rpc::encode(&ReadReply { state }))
             }
             MessageKind::ReplicaMerge => {
-                let request: MergeRequest = concord_rpc::decode(&payload).map_err(bad)?;
-                if !request.state.is_well_formed() {
-                    return Err("malformed DVV set".into());
-                }
+                let request: MergeRequest = decode_request(kind, &payload, partitions)?;
                 let partition = self.partition_of(request.namespace, &request.key);
                 let object =
                     ObjectKey { namespace: request.namespace, partition, key: request.key };
@@ -774,52 +768,23 @@ impl Replica {
                 Ok(Bytes::new())
             }
             MessageKind::ReplicaWrite => {
-                let request: WriteRequest = concord_rpc::decode(&payload).map_err(bad)?;
+                let request: WriteRequest = decode_request(kind, &payload, partitions)?;
                 let reply = self.forwarded_write(request).await;
                 Ok(concord_rpc::encode(&reply))
             }
             MessageKind::ReplicaHint => {
-                let request: HintRequest = concord_rpc::decode(&payload).map_err(bad)?;
-                self.handle_hint(request).await
+                self.handle_hint(decode_request(kind, &payload, partitions)?).await
             }
             MessageKind::TreeRoot => {
                 let request: crate::verify::TreeRootRequest =
-                    concord_rpc::decode(&payload).map_err(bad)?;
-                if request.partition.0 >= self.partitions.get() {
-                    return Err(format!("no partition {}", request.partition));
-                }
+                    decode_request(kind, &payload, partitions)?;
                 Ok(concord_rpc::encode(&self.tree_root(request.namespace, request.partition)))
             }
             MessageKind::HandoffFetch => {
-                let request: FetchRequest = concord_rpc::decode(&payload).map_err(bad)?;
-                if request.partition.0 >= self.partitions.get() {
-                    return Err(format!("no partition {}", request.partition));
-                }
-                // A chunk is up to megabytes of reads and copying: done in the background lane,
-                // so that no client request waits behind it, on this async worker or for a core.
-                let objects = self.objects.clone();
-                let scan = move || {
-                    let chunk = objects.scan_objects(
-                        request.namespace,
-                        request.partition,
-                        request.after.as_ref(),
-                        (request.max_objects as usize).clamp(1, 10_000),
-                        (request.max_bytes as usize).clamp(1, 8 << 20),
-                    )?;
-                    Ok::<_, StorageError>(concord_rpc::encode(&FetchReply {
-                        objects: chunk.objects,
-                        more: chunk.more,
-                    }))
-                };
-                self.background
-                    .run(scan)
-                    .await
-                    .map_err(|e| format!("handoff scan: {e}"))?
-                    .map_err(|e| e.to_string())
+                self.handle_fetch(decode_request(kind, &payload, partitions)?).await
             }
             MessageKind::ReplicaList => {
-                let request: crate::list::ListRequest =
-                    concord_rpc::decode(&payload).map_err(bad)?;
+                let request: crate::list::ListRequest = decode_request(kind, &payload, partitions)?;
                 let reply = self.list_local(&request).map_err(|e| e.to_string())?;
                 Ok(concord_rpc::encode(&reply))
             }
@@ -828,12 +793,37 @@ impl Replica {
             }
             MessageKind::PurgeTombstones => {
                 let request: crate::tombstones::PurgeRequest =
-                    concord_rpc::decode(&payload).map_err(bad)?;
+                    decode_request(kind, &payload, partitions)?;
                 let reply = self.handle_purge(request).await?;
                 Ok(concord_rpc::encode(&reply))
             }
             other => Err(format!("{other:?} is not a replica message")),
         }
+    }
+
+    /// Serves `HandoffFetch`. A chunk is up to megabytes of reads and copying: done in the
+    /// background lane, so that no client request waits behind it, on this async worker or for
+    /// a core.
+    async fn handle_fetch(&self, request: FetchRequest) -> Result<Bytes, String> {
+        let objects = self.objects.clone();
+        let scan = move || {
+            let chunk = objects.scan_objects(
+                request.namespace,
+                request.partition,
+                request.after.as_ref(),
+                (request.max_objects as usize).clamp(1, 10_000),
+                (request.max_bytes as usize).clamp(1, 8 << 20),
+            )?;
+            Ok::<_, StorageError>(concord_rpc::encode(&FetchReply {
+                objects: chunk.objects,
+                more: chunk.more,
+            }))
+        };
+        self.background
+            .run(scan)
+            .await
+            .map_err(|e| format!("handoff scan: {e}"))?
+            .map_err(|e| e.to_string())
     }
 
     async fn forwarded_write(&self, request: WriteRequest) -> WriteReply {

@@ -19,14 +19,40 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Bytes {
 }
 
 /// Decodes a payload produced by [`encode`]. Trailing bytes are an error: a payload is exactly
-/// one value.
+/// one value. Types validate themselves as they decode (a `NodeId` of 300 bytes does not
+/// decode), and a refusal names the type and the field's position:
+/// ``invalid value in HintRequest at field `[0]` ``.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, RpcError> {
-    let (value, rest) =
-        postcard::take_from_bytes(payload).map_err(|e| RpcError::Decode(e.to_string()))?;
+    let (value, rest) = match postcard::take_from_bytes(payload) {
+        Ok(decoded) => decoded,
+        Err(error) => return Err(RpcError::Decode(explain::<T>(payload, &error))),
+    };
     if !rest.is_empty() {
         return Err(RpcError::Decode(format!("{} trailing bytes", rest.len())));
     }
     Ok(value)
+}
+
+/// Why `payload` does not decode as `T`, with where it failed: the type and the path of the
+/// field, by position (postcard encodes a struct as a tuple of its fields, in order). Postcard
+/// drops the message of a type's own refusal, so the position is what names the culprit.
+/// Decodes a second time, tracking the path: failures are rare and the happy path stays
+/// untracked.
+fn explain<T: DeserializeOwned>(payload: &[u8], error: &postcard::Error) -> String {
+    let what = match error {
+        postcard::Error::SerdeDeCustom => "invalid value".to_string(),
+        other => other.to_string(),
+    };
+    let full_name = std::any::type_name::<T>();
+    let name = full_name.split('<').next().unwrap_or(full_name);
+    let name = name.rsplit("::").next().unwrap_or(name);
+    let mut deserializer = postcard::Deserializer::from_bytes(payload);
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(tracked) if tracked.path().iter().next().is_some() => {
+            format!("{what} in {name} at field `{}`", tracked.path())
+        }
+        _ => format!("{what} in {name}"),
+    }
 }
 
 #[cfg(test)]
@@ -53,6 +79,29 @@ mod tests {
         let mut bytes = encode(&5u32).to_vec();
         bytes.push(0);
         assert!(matches!(decode::<u32>(&bytes), Err(RpcError::Decode(_))));
+    }
+
+    /// A type that refuses a value as it decodes: postcard keeps no message, so the error names
+    /// the type and the field's position.
+    #[test]
+    fn a_refused_value_is_named_by_its_field() {
+        #[derive(Debug, Serialize)]
+        struct Join<'a> {
+            incarnation: u64,
+            node: &'a str,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Checked {
+            #[allow(dead_code)]
+            incarnation: u64,
+            #[allow(dead_code)]
+            node: concord_types::NodeId,
+        }
+        let bytes = encode(&Join { incarnation: 1, node: &"n".repeat(300) });
+        let error = decode::<Checked>(&bytes).unwrap_err().to_string();
+        assert_eq!(error, "cannot decode payload: invalid value in Checked at field `[1]`");
+        let short = decode::<Checked>(&bytes[..3]).unwrap_err().to_string();
+        assert!(short.contains("in Checked at field `[1]`"), "{short}");
     }
 
     #[test]

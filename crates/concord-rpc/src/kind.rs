@@ -9,7 +9,13 @@ use std::fmt;
 ///
 /// Numbers are grouped by owner with spare numbers left in each group:
 /// 1–9 transport and cluster entry, 10–19 Raft, 20–29 membership, 30–39 replica reads and writes,
-/// 40–49 partition handoff. 0 and 50–255 are unassigned.
+/// 40–49 partition handoff, 50–59 anti-entropy and tombstone purge (50–54 used). 0 and 60–255
+/// are unassigned.
+///
+/// Retired numbers, never to be reused, since an older node may still send them with their old
+/// meaning: 41 (`HandoffDone`, "the receiver holds the whole partition"; never sent or handled:
+/// a receiver reports a finished move with the metadata command `MoveDone` instead). A retired
+/// number decodes as an unknown kind, which closes the connection like any unknown kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum MessageKind {
@@ -42,8 +48,6 @@ pub enum MessageKind {
     ReplicaHint = 34,
     /// Fetch a page of a partition being handed off.
     HandoffFetch = 40,
-    /// The receiver of a handoff reports that it holds the whole partition.
-    HandoffDone = 41,
     /// The root hash and key count of one partition replica's anti-entropy tree.
     TreeRoot = 50,
     /// The leaf hashes of one partition replica's anti-entropy tree.
@@ -57,8 +61,11 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Wire numbers that once had a meaning and must never get another (see the type's doc).
+    pub const RETIRED: [u8; 1] = [41];
+
     /// Every kind, in wire-number order.
-    pub const ALL: [MessageKind; 20] = [
+    pub const ALL: [MessageKind; 19] = [
         MessageKind::Hello,
         MessageKind::Join,
         MessageKind::MetaForward,
@@ -73,7 +80,6 @@ impl MessageKind {
         MessageKind::ReplicaList,
         MessageKind::ReplicaHint,
         MessageKind::HandoffFetch,
-        MessageKind::HandoffDone,
         MessageKind::TreeRoot,
         MessageKind::TreeLeaves,
         MessageKind::SegmentObjects,
@@ -108,7 +114,6 @@ impl MessageKind {
             MessageKind::ReplicaList => "replica_list",
             MessageKind::ReplicaHint => "replica_hint",
             MessageKind::HandoffFetch => "handoff_fetch",
-            MessageKind::HandoffDone => "handoff_done",
             MessageKind::TreeRoot => "tree_root",
             MessageKind::TreeLeaves => "tree_leaves",
             MessageKind::SegmentObjects => "segment_objects",
@@ -141,8 +146,16 @@ mod tests {
         let numbers: Vec<u8> = MessageKind::ALL.iter().map(|kind| kind.as_u8()).collect();
         assert_eq!(
             numbers,
-            [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 41, 50, 51, 52, 53, 54]
+            [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 50, 51, 52, 53, 54]
         );
+    }
+
+    /// A retired number stays retired: no kind takes it, so it decodes as unknown.
+    #[test]
+    fn retired_numbers_are_not_reused() {
+        for number in MessageKind::RETIRED {
+            assert_eq!(MessageKind::from_u8(number), None, "{number} is retired");
+        }
     }
 
     #[test]

@@ -41,9 +41,13 @@
 //!
 //! Garbage, bad magic, another version, a bad checksum, an oversize length, an unknown kind or
 //! frame type, a truncated frame, a refused handshake, a message not allowed before joining, or
-//! no handshake within the deadline: each closes that connection, increments
-//! `concord_rpc_rejected_connections_total{reason}` and logs one warn line. Nothing a peer sends
-//! panics the node or holds resources beyond its own connection's bounded share.
+//! no handshake within the deadline: each closes that connection and increments
+//! `concord_rpc_rejected_connections_total{reason}`. It is logged at most once a minute per
+//! source address, with the count of refusals not logged since: at info for a connection that
+//! never said a valid hello, at warn for another cluster or version, or a protocol breach after
+//! the handshake. Every payload type validates itself as it decodes ([`decode`]), so no invalid
+//! name, id or state gets past decoding. Nothing a peer sends panics the node or holds resources
+//! beyond its own connection's bounded share.
 //!
 //! # Faults
 //!

@@ -37,7 +37,8 @@ impl HintKey {
     /// The prefix of every hint meant for `target`.
     pub fn target_prefix(target: &NodeId) -> Vec<u8> {
         let name = target.as_str().as_bytes();
-        let len = u8::try_from(name.len()).expect("node names are at most 63 bytes");
+        // A `NodeId` is 1 to 63 bytes, whatever it was decoded from: its type validates it.
+        let len = u8::try_from(name.len()).expect("a NodeId is at most 63 bytes");
         let mut out = Vec::with_capacity(1 + name.len() + 32);
         out.push(len);
         out.extend_from_slice(name);

@@ -1,4 +1,23 @@
+//! The crate's error type.
+
 use thiserror::Error;
+
+/// Longest part of a refused value an error quotes, in bytes.
+const SHOWN_MAX: usize = 80;
+
+/// `value` as an error quotes it: whole if short, else its first [`SHOWN_MAX`] bytes (cut at a
+/// character boundary) and its length. A peer may send megabytes where a name belongs, and the
+/// error reaches logs and the peer's answer.
+pub(crate) fn shown(value: &str) -> String {
+    if value.len() <= SHOWN_MAX {
+        return value.to_string();
+    }
+    let mut end = SHOWN_MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &value[..end], value.len())
+}
 
 /// Input that does not satisfy Concord's rules. Always the caller's fault, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -13,6 +32,8 @@ pub enum ValidationError {
     Quorum { value: String, max: usize },
     #[error("replicas must be between 1 and {max}, got {value}")]
     Replicas { value: usize, max: usize },
+    #[error("partition {partition} does not exist: the cluster has {partitions}")]
+    Partition { partition: u16, partitions: u16 },
     #[error("{field}: {message}")]
     Field { field: &'static str, message: String },
 }

@@ -21,8 +21,10 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
-/// A validated namespace name.
+/// A validated namespace name. Decoding validates it too (`try_from = "String"`): no invalid
+/// name can exist.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct NamespaceName(String);
 
 impl NamespaceName {
@@ -34,12 +36,20 @@ impl NamespaceName {
         if is_valid_name(&name) {
             Ok(Self(name))
         } else {
-            Err(ValidationError::NamespaceName { name })
+            Err(ValidationError::NamespaceName { name: crate::error::shown(&name) })
         }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for NamespaceName {
+    type Error = ValidationError;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        NamespaceName::new(name)
     }
 }
 
@@ -107,7 +117,7 @@ impl FromStr for Quorum {
     type Err = ValidationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ValidationError::Quorum { value: s.to_string(), max: REPLICAS_MAX };
+        let err = || ValidationError::Quorum { value: crate::error::shown(s), max: REPLICAS_MAX };
         match s {
             "one" => Ok(Quorum::One),
             "quorum" => Ok(Quorum::Quorum),
@@ -144,8 +154,11 @@ impl<'de> Deserialize<'de> for Quorum {
     }
 }
 
-/// A namespace's settings, fixed at creation.
+/// A namespace's settings, fixed at creation. Decoding checks them like
+/// [`NamespaceConfig::validate`], so a config from the disk or a peer is as valid as one a
+/// client had checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "NamespaceConfigFields")]
 pub struct NamespaceConfig {
     pub consistency: Consistency,
     /// Copies of each key (N). Capped by the cluster size at placement time.
@@ -155,6 +168,37 @@ pub struct NamespaceConfig {
     pub conflicts: ConflictPolicy,
     /// Count only primary replicas toward quorums by default.
     pub strict: bool,
+}
+
+/// The decoded fields of a [`NamespaceConfig`], before they are checked. Same fields, same
+/// order: the encoding is the config's own.
+#[derive(Deserialize)]
+struct NamespaceConfigFields {
+    consistency: Consistency,
+    replicas: usize,
+    read_quorum: Quorum,
+    write_quorum: Quorum,
+    conflicts: ConflictPolicy,
+    strict: bool,
+}
+
+impl TryFrom<NamespaceConfigFields> for NamespaceConfig {
+    type Error = ValidationError;
+
+    fn try_from(fields: NamespaceConfigFields) -> Result<Self, Self::Error> {
+        let NamespaceConfigFields {
+            consistency,
+            replicas,
+            read_quorum,
+            write_quorum,
+            conflicts,
+            strict,
+        } = fields;
+        let config =
+            NamespaceConfig { consistency, replicas, read_quorum, write_quorum, conflicts, strict };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 impl Default for NamespaceConfig {
@@ -199,6 +243,50 @@ mod tests {
         for bad in ["", "A", "_x", "-x", "a b", "ü", "a/b", &"a".repeat(64)] {
             assert!(NamespaceName::new(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Names are validated when decoded, so a peer or a damaged disk cannot make an invalid one.
+    #[test]
+    fn namespace_names_are_validated_when_decoded() {
+        let decode = |name: &str| postcard::from_bytes::<NamespaceName>(&encoded(name));
+        assert_eq!(decode("carts").unwrap().as_str(), "carts");
+        for bad in ["", "A", "a b", &"a".repeat(64), &"a".repeat(300)] {
+            assert!(decode(bad).is_err(), "{bad}");
+        }
+        let name = NamespaceName::new("carts").unwrap();
+        assert_eq!(postcard::to_allocvec(&name).unwrap(), encoded("carts"));
+    }
+
+    fn encoded(text: &str) -> Vec<u8> {
+        postcard::to_allocvec(text).unwrap()
+    }
+
+    /// A config decodes only if [`NamespaceConfig::validate`] accepts it, with the encoding the
+    /// derived one had.
+    #[test]
+    fn namespace_configs_are_validated_when_decoded() {
+        let good = NamespaceConfig::default();
+        let bytes = postcard::to_allocvec(&good).unwrap();
+        assert_eq!(postcard::from_bytes::<NamespaceConfig>(&bytes).unwrap(), good);
+        let bad = [
+            NamespaceConfig { replicas: 0, ..Default::default() },
+            NamespaceConfig { replicas: REPLICAS_MAX + 1, ..Default::default() },
+            NamespaceConfig { replicas: 2, read_quorum: Quorum::Count(3), ..Default::default() },
+            NamespaceConfig { replicas: 1, write_quorum: Quorum::Count(2), ..Default::default() },
+        ];
+        for config in bad {
+            let bytes = postcard::to_allocvec(&config).unwrap();
+            assert!(postcard::from_bytes::<NamespaceConfig>(&bytes).is_err(), "{config:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_refused_value_is_quoted_shortened() {
+        let error = NamespaceName::new("X".repeat(100_000)).unwrap_err().to_string();
+        assert!(error.len() < 300, "{error}");
+        assert!(error.contains("(100000 bytes)"), "{error}");
+        let error = "9".repeat(5000).parse::<Quorum>().unwrap_err().to_string();
+        assert!(error.len() < 300, "{error}");
     }
 
     #[test]

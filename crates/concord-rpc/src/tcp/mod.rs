@@ -4,6 +4,7 @@ mod backoff;
 mod client;
 mod conn;
 mod io;
+mod refusals;
 mod server;
 
 pub use client::TcpTransport;

@@ -1,10 +1,14 @@
 //! [`RpcServer`]: the listening side. Accepts a bounded number of connections; on each, checks
 //! the handshake within a deadline, then reads frames and runs their handlers concurrently,
-//! bounded per connection. A peer that breaks the protocol gets its connection closed, one
-//! counted rejection and one warn line; nothing it sends can reach past its own connection.
+//! bounded per connection. A peer that breaks the protocol gets its connection closed and one
+//! counted rejection; nothing it sends can reach past its own connection. Refusals are logged at
+//! most once a minute per source address, with the count of those not logged ([`RefusalLog`]):
+//! at info for a connection that never said a valid hello (a scanner, a misdirected client), at
+//! warn for a node of another cluster or version, or a node that broke the protocol after its
+//! handshake.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use concord_types::NodeId;
@@ -13,11 +17,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::frame::{Frame, FrameError, FrameType};
 use crate::handshake::{self, Admission, Hello};
 use crate::tcp::io::{CloseSignal, FrameReader, OutFrame, ReadError, write_frames};
+use crate::tcp::refusals::{REFUSAL_LOG_INTERVAL, REFUSAL_LOG_SOURCES_MAX, RefusalLog, Verdict};
 use crate::transport::BoxFuture;
 use crate::{
     DropReason, Faults, Handler, Local, MessageKind, RejectReason, RpcMetrics, ServerLimits,
@@ -38,6 +43,8 @@ struct ServerContext {
     faults: Arc<Faults>,
     metrics: RpcMetrics,
     limits: ServerLimits,
+    /// Which refusals get a log line: a flood of garbage connections must not flood the log.
+    refusals: Mutex<RefusalLog>,
 }
 
 /// Why the server closes a connection: counted under `reason`, logged with `message`.
@@ -66,7 +73,8 @@ impl RpcServer {
         limits.assert_valid();
         let local_addr = listener.local_addr()?;
         let (shutdown, watcher) = watch::channel(false);
-        let ctx = Arc::new(ServerContext { local, handler, faults, metrics, limits });
+        let refusals = Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL, REFUSAL_LOG_SOURCES_MAX));
+        let ctx = Arc::new(ServerContext { local, handler, faults, metrics, limits, refusals });
         let task = tokio::spawn(accept_loop(listener, ctx, watcher));
         Ok(RpcServer { local_addr, shutdown, task: Some(task) })
     }
@@ -255,13 +263,31 @@ impl Connection {
 
     fn log_rejection(&self, peer: Option<&NodeId>, rejection: Rejection) {
         self.ctx.metrics.reject(rejection.reason);
-        let peer = peer.map(|peer| peer.as_str()).unwrap_or("?");
-        warn!(
-            peer,
-            peer_addr = %self.addr,
-            reason = rejection.reason.as_str(),
-            "closing peer connection: {}", rejection.message
-        );
+        let verdict = self
+            .ctx
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused(self.addr.ip(), std::time::Instant::now());
+        let Verdict::Log { suppressed } = verdict else { return };
+        // A node of another cluster or version is a misconfiguration, and a node that breaks
+        // the protocol after its handshake a bug: warn. Anything else never said a valid hello.
+        let misconfigured =
+            matches!(rejection.reason, RejectReason::ClusterMismatch | RejectReason::BadVersion);
+        let reason = rejection.reason.as_str();
+        let message = rejection.message;
+        let addr = self.addr;
+        match peer {
+            Some(peer) => {
+                warn!(%peer, peer_addr = %addr, reason, suppressed, "closing peer connection: {message}")
+            }
+            None if misconfigured => {
+                warn!(peer_addr = %addr, reason, suppressed, "refusing peer connection: {message}")
+            }
+            None => {
+                info!(peer_addr = %addr, reason, suppressed, "refusing a connection that is not a Concord peer: {message}")
+            }
+        }
     }
 }
 

@@ -304,8 +304,10 @@ pub fn refusal_reason(received: &[u8]) -> String {
 
 // Counting warn lines.
 
-/// A subscriber for the current thread that counts warn events and prints every event. Tests
-/// run on a current-thread runtime, so it sees the server's and transport's events too.
+/// A subscriber for the current thread that counts the lines an operator sees by default (warn,
+/// and info from this crate: refusals of connections that never said a valid hello are logged
+/// at info) and prints every event. Tests run on a current-thread runtime, so it sees the
+/// server's and transport's events too.
 pub struct WarnCounter {
     warns: Arc<AtomicUsize>,
     lines: Arc<Mutex<Vec<String>>>,
@@ -364,7 +366,9 @@ impl tracing::Subscriber for WarnCounter {
         let line =
             format!("{} {}:{}", event.metadata().level(), event.metadata().target(), fields.0);
         eprintln!("{line}");
-        if *event.metadata().level() == tracing::Level::WARN {
+        let level = *event.metadata().level();
+        let ours = event.metadata().target().starts_with("concord_rpc");
+        if level == tracing::Level::WARN || (level == tracing::Level::INFO && ours) {
             self.warns.fetch_add(1, Ordering::SeqCst);
             self.lines.lock().unwrap().push(line);
         }
