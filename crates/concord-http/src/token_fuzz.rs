@@ -32,9 +32,14 @@ fn runner(test: &str) -> TestRunner {
     })
 }
 
-/// The one call into the context module: the token decoder a request header meets.
+/// The one call into the context module: the token decoder a request header meets, then the
+/// node's opening of the bytes (MAC check and entries) as a write does it.
 fn decode_context(token: &str) {
-    if let Ok(vv) = context::decode(token) {
+    let Ok(bytes) = context::decode(token) else { return };
+    assert!(!bytes.is_empty(), "{token:?}");
+    let key = concord_types::Key::new(b"k".to_vec()).expect("a valid key");
+    let sealer = concord_types::ContextKey::new([3; 32]);
+    if let Ok(vv) = sealer.open(concord_types::NamespaceId(1), &key, &bytes) {
         let entries: Vec<_> = vv.iter().collect();
         assert!(entries.iter().all(|(_, counter)| *counter > 0), "{token:?}: {entries:?}");
         assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "{token:?}: {entries:?}");

@@ -28,7 +28,7 @@ use concord_rpc::MessageKind;
 use concord_rpc::handshake::Hello;
 use concord_storage::ObjectStore;
 use concord_types::{
-    ActorId, ClusterId, ConflictPolicy, Content, DvvSet, Key, NamespaceConfig, NamespaceId,
+    ActorId, ClusterId, ConflictPolicy, Content, Dot, DvvSet, Key, NamespaceConfig, NamespaceId,
     NamespaceName, NodeId, PartitionId, Timestamp, VersionVector,
 };
 use openraft::raft::{
@@ -170,8 +170,24 @@ fn state() -> DvvSet {
     let mut state = DvvSet::new();
     let content = Content::Value { data: b"value".to_vec(), content_type: "text/plain".into() };
     let (context, policy) = (VersionVector::new(), ConflictPolicy::Siblings);
-    state.write(&context, ActorId(7), Timestamp::from_wall_ms(1), content.clone(), policy);
-    state.write(&VersionVector::new(), ActorId(9), Timestamp::from_wall_ms(2), content, policy);
+    state
+        .write(
+            &context,
+            Dot { actor: ActorId(7), counter: 0 },
+            Timestamp::from_wall_ms(1),
+            content.clone(),
+            policy,
+        )
+        .unwrap();
+    state
+        .write(
+            &VersionVector::new(),
+            Dot { actor: ActorId(9), counter: 0 },
+            Timestamp::from_wall_ms(2),
+            content,
+            policy,
+        )
+        .unwrap();
     state
 }
 
