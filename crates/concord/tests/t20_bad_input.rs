@@ -517,3 +517,50 @@ async fn garbage_on_the_socket_does_not_take_the_node_down() {
     node.assert_never_written("default", b"g").await;
     assert_stored_nothing_but(&node, &[]).await;
 }
+
+/// Made-up methods and paths cannot grow `/metrics` (issue 19, defect 8: 20 methods of 100 KiB
+/// once grew a scrape to 63 MB). 40 distinct 1 KiB method names and 40 distinct random paths
+/// are sent; afterwards no label carries any of them, and the HTTP request series grow by at
+/// most a handful (one shared `other` method and route, and their statuses).
+#[tokio::test]
+async fn made_up_methods_and_paths_do_not_grow_metrics() {
+    let node = Node::start(&[]);
+    let http_series = |text: &str| -> usize {
+        text.lines().filter(|l| l.starts_with("concord_http_requests_total{")).count()
+    };
+    let scrape = async || {
+        let response = node.get("/metrics").await;
+        assert_eq!(response.status().as_u16(), 200, "/metrics");
+        response.text().await.expect("/metrics body")
+    };
+    let before = scrape().await;
+    println!("before: {} bytes, {} request series", before.len(), http_series(&before));
+
+    for i in 0..40 {
+        let method = format!("MADEUP{i:02}{}", "X".repeat(1024));
+        let method = Method::from_bytes(method.as_bytes()).expect("a token is a valid method");
+        let _ = request(&node, method.clone(), "/v1/kv/default/k").send().await;
+        let _ = request(&node, method, &format!("/nowhere-{i}")).send().await;
+        let path = format!("/madeup-path-{i}/{}", "p".repeat(512));
+        let _ = request(&node, Method::GET, &path).send().await;
+    }
+    node.assert_healthy().await;
+
+    let after = scrape().await;
+    println!("after: {} bytes, {} request series", after.len(), http_series(&after));
+    assert!(!after.contains("MADEUP"), "a made-up method became a label");
+    assert!(!after.contains("madeup-path"), "a made-up path became a label");
+    assert!(
+        http_series(&after) <= http_series(&before) + 8,
+        "request series grew from {} to {}:\n{after}",
+        http_series(&before),
+        http_series(&after)
+    );
+    assert!(
+        after.len() < before.len() + 16 * 1024,
+        "scrape grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
+    node.assert_never_written("default", b"k").await;
+}
