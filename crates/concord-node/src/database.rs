@@ -267,7 +267,8 @@ impl Database {
         options: ReadOptions,
     ) -> Result<ReadOutcome, Error> {
         let namespace = self.namespace_ref(ns)?;
-        let required = self.required(&namespace, options.quorum, namespace.config.read_quorum)?;
+        let required =
+            self.required(&namespace, "r", options.quorum, namespace.config.read_quorum)?;
         let timeout = options.timeout.unwrap_or(self.request_timeout);
         let read = self.replica.read(&namespace, key, required, timeout).await?;
         Ok(ReadOutcome {
@@ -309,7 +310,8 @@ impl Database {
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
         let namespace = self.namespace_ref(ns)?;
-        let required = self.required(&namespace, options.quorum, namespace.config.write_quorum)?;
+        let required =
+            self.required(&namespace, "w", options.quorum, namespace.config.write_quorum)?;
         let strict = options.strict.unwrap_or(namespace.config.strict);
         let timeout = options.timeout.unwrap_or(self.request_timeout);
         let quorum = WriteQuorum { required, strict };
@@ -613,10 +615,15 @@ impl Database {
         Ok(NamespaceRef { id: entry.id, config: entry.config.clone() })
     }
 
-    /// The number of replicas a request needs, or why it cannot be served.
+    /// The number of replicas a request needs, or why it cannot be served. `name` is the
+    /// request parameter (`r` or `w`) the quorum comes from.
+    ///
+    /// A quorum above the replicas the namespace has placed is refused as invalid (400), not
+    /// unavailable (503): no retry can meet it while the cluster has that few nodes.
     fn required(
         &self,
         namespace: &NamespaceRef,
+        name: &str,
         requested: Option<Quorum>,
         default: Quorum,
     ) -> Result<usize, Error> {
@@ -626,15 +633,12 @@ impl Database {
         let placed = state.effective_replicas(&namespace.config);
         let required = quorum.required(placed);
         if required > placed {
-            return Err(Error::QuorumNotReached {
-                write: false,
-                required,
-                answered: 0,
-                failures: vec![(
-                    "cluster".into(),
-                    format!("only {placed} replica(s) placed: the cluster has {nodes} node(s)"),
-                )],
-            });
+            let source = if requested.is_some() { "" } else { " (the namespace's default)" };
+            return Err(Error::InvalidArgument(format!(
+                "{name}={quorum}{source} needs {required} replicas, but the namespace has only \
+                 {placed} replica(s) placed: the cluster has {nodes} node(s); ask for at most \
+                 {name}={placed}"
+            )));
         }
         Ok(required)
     }

@@ -390,34 +390,30 @@ async fn wrong_methods_are_405_method_not_allowed() {
     expect_error(node.get("/v1/namespaces/x").await, 404, "namespace_not_found").await;
 }
 
-/// Asking for 3 replicas of a single node (`w=3`, `r=3`) is 503 `unavailable` with
-/// `Retry-After` and details naming `required: 3` and fewer `answered`; the refused write stores
-/// nothing and the refused delete deletes nothing.
+/// Asking for more replicas than the namespace has placed (`w=3`, `r=3` on a single node, where
+/// `default` has one replica) can never succeed, so it is 400 `invalid_argument` saying why
+/// (issue 19, defect 10: it was a 503 with `Retry-After`), with no `Retry-After`; the refused
+/// write stores nothing and the refused delete deletes nothing.
 #[tokio::test]
-async fn quorum_beyond_a_single_node_is_503_unavailable() {
+async fn quorum_beyond_the_placed_replicas_is_400_saying_why() {
     let node = Node::start(&[]);
     println!("store k = original");
     assert_eq!(node.put("/v1/kv/default/k", "original").await.status().as_u16(), 204);
 
-    for (method, path) in [
-        (Method::PUT, "/v1/kv/default/fresh?w=3"),
-        (Method::PUT, "/v1/kv/default/k?w=3"),
-        (Method::DELETE, "/v1/kv/default/k?w=3"),
-        (Method::GET, "/v1/kv/default/k?r=3"),
+    for (method, path, name) in [
+        (Method::PUT, "/v1/kv/default/fresh?w=3", "w"),
+        (Method::PUT, "/v1/kv/default/k?w=3", "w"),
+        (Method::DELETE, "/v1/kv/default/k?w=3", "w"),
+        (Method::GET, "/v1/kv/default/k?r=3", "r"),
     ] {
         println!("{method} {path}");
         let response = request(&node, method, path).body("v").send().await.expect("request");
         let retry_after = response.headers().get("retry-after").cloned();
-        let error = expect_error(response, 503, "unavailable").await;
-        let retry_after = retry_after.expect("503 must carry Retry-After");
-        assert!(
-            retry_after.to_str().is_ok_and(|s| s.parse::<u64>().is_ok()),
-            "Retry-After must be seconds: {retry_after:?}"
-        );
-        let details = &error["details"];
-        assert_eq!(details["required"], 3, "{error}");
-        let answered = details["answered"].as_u64().expect("details.answered is a number");
-        assert!(answered < 3, "{error}");
+        let error = expect_error(response, 400, "invalid_argument").await;
+        assert_eq!(retry_after, None, "a request that cannot succeed must not invite a retry");
+        let message = error["message"].as_str().expect("message");
+        assert!(message.contains(&format!("{name}=3")), "message must name {name}=3: {error}");
+        assert!(message.contains("1 replica"), "message must say 1 replica is placed: {error}");
         node.assert_healthy().await;
     }
     node.assert_value("default", b"k", b"original").await;

@@ -105,6 +105,12 @@ fn set_version_headers(response: &mut Response, vv: &VersionVector, replicas: Re
     headers.insert(REPLICAS_HEADER, HeaderValue::from_str(&count).expect("digits and a slash"));
 }
 
+fn set_replicas_header(response: &mut Response, replicas: ReplicaCount) {
+    let count = format!("{}/{}", replicas.answered, replicas.required);
+    let count = HeaderValue::from_str(&count).expect("digits and a slash");
+    response.headers_mut().insert(REPLICAS_HEADER, count);
+}
+
 fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -167,8 +173,12 @@ pub async fn get_key(
             // tombstone instead of becoming its sibling.
             let mut response =
                 ApiError::not_found(format!("key not found in namespace {ns:?}")).into_response();
-            if let Some(tombstone) = tombstone {
-                set_version_headers(&mut response, tombstone.context(), outcome.replicas);
+            match tombstone {
+                Some(tombstone) => {
+                    set_version_headers(&mut response, tombstone.context(), outcome.replicas);
+                }
+                // A never-written key's 404 still says how many replicas answered.
+                None => set_replicas_header(&mut response, outcome.replicas),
             }
             return Ok(response);
         }
