@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use concord_meta::{Command, CommandResult, MemberState, Meta, MetaState};
+use concord_meta::{Command, CommandResult, MemberState, Meta, MetaState, NamespaceEntry};
 use concord_replica::{NamespaceRef, Replica, WriteOp, WriteQuorum};
 use concord_ring::Ring;
 use concord_rpc::{FaultRules, Faults};
@@ -266,7 +266,7 @@ impl Database {
         key: Key,
         options: ReadOptions,
     ) -> Result<ReadOutcome, Error> {
-        let namespace = self.namespace_ref(ns)?;
+        let namespace = self.namespace_ref(ns).await?;
         let required =
             self.required(&namespace, "r", options.quorum, namespace.config.read_quorum)?;
         let timeout = options.timeout.unwrap_or(self.request_timeout);
@@ -309,7 +309,7 @@ impl Database {
         op: WriteOp,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        let namespace = self.namespace_ref(ns)?;
+        let namespace = self.namespace_ref(ns).await?;
         let required =
             self.required(&namespace, "w", options.quorum, namespace.config.write_quorum)?;
         let strict = options.strict.unwrap_or(namespace.config.strict);
@@ -335,7 +335,7 @@ impl Database {
         limit: usize,
     ) -> Result<ListPage, Error> {
         assert!(limit > 0, "list limit validated by the caller");
-        let namespace = self.namespace_ref(ns)?;
+        let namespace = self.namespace_ref(ns).await?;
         let page =
             self.replica.list(&namespace, prefix, after, limit, self.request_timeout).await?;
         Ok(ListPage { keys: page.keys, more: page.more })
@@ -371,13 +371,9 @@ impl Database {
         Ok((created, view(&state, &name, &entry.config)))
     }
 
-    pub fn namespace(&self, name: &str) -> Result<NamespaceView, Error> {
+    pub async fn namespace(&self, name: &str) -> Result<NamespaceView, Error> {
         let name = NamespaceName::new(name)?;
-        let state = self.meta.state();
-        let entry = state
-            .namespaces
-            .get(&name)
-            .ok_or_else(|| Error::NamespaceNotFound(name.to_string()))?;
+        let (state, entry) = self.known_namespace(&name).await?;
         Ok(view(&state, &name, &entry.config))
     }
 
@@ -480,7 +476,7 @@ impl Database {
     /// Every current replica's anti-entropy tree root and key count for `partition` of
     /// namespace `ns`, and whether they agree.
     pub async fn partition(&self, ns: &str, partition: u16) -> Result<PartitionView, Error> {
-        let namespace = self.namespace_ref(ns)?;
+        let namespace = self.namespace_ref(ns).await?;
         let count = self.meta.state().ring.as_ref().map_or(0, |r| r.partitions().get());
         if partition >= count {
             return Err(Error::InvalidArgument(format!(
@@ -607,12 +603,29 @@ impl Database {
         Ok(())
     }
 
-    fn namespace_ref(&self, ns: &str) -> Result<NamespaceRef, Error> {
+    async fn namespace_ref(&self, ns: &str) -> Result<NamespaceRef, Error> {
         let name = NamespaceName::new(ns)?;
+        let (_, entry) = self.known_namespace(&name).await?;
+        Ok(NamespaceRef { id: entry.id, config: entry.config })
+    }
+
+    /// The metadata and the namespace `name` in it. A name this node does not know may have
+    /// been created through another node a moment ago: it is `NamespaceNotFound` only once this
+    /// node has caught up with the metadata leader's commit index (issue 19, defect 7).
+    async fn known_namespace(
+        &self,
+        name: &NamespaceName,
+    ) -> Result<(Arc<MetaState>, NamespaceEntry), Error> {
         let state = self.meta.state();
-        let entry =
-            state.namespaces.get(&name).ok_or_else(|| Error::NamespaceNotFound(ns.to_string()))?;
-        Ok(NamespaceRef { id: entry.id, config: entry.config.clone() })
+        if let Some(entry) = state.namespaces.get(name) {
+            return Ok((state.clone(), entry.clone()));
+        }
+        self.meta.catch_up(self.request_timeout).await?;
+        let state = self.meta.state();
+        match state.namespaces.get(name) {
+            Some(entry) => Ok((state.clone(), entry.clone())),
+            None => Err(Error::NamespaceNotFound(name.to_string())),
+        }
     }
 
     /// The number of replicas a request needs, or why it cannot be served. `name` is the

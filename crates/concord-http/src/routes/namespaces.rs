@@ -174,5 +174,5 @@ pub async fn get_namespace(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<NamespaceDto>, ApiError> {
-    Ok(Json(app.db.namespace(&name)?.into()))
+    Ok(Json(app.db.namespace(&name).await?.into()))
 }
