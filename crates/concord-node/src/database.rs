@@ -588,6 +588,11 @@ impl Database {
         Ok(())
     }
 
+    /// `Ok` when fault injection is enabled on this node, else `Forbidden`.
+    pub fn fault_injection(&self) -> Result<(), Error> {
+        self.faults().map(|_| ())
+    }
+
     fn faults(&self) -> Result<&Arc<Faults>, Error> {
         self.faults.as_ref().ok_or_else(|| {
             Error::Forbidden(
