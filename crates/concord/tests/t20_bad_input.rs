@@ -560,3 +560,44 @@ async fn made_up_methods_and_paths_do_not_grow_metrics() {
     );
     node.assert_never_written("default", b"k").await;
 }
+
+/// Requests the HTTP layer refuses before any route sees them get the same JSON error body as
+/// every other error (issue 19, defect 9: they had empty bodies): a request line that is not
+/// HTTP is 400 `invalid_argument`, a 70 KB request target is 414 `uri_too_long`, and 500 KB of
+/// headers are 431 `headers_too_large`.
+#[tokio::test]
+async fn requests_refused_before_routing_get_the_json_error_body() {
+    let node = Node::start(&[]);
+    let long_path = format!("/v1/kv/default/{}", "u".repeat(70 * 1024));
+    let big_header = "h".repeat(500 * 1024);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "a request line that is not HTTP",
+            "NOT HTTP AT ALL\r\n\r\n".into(),
+            400,
+            "invalid_argument",
+        ),
+        (
+            "a 70 KB request target",
+            format!("GET {long_path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "500 KB of headers",
+            format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {big_header}\r\n\r\n"),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        println!("send {what}");
+        let mut stream = connect(&node).await;
+        send(&mut stream, request.as_bytes()).await;
+        let reply = read_reply(&mut stream, REPLY_DEADLINE).await;
+        let response = expect_raw_error(reply, status, code, what);
+        assert_eq!(response.header("content-type"), Some("application/json"), "{what}");
+        node.assert_healthy().await;
+    }
+    assert_stored_nothing_but(&node, &[]).await;
+}
