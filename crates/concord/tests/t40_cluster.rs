@@ -414,6 +414,11 @@ async fn majority_of_voters_down_refuses_metadata_changes_but_serves_data() -> a
             other => panic!("reading {key:?} during the outage: {other:?}"),
         }
     }
+    println!("a namespace n3 does not know is 503, not 404: n3 cannot catch up to be sure");
+    match patient.get("late", b"k", read).await {
+        Err(e) => assert_eq!(e.status(), Some(503), "unknown namespace without a leader: {e:#}"),
+        Ok(answer) => panic!("an unknown namespace answered without a leader: {answer:?}"),
+    }
     Ok(())
 }
 
