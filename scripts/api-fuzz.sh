@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Fuzzes the HTTP API against its own OpenAPI document: starts a real single-node
-# `concord server` (free ports, a temporary data dir) and runs schemathesis with every check
-# on every documented operation for a bounded time. Exits non-zero on any failure.
+# `concord server` (free ports, a temporary data dir), validates the document it serves
+# (openapi-spec-validator), then runs schemathesis with every check on every documented
+# operation for a bounded time. Exits non-zero on any failure.
 #
-# schemathesis is pinned and installed into a venv under target/ on first use.
+# Both tools are pinned and installed into a venv under target/ on first use.
 # Environment: API_FUZZ_MAX_TIME (seconds of fuzzing, default 90), API_FUZZ_SEED (replays a run;
 # a fresh seed is drawn and printed otherwise), CONCORD_BIN (the binary; default: built here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
+VALIDATOR_VERSION=0.9.0
 ROOT=$(pwd)
 TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 WORK="$TARGET_DIR/api-fuzz"
@@ -37,12 +39,14 @@ pick_python() {
 
 mkdir -p "$WORK"
 PYTHON=$(pick_python)
-WANTED="schemathesis $SCHEMATHESIS_VERSION on $("$PYTHON" --version 2>&1)"
+WANTED="schemathesis $SCHEMATHESIS_VERSION, openapi-spec-validator $VALIDATOR_VERSION"
+WANTED="$WANTED on $("$PYTHON" --version 2>&1)"
 if [[ "$(cat "$VENV/.concord-installed" 2>/dev/null)" != "$WANTED" ]]; then
   echo "== installing $WANTED into $VENV"
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$VALIDATOR_VERSION"
   echo "$WANTED" >"$VENV/.concord-installed"
 fi
 
@@ -78,6 +82,11 @@ for _ in $(seq 1 300); do
 done
 [[ -n "$ENDPOINT" ]] || { echo "server did not announce itself in 30 s"; tail -20 "$LOG"; exit 1; }
 echo "== server at $ENDPOINT"
+
+echo "== openapi-spec-validator"
+"$VENV/bin/python" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1]).read())' \
+  "$ENDPOINT/v1/openapi.json" >"$WORK/openapi.json"
+"$VENV/bin/openapi-spec-validator" "$WORK/openapi.json"
 
 echo "== schemathesis: all checks, ${MAX_TIME}s, seed $SEED (replay with API_FUZZ_SEED=$SEED)"
 status=0
