@@ -8,7 +8,8 @@ use bytes::Bytes;
 use concord_rpc::{MessageKind, Transport};
 use concord_storage::Storage;
 use concord_types::NodeId;
-use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::metrics::WaitError;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{ChangeMembers, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -129,12 +130,24 @@ pub enum JoinReply {
     Refused(String),
 }
 
-/// The answer to a proposal forwarded to the leader.
+/// A request sent to the metadata leader (`MetaForward`).
+#[derive(Debug, Serialize, Deserialize)]
+enum ForwardRequest {
+    /// Commit this command and answer what applying it did.
+    Propose(Command),
+    /// Answer the read index: the leader's commit index, once it has confirmed with a quorum
+    /// that it is still the leader (Raft's read-only queries, §6.4 of Ongaro's thesis).
+    ReadIndex,
+}
+
+/// The leader's answer to a [`ForwardRequest`].
 #[derive(Debug, Serialize, Deserialize)]
 enum Forwarded {
     Applied(CommandResult),
     NotLeader,
     Failed(String),
+    /// The read index; `None` while the log is empty.
+    ReadIndex(Option<u64>),
 }
 
 /// A node's handle on the metadata group.
@@ -148,6 +161,9 @@ pub struct Meta {
     /// Departed members still in the Raft group: when the leader first saw each, and its last
     /// applied log index then (see [`Meta::reconcile_once`]).
     departing: std::sync::Mutex<std::collections::HashMap<u64, (std::time::Instant, u64)>>,
+    /// When the last successful [`Meta::catch_up`] began. The lock also lets one catch-up run
+    /// at a time: callers queued behind it reuse it if it began after they asked.
+    catch_up_last: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// How long a departed member may stay in the Raft group while it catches up on the entries
@@ -188,7 +204,9 @@ impl Meta {
             .await
             .map_err(|e| MetaError::Fatal(e.to_string()))?;
         let departing = Default::default();
-        let meta = Arc::new(Meta { raft_id: id, raft, sm, transport, config, departing });
+        let catch_up_last = tokio::sync::Mutex::new(None);
+        let meta =
+            Arc::new(Meta { raft_id: id, raft, sm, transport, config, departing, catch_up_last });
         tokio::spawn(keep_address_book(meta.transport.clone(), meta.subscribe()));
         tokio::spawn(reconcile(Arc::downgrade(&meta)));
         Ok(meta)
@@ -295,19 +313,115 @@ impl Meta {
         command: &Command,
         timeout: Duration,
     ) -> Result<CommandResult, String> {
+        let request = ForwardRequest::Propose(command.clone());
+        match self.call_leader(leader, &request, timeout).await? {
+            Forwarded::Applied(result) => Ok(result),
+            Forwarded::NotLeader => Err(format!("{} is no longer the leader", leader.name)),
+            Forwarded::Failed(e) => Err(e),
+            Forwarded::ReadIndex(_) => Err("the leader answered a read index".into()),
+        }
+    }
+
+    /// Sends `request` to `leader` and decodes its answer.
+    async fn call_leader(
+        &self,
+        leader: &MetaNode,
+        request: &ForwardRequest,
+        timeout: Duration,
+    ) -> Result<Forwarded, String> {
         let Some(name) = leader.node_id() else {
             return Err(format!("leader has an invalid name {}", leader.name));
         };
         self.transport.set_peer(name.clone(), leader.peer_addr.clone());
         let reply = self
             .transport
-            .call(&name, MessageKind::MetaForward, concord_rpc::encode(command), timeout)
+            .call(&name, MessageKind::MetaForward, concord_rpc::encode(request), timeout)
             .await
             .map_err(|e| format!("forwarding to leader {name}: {e}"))?;
-        match concord_rpc::decode::<Forwarded>(&reply).map_err(|e| e.to_string())? {
-            Forwarded::Applied(result) => Ok(result),
-            Forwarded::NotLeader => Err(format!("{name} is no longer the leader")),
-            Forwarded::Failed(e) => Err(e),
+        concord_rpc::decode::<Forwarded>(&reply).map_err(|e| e.to_string())
+    }
+
+    /// Brings this node's applied metadata up to everything committed before the call: gets
+    /// the leader's read index (from this node's Raft if it leads, else by asking the leader)
+    /// and waits until that entry is applied here. A node that does not know a name (say a
+    /// namespace just created through another node) calls this before answering that it does
+    /// not exist. Fails as unavailable when no leader confirms a read index, or this node does
+    /// not apply up to it, within `timeout`.
+    ///
+    /// One catch-up runs at a time, and callers queued behind one that began after they asked
+    /// reuse it, so a flood of lookups of unknown names costs the leader one read index at a
+    /// time.
+    pub async fn catch_up(&self, timeout: Duration) -> Result<(), MetaError> {
+        let asked = Instant::now();
+        let deadline = asked + timeout;
+        let late = |what: &str| {
+            MetaError::Unavailable(format!("catching up with the metadata leader: {what}"))
+        };
+        let mut last = tokio::time::timeout_at(deadline, self.catch_up_last.lock())
+            .await
+            .map_err(|_| late("timed out behind another catch-up"))?;
+        if last.is_some_and(|began| began >= asked) {
+            return Ok(());
+        }
+        let began = Instant::now();
+        let index = self.read_index(deadline).await.map_err(|e| late(&e))?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(remaining))
+            .applied_index_at_least(index, "metadata catch-up")
+            .await
+            .map_err(|e| match e {
+                WaitError::Timeout(..) => late("timed out applying up to the read index"),
+                WaitError::ShuttingDown => MetaError::Fatal("metadata service stopped".into()),
+            })?;
+        *last = Some(began);
+        Ok(())
+    }
+
+    /// The leader's read index, by `deadline`.
+    async fn read_index(&self, deadline: Instant) -> Result<Option<u64>, String> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let asked = tokio::time::timeout(remaining, self.raft.get_read_log_id()).await;
+        match asked.map_err(|_| "the leader did not confirm its leadership in time".to_string())? {
+            Ok((read, _applied)) => Ok(read.map(|id| id.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                let leader = forward.leader_node.ok_or("no metadata leader is known")?;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match self.call_leader(&leader, &ForwardRequest::ReadIndex, remaining).await? {
+                    Forwarded::ReadIndex(index) => Ok(index),
+                    Forwarded::NotLeader => Err(format!("{} is no longer the leader", leader.name)),
+                    Forwarded::Failed(e) => Err(e),
+                    Forwarded::Applied(_) => Err("the leader answered a proposal".into()),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// On the leader: the answer to a forwarded [`ForwardRequest`].
+    async fn serve_forwarded(&self, request: ForwardRequest) -> Forwarded {
+        let timeout = self.config.propose_timeout;
+        match request {
+            ForwardRequest::Propose(command) => {
+                match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
+                    Ok(Ok(response)) => Forwarded::Applied(response.data),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                        Forwarded::NotLeader
+                    }
+                    Ok(Err(e)) => Forwarded::Failed(e.to_string()),
+                    Err(_) => Forwarded::Failed("the leader did not commit in time".into()),
+                }
+            }
+            ForwardRequest::ReadIndex => {
+                match tokio::time::timeout(timeout, self.raft.get_read_log_id()).await {
+                    Ok(Ok((read, _applied))) => Forwarded::ReadIndex(read.map(|id| id.index)),
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+                        Forwarded::NotLeader
+                    }
+                    Ok(Err(e)) => Forwarded::Failed(e.to_string()),
+                    Err(_) => Forwarded::Failed("the leader did not confirm in time".into()),
+                }
+            }
         }
     }
 
@@ -343,21 +457,8 @@ impl Meta {
                 Ok(concord_rpc::encode(&self.join(from, request).await))
             }
             MessageKind::MetaForward => {
-                let command: Command = concord_rpc::decode(&payload).map_err(decode_err)?;
-                let answer = match tokio::time::timeout(
-                    self.config.propose_timeout,
-                    self.raft.client_write(command),
-                )
-                .await
-                {
-                    Ok(Ok(response)) => Forwarded::Applied(response.data),
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                        Forwarded::NotLeader
-                    }
-                    Ok(Err(e)) => Forwarded::Failed(e.to_string()),
-                    Err(_) => Forwarded::Failed("the leader did not commit in time".into()),
-                };
-                Ok(concord_rpc::encode(&answer))
+                let request: ForwardRequest = concord_rpc::decode(&payload).map_err(decode_err)?;
+                Ok(concord_rpc::encode(&self.serve_forwarded(request).await))
             }
             other => Err(format!("{other:?} is not a metadata message")),
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use concord_meta::{Command, CommandResult, MemberState, Meta, MetaState};
+use concord_meta::{Command, CommandResult, MemberState, Meta, MetaState, NamespaceEntry};
 use concord_replica::{NamespaceRef, Replica, WriteOp, WriteQuorum};
 use concord_ring::Ring;
 use concord_rpc::{FaultRules, Faults};
@@ -272,8 +272,9 @@ impl Database {
         key: Key,
         options: ReadOptions,
     ) -> Result<ReadOutcome, Error> {
-        let namespace = self.namespace_ref(ns)?;
-        let required = self.required(&namespace, options.quorum, namespace.config.read_quorum)?;
+        let namespace = self.namespace_ref(ns).await?;
+        let required =
+            self.required(&namespace, "r", options.quorum, namespace.config.read_quorum)?;
         let timeout = options.timeout.unwrap_or(self.request_timeout);
         let read = self.replica.read(&namespace, key.clone(), required, timeout).await?;
         let context = match &read.state {
@@ -297,7 +298,7 @@ impl Database {
         value: Value,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        let namespace = self.namespace_ref(ns)?;
+        let namespace = self.namespace_ref(ns).await?;
         let context = match context {
             Some(token) => self.open(&namespace, &key, token)?,
             None => VersionVector::new(),
@@ -316,7 +317,7 @@ impl Database {
         context: Option<&[u8]>,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        let namespace = self.namespace_ref(ns)?;
+        let namespace = self.namespace_ref(ns).await?;
         let context = context.map(|token| self.open(&namespace, &key, token)).transpose()?;
         self.write(namespace, key, WriteOp::Delete { context }, options).await
     }
@@ -328,7 +329,8 @@ impl Database {
         op: WriteOp,
         options: WriteOptions,
     ) -> Result<WriteOutcome, Error> {
-        let required = self.required(&namespace, options.quorum, namespace.config.write_quorum)?;
+        let required =
+            self.required(&namespace, "w", options.quorum, namespace.config.write_quorum)?;
         let strict = options.strict.unwrap_or(namespace.config.strict);
         let timeout = options.timeout.unwrap_or(self.request_timeout);
         let quorum = WriteQuorum { required, strict };
@@ -379,7 +381,7 @@ impl Database {
         limit: usize,
     ) -> Result<ListPage, Error> {
         assert!(limit > 0, "list limit validated by the caller");
-        let namespace = self.namespace_ref(ns)?;
+        let namespace = self.namespace_ref(ns).await?;
         let page =
             self.replica.list(&namespace, prefix, after, limit, self.request_timeout).await?;
         Ok(ListPage { keys: page.keys, more: page.more })
@@ -415,13 +417,9 @@ impl Database {
         Ok((created, view(&state, &name, &entry.config)))
     }
 
-    pub fn namespace(&self, name: &str) -> Result<NamespaceView, Error> {
+    pub async fn namespace(&self, name: &str) -> Result<NamespaceView, Error> {
         let name = NamespaceName::new(name)?;
-        let state = self.meta.state();
-        let entry = state
-            .namespaces
-            .get(&name)
-            .ok_or_else(|| Error::NamespaceNotFound(name.to_string()))?;
+        let (state, entry) = self.known_namespace(&name).await?;
         Ok(view(&state, &name, &entry.config))
     }
 
@@ -524,7 +522,7 @@ impl Database {
     /// Every current replica's anti-entropy tree root and key count for `partition` of
     /// namespace `ns`, and whether they agree.
     pub async fn partition(&self, ns: &str, partition: u16) -> Result<PartitionView, Error> {
-        let namespace = self.namespace_ref(ns)?;
+        let namespace = self.namespace_ref(ns).await?;
         let count = self.meta.state().ring.as_ref().map_or(0, |r| r.partitions().get());
         if partition >= count {
             return Err(Error::InvalidArgument(format!(
@@ -636,6 +634,11 @@ impl Database {
         Ok(())
     }
 
+    /// `Ok` when fault injection is enabled on this node, else `Forbidden`.
+    pub fn fault_injection(&self) -> Result<(), Error> {
+        self.faults().map(|_| ())
+    }
+
     fn faults(&self) -> Result<&Arc<Faults>, Error> {
         self.faults.as_ref().ok_or_else(|| {
             Error::Forbidden(
@@ -651,18 +654,40 @@ impl Database {
         Ok(())
     }
 
-    fn namespace_ref(&self, ns: &str) -> Result<NamespaceRef, Error> {
+    async fn namespace_ref(&self, ns: &str) -> Result<NamespaceRef, Error> {
         let name = NamespaceName::new(ns)?;
-        let state = self.meta.state();
-        let entry =
-            state.namespaces.get(&name).ok_or_else(|| Error::NamespaceNotFound(ns.to_string()))?;
-        Ok(NamespaceRef { id: entry.id, config: entry.config.clone() })
+        let (_, entry) = self.known_namespace(&name).await?;
+        Ok(NamespaceRef { id: entry.id, config: entry.config })
     }
 
-    /// The number of replicas a request needs, or why it cannot be served.
+    /// The metadata and the namespace `name` in it. A name this node does not know may have
+    /// been created through another node a moment ago: it is `NamespaceNotFound` only once this
+    /// node has caught up with the metadata leader's commit index (issue 19, defect 7).
+    async fn known_namespace(
+        &self,
+        name: &NamespaceName,
+    ) -> Result<(Arc<MetaState>, NamespaceEntry), Error> {
+        let state = self.meta.state();
+        if let Some(entry) = state.namespaces.get(name) {
+            return Ok((state.clone(), entry.clone()));
+        }
+        self.meta.catch_up(self.request_timeout).await?;
+        let state = self.meta.state();
+        match state.namespaces.get(name) {
+            Some(entry) => Ok((state.clone(), entry.clone())),
+            None => Err(Error::NamespaceNotFound(name.to_string())),
+        }
+    }
+
+    /// The number of replicas a request needs, or why it cannot be served. `name` is the
+    /// request parameter (`r` or `w`) the quorum comes from.
+    ///
+    /// A quorum above the replicas the namespace has placed is refused as invalid (400), not
+    /// unavailable (503): no retry can meet it while the cluster has that few nodes.
     fn required(
         &self,
         namespace: &NamespaceRef,
+        name: &str,
         requested: Option<Quorum>,
         default: Quorum,
     ) -> Result<usize, Error> {
@@ -672,15 +697,12 @@ impl Database {
         let placed = state.effective_replicas(&namespace.config);
         let required = quorum.required(placed);
         if required > placed {
-            return Err(Error::QuorumNotReached {
-                write: false,
-                required,
-                answered: 0,
-                failures: vec![(
-                    "cluster".into(),
-                    format!("only {placed} replica(s) placed: the cluster has {nodes} node(s)"),
-                )],
-            });
+            let source = if requested.is_some() { "" } else { " (the namespace's default)" };
+            return Err(Error::InvalidArgument(format!(
+                "{name}={quorum}{source} needs {required} replicas, but the namespace has only \
+                 {placed} replica(s) placed: the cluster has {nodes} node(s); ask for at most \
+                 {name}={placed}"
+            )));
         }
         Ok(required)
     }

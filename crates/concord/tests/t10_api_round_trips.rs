@@ -135,8 +135,11 @@ async fn values_round_trip_raw_and_in_the_json_envelope() {
     assert_eq!(header(&response, "content-type").as_deref(), Some("application/octet-stream"));
     assert_eq!(response.bytes().await.unwrap().as_ref(), b"raw bytes");
 
-    println!("an absent key is 404 not_found");
-    expect_error(node.get("/v1/kv/default/absent").await, 404, "not_found").await;
+    println!("an absent key is 404 not_found, still saying how many replicas answered");
+    let response = node.get("/v1/kv/default/absent").await;
+    assert_eq!(header(&response, "concord-replicas").as_deref(), Some("1/1"));
+    assert_eq!(header(&response, "concord-context"), None, "a never-written key has no context");
+    expect_error(response, 404, "not_found").await;
 }
 
 /// A key and a value that are not UTF-8 (the key holding `/` and NUL) round trip: written with a

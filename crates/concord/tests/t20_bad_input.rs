@@ -390,34 +390,30 @@ async fn wrong_methods_are_405_method_not_allowed() {
     expect_error(node.get("/v1/namespaces/x").await, 404, "namespace_not_found").await;
 }
 
-/// Asking for 3 replicas of a single node (`w=3`, `r=3`) is 503 `unavailable` with
-/// `Retry-After` and details naming `required: 3` and fewer `answered`; the refused write stores
-/// nothing and the refused delete deletes nothing.
+/// Asking for more replicas than the namespace has placed (`w=3`, `r=3` on a single node, where
+/// `default` has one replica) can never succeed, so it is 400 `invalid_argument` saying why
+/// (issue 19, defect 10: it was a 503 with `Retry-After`), with no `Retry-After`; the refused
+/// write stores nothing and the refused delete deletes nothing.
 #[tokio::test]
-async fn quorum_beyond_a_single_node_is_503_unavailable() {
+async fn quorum_beyond_the_placed_replicas_is_400_saying_why() {
     let node = Node::start(&[]);
     println!("store k = original");
     assert_eq!(node.put("/v1/kv/default/k", "original").await.status().as_u16(), 204);
 
-    for (method, path) in [
-        (Method::PUT, "/v1/kv/default/fresh?w=3"),
-        (Method::PUT, "/v1/kv/default/k?w=3"),
-        (Method::DELETE, "/v1/kv/default/k?w=3"),
-        (Method::GET, "/v1/kv/default/k?r=3"),
+    for (method, path, name) in [
+        (Method::PUT, "/v1/kv/default/fresh?w=3", "w"),
+        (Method::PUT, "/v1/kv/default/k?w=3", "w"),
+        (Method::DELETE, "/v1/kv/default/k?w=3", "w"),
+        (Method::GET, "/v1/kv/default/k?r=3", "r"),
     ] {
         println!("{method} {path}");
         let response = request(&node, method, path).body("v").send().await.expect("request");
         let retry_after = response.headers().get("retry-after").cloned();
-        let error = expect_error(response, 503, "unavailable").await;
-        let retry_after = retry_after.expect("503 must carry Retry-After");
-        assert!(
-            retry_after.to_str().is_ok_and(|s| s.parse::<u64>().is_ok()),
-            "Retry-After must be seconds: {retry_after:?}"
-        );
-        let details = &error["details"];
-        assert_eq!(details["required"], 3, "{error}");
-        let answered = details["answered"].as_u64().expect("details.answered is a number");
-        assert!(answered < 3, "{error}");
+        let error = expect_error(response, 400, "invalid_argument").await;
+        assert_eq!(retry_after, None, "a request that cannot succeed must not invite a retry");
+        let message = error["message"].as_str().expect("message");
+        assert!(message.contains(&format!("{name}=3")), "message must name {name}=3: {error}");
+        assert!(message.contains("1 replica"), "message must say 1 replica is placed: {error}");
         node.assert_healthy().await;
     }
     node.assert_value("default", b"k", b"original").await;
@@ -515,5 +511,93 @@ async fn garbage_on_the_socket_does_not_take_the_node_down() {
         node.assert_healthy().await;
     }
     node.assert_never_written("default", b"g").await;
+    assert_stored_nothing_but(&node, &[]).await;
+}
+
+/// Made-up methods and paths cannot grow `/metrics` (issue 19, defect 8: 20 methods of 100 KiB
+/// once grew a scrape to 63 MB). 40 distinct 1 KiB method names and 40 distinct random paths
+/// are sent; afterwards no label carries any of them, and the HTTP request series grow by at
+/// most a handful (one shared `other` method and route, and their statuses).
+#[tokio::test]
+async fn made_up_methods_and_paths_do_not_grow_metrics() {
+    let node = Node::start(&[]);
+    let http_series = |text: &str| -> usize {
+        text.lines().filter(|l| l.starts_with("concord_http_requests_total{")).count()
+    };
+    let scrape = async || {
+        let response = node.get("/metrics").await;
+        assert_eq!(response.status().as_u16(), 200, "/metrics");
+        response.text().await.expect("/metrics body")
+    };
+    let before = scrape().await;
+    println!("before: {} bytes, {} request series", before.len(), http_series(&before));
+
+    for i in 0..40 {
+        let method = format!("MADEUP{i:02}{}", "X".repeat(1024));
+        let method = Method::from_bytes(method.as_bytes()).expect("a token is a valid method");
+        let _ = request(&node, method.clone(), "/v1/kv/default/k").send().await;
+        let _ = request(&node, method, &format!("/nowhere-{i}")).send().await;
+        let path = format!("/madeup-path-{i}/{}", "p".repeat(512));
+        let _ = request(&node, Method::GET, &path).send().await;
+    }
+    node.assert_healthy().await;
+
+    let after = scrape().await;
+    println!("after: {} bytes, {} request series", after.len(), http_series(&after));
+    assert!(!after.contains("MADEUP"), "a made-up method became a label");
+    assert!(!after.contains("madeup-path"), "a made-up path became a label");
+    assert!(
+        http_series(&after) <= http_series(&before) + 8,
+        "request series grew from {} to {}:\n{after}",
+        http_series(&before),
+        http_series(&after)
+    );
+    assert!(
+        after.len() < before.len() + 16 * 1024,
+        "scrape grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
+    node.assert_never_written("default", b"k").await;
+}
+
+/// Requests the HTTP layer refuses before any route sees them get the same JSON error body as
+/// every other error (issue 19, defect 9: they had empty bodies): a request line that is not
+/// HTTP is 400 `invalid_argument`, a 70 KB request target is 414 `uri_too_long`, and 500 KB of
+/// headers are 431 `headers_too_large`.
+#[tokio::test]
+async fn requests_refused_before_routing_get_the_json_error_body() {
+    let node = Node::start(&[]);
+    let long_path = format!("/v1/kv/default/{}", "u".repeat(70 * 1024));
+    let big_header = "h".repeat(500 * 1024);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "a request line that is not HTTP",
+            "NOT HTTP AT ALL\r\n\r\n".into(),
+            400,
+            "invalid_argument",
+        ),
+        (
+            "a 70 KB request target",
+            format!("GET {long_path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "500 KB of headers",
+            format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {big_header}\r\n\r\n"),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        println!("send {what}");
+        let mut stream = connect(&node).await;
+        send(&mut stream, request.as_bytes()).await;
+        let reply = read_reply(&mut stream, REPLY_DEADLINE).await;
+        let response = expect_raw_error(reply, status, code, what);
+        assert_eq!(response.header("content-type"), Some("application/json"), "{what}");
+        node.assert_healthy().await;
+    }
     assert_stored_nothing_but(&node, &[]).await;
 }

@@ -35,12 +35,15 @@ const BODY_MAX: usize = 64 << 10;
 
 /// Replace this node's fault rules.
 #[utoipa::path(post, path = "/v1/admin/faults", tag = "admin", request_body = FaultsDto,
-    responses((status = 200, body = FaultsDto), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "the rules now in force", body = FaultsDto),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
 pub async fn set_faults(
     State(app): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<FaultsDto>, ApiError> {
+    // Refused before the body is even looked at when fault injection is off.
+    app.db.fault_injection()?;
     if body.len() > BODY_MAX {
         return Err(ApiError::too_large(BODY_MAX));
     }
@@ -58,7 +61,7 @@ pub async fn set_faults(
 
 /// Heal: remove every fault rule of this node.
 #[utoipa::path(delete, path = "/v1/admin/faults", tag = "admin",
-    responses((status = 204), (status = 403, body = ErrorBody)))]
+    responses((status = 204, description = "every rule removed"), (status = 403, body = ErrorBody)))]
 pub async fn clear_faults(State(app): State<Arc<AppState>>) -> Result<StatusCode, ApiError> {
     app.db.clear_faults()?;
     Ok(StatusCode::NO_CONTENT)
@@ -73,7 +76,8 @@ pub struct DroppedHintsDto {
 /// Drop every hint this node holds (only with fault injection enabled): makes a replica miss
 /// writes that only read repair or anti-entropy can bring back.
 #[utoipa::path(delete, path = "/v1/admin/hints", tag = "admin",
-    responses((status = 200, body = DroppedHintsDto), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "how many hints were dropped", body = DroppedHintsDto),
+        (status = 403, body = ErrorBody)))]
 pub async fn drop_hints(
     State(app): State<Arc<AppState>>,
 ) -> Result<Json<DroppedHintsDto>, ApiError> {
@@ -97,7 +101,7 @@ pub struct HoldingDto {
 
 /// The partition replicas this node stores (scans its data; for operators and tests).
 #[utoipa::path(get, path = "/v1/admin/holdings", tag = "admin",
-    responses((status = 200, body = Vec<HoldingDto>)))]
+    responses((status = 200, description = "every partition replica stored here", body = Vec<HoldingDto>)))]
 pub async fn holdings(State(app): State<Arc<AppState>>) -> Result<Json<Vec<HoldingDto>>, ApiError> {
     let db = app.db.clone();
     let holdings = tokio::task::spawn_blocking(move || db.holdings()).await.map_err(|e| {

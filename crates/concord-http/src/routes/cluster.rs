@@ -92,7 +92,7 @@ pub struct RingDto {
 
 /// Cluster members and data movement.
 #[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
-    responses((status = 200, body = ClusterDto)))]
+    responses((status = 200, description = "the cluster as this node sees it", body = ClusterDto)))]
 pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
     let view = app.db.cluster();
     let nodes = view
@@ -137,7 +137,7 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
 
 /// The partition table.
 #[utoipa::path(get, path = "/v1/cluster/ring", tag = "cluster",
-    responses((status = 200, body = RingDto)))]
+    responses((status = 200, description = "the current ring, and the target ring during a transition", body = RingDto)))]
 pub async fn get_ring(State(app): State<Arc<AppState>>) -> Json<RingDto> {
     let ring = app.db.ring();
     let table = |rows: Vec<(u16, Vec<String>)>| -> Vec<PartitionDto> {
@@ -161,8 +161,10 @@ pub struct ChangeDto {
 /// Decommission a node: its partitions move to the others, then it is removed.
 #[utoipa::path(post, path = "/v1/cluster/nodes/{id}/leave", tag = "cluster",
     params(("id" = String, Path, description = "Node id")),
-    responses((status = 202, body = ChangeDto), (status = 404, body = ErrorBody),
-        (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 202, description = "leaving: its partitions move away, then it is removed", body = ChangeDto),
+        (status = 404, description = "`node_not_found`: not a member", body = ErrorBody),
+        (status = 400, description = "`invalid_argument`: not a node name, or refused (the last member)", body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn leave_node(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -174,8 +176,10 @@ pub async fn leave_node(
 /// Remove a dead node at once; its replicas are rebuilt from the others.
 #[utoipa::path(post, path = "/v1/cluster/nodes/{id}/remove", tag = "cluster",
     params(("id" = String, Path, description = "Node id")),
-    responses((status = 202, body = ChangeDto), (status = 404, body = ErrorBody),
-        (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 202, description = "removed", body = ChangeDto),
+        (status = 404, description = "`node_not_found`: not a member", body = ErrorBody),
+        (status = 400, description = "`invalid_argument`: not a node name, or refused (the last member)", body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn remove_node(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -212,8 +216,9 @@ pub struct PartitionTreesDto {
 #[utoipa::path(get, path = "/v1/cluster/partitions/{p}", tag = "cluster",
     params(("p" = u16, Path, description = "Partition"),
         ("ns" = Option<String>, Query, description = "namespace, default `default`")),
-    responses((status = 200, body = PartitionTreesDto), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "every current replica's tree root", body = PartitionTreesDto),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn get_partition(
     State(app): State<Arc<AppState>>,
     Path(p): Path<String>,

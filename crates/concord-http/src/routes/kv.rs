@@ -24,6 +24,11 @@ const REPLICAS_HEADER: &str = "concord-replicas";
 const CONTENT_TYPE_DEFAULT: &str = "application/octet-stream";
 const CONTENT_TYPE_CHARS_MAX: usize = 256;
 
+/// A value's raw bytes, as the OpenAPI document describes them.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawValue(#[allow(dead_code)] Vec<u8>);
+
 /// One version of a key.
 #[derive(Serialize, ToSchema)]
 pub struct SiblingDto {
@@ -103,6 +108,12 @@ fn set_version_headers(response: &mut Response, context: &[u8], replicas: Replic
     headers.insert(REPLICAS_HEADER, HeaderValue::from_str(&count).expect("digits and a slash"));
 }
 
+fn set_replicas_header(response: &mut Response, replicas: ReplicaCount) {
+    let count = format!("{}/{}", replicas.answered, replicas.required);
+    let count = HeaderValue::from_str(&count).expect("digits and a slash");
+    response.headers_mut().insert(REPLICAS_HEADER, count);
+}
+
 fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -145,9 +156,11 @@ fn envelope(ns: &str, key: &Key, state: &DvvSet, context: &[u8]) -> ObjectDto {
         ("timeout_ms" = Option<u64>, Query, description = "deadline, 1..=60000"),
     ),
     responses(
-        (status = 200, description = "the raw value (or the JSON envelope with Accept: application/json)", body = ObjectDto),
-        (status = 300, description = "concurrent siblings", body = ObjectDto),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 200, description = "the raw value with its stored Content-Type, or the JSON envelope with Accept: application/json",
+            content((ObjectDto = "application/json"), (RawValue = "*/*"))),
+        (status = 300, description = "concurrent siblings, always as the JSON envelope", body = ObjectDto),
+        (status = 404, description = "`not_found` (the key is absent or deleted; a deleted key's 404 has a Concord-Context) or `namespace_not_found`", body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody),
     ))]
 pub async fn get_key(
     State(app): State<Arc<AppState>>,
@@ -165,8 +178,10 @@ pub async fn get_key(
             // tombstone instead of becoming its sibling.
             let mut response =
                 ApiError::not_found(format!("key not found in namespace {ns:?}")).into_response();
-            if let Some(context) = tombstone_context {
-                set_version_headers(&mut response, &context, outcome.replicas);
+            match tombstone_context {
+                Some(context) => set_version_headers(&mut response, &context, outcome.replicas),
+                // A never-written key's 404 still says how many replicas answered.
+                None => set_replicas_header(&mut response, outcome.replicas),
             }
             return Ok(response);
         }
@@ -225,7 +240,8 @@ fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
         ("timeout_ms" = Option<u64>, Query, description = "deadline, 1..=60000"),
         ("Concord-Context" = Option<String>, Header, description = "context from the last read"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = RawValue, content_type = "application/octet-stream",
+        description = "the value's bytes; any Content-Type is taken and served back with the value"),
     responses(
         (status = 204, description = "stored; the new context is in Concord-Context"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -263,8 +279,9 @@ pub async fn put_key(
         ("timeout_ms" = Option<u64>, Query, description = "deadline, 1..=60000"),
         ("Concord-Context" = Option<String>, Header, description = "context from the last read; without it every stored version is deleted"),
     ),
-    responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 204, description = "deleted; the tombstone's context is in Concord-Context"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn delete_key(
     State(app): State<Arc<AppState>>,
     uri: Uri,
@@ -288,8 +305,9 @@ pub async fn delete_key(
         ("after" = Option<String>, Query, description = "the `next` token of the previous page"),
         ("limit" = Option<u64>, Query, description = "page size, 1..=1000, default 100"),
     ),
-    responses((status = 200, body = KeyPageDto), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "one page of keys", body = KeyPageDto),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn list_keys(
     State(app): State<Arc<AppState>>,
     uri: Uri,

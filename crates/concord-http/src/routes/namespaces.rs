@@ -131,12 +131,15 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Create a namespace.
 #[utoipa::path(put, path = "/v1/namespaces/{ns}", tag = "namespaces",
     params(("ns" = String, Path, description = "namespace name, [a-z0-9][a-z0-9_-]{0,62}")),
-    request_body = NamespaceRequest,
+    request_body(content = Option<NamespaceRequest>, content_type = "application/json",
+        description = "the settings; an empty body takes every default"),
     responses(
         (status = 201, description = "created", body = NamespaceDto),
         (status = 200, description = "exists with the same configuration", body = NamespaceDto),
-        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 415, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 408, body = ErrorBody),
+        (status = 409, description = "`conflict`: the namespace exists with another configuration", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody),
     ))]
 pub async fn put_namespace(
     State(app): State<Arc<AppState>>,
@@ -160,7 +163,7 @@ pub async fn put_namespace(
 
 /// List namespaces.
 #[utoipa::path(get, path = "/v1/namespaces", tag = "namespaces",
-    responses((status = 200, body = NamespaceListDto)))]
+    responses((status = 200, description = "every namespace", body = NamespaceListDto)))]
 pub async fn list_namespaces(State(app): State<Arc<AppState>>) -> Json<NamespaceListDto> {
     let namespaces = app.db.namespaces().into_iter().map(NamespaceDto::from).collect();
     Json(NamespaceListDto { namespaces })
@@ -169,10 +172,13 @@ pub async fn list_namespaces(State(app): State<Arc<AppState>>) -> Json<Namespace
 /// Show one namespace.
 #[utoipa::path(get, path = "/v1/namespaces/{ns}", tag = "namespaces",
     params(("ns" = String, Path, description = "namespace name")),
-    responses((status = 200, body = NamespaceDto), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "the namespace", body = NamespaceDto),
+        (status = 400, description = "`invalid_argument`: not a namespace name", body = ErrorBody),
+        (status = 404, description = "`namespace_not_found`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the name is not known here and the metadata leader could not be reached to catch up", body = ErrorBody)))]
 pub async fn get_namespace(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<NamespaceDto>, ApiError> {
-    Ok(Json(app.db.namespace(&name)?.into()))
+    Ok(Json(app.db.namespace(&name).await?.into()))
 }

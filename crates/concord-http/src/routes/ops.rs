@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use crate::AppState;
 
@@ -17,14 +17,16 @@ pub struct StatusDto {
 }
 
 /// Liveness: 200 while the process serves requests.
-#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = StatusDto)))]
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, description = "serving", body = StatusDto)))]
 pub async fn health() -> Json<StatusDto> {
     Json(StatusDto { status: "ok".into() })
 }
 
 /// Readiness: 200 once storage is open and writes are taken, 503 before and while stopping.
 #[utoipa::path(get, path = "/ready", tag = "ops",
-    responses((status = 200, body = StatusDto), (status = 503, body = StatusDto)))]
+    responses((status = 200, description = "ready", body = StatusDto),
+        (status = 503, description = "starting or stopping", body = StatusDto)))]
 pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
     if app.db.is_ready() {
         Json(StatusDto { status: "ready".into() }).into_response()
@@ -36,7 +38,8 @@ pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "the OpenMetrics text format", body = String,
+        content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], app.db.metrics().render()).into_response()
@@ -44,7 +47,12 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
 
 /// This document.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "ops",
-    responses((status = 200, description = "the OpenAPI document")))]
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::ApiDoc::openapi())
+    responses((status = 200, description = "the OpenAPI document", body = Object)))]
+pub async fn openapi(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let partitions = app.db.ring().partitions.len();
+    let settings = crate::openapi::DocumentSettings {
+        list_limit_max: app.limits.list_limit_max as u64,
+        partitions: u16::try_from(partitions).ok().filter(|count| *count > 0),
+    };
+    Json(crate::openapi::document(settings))
 }
