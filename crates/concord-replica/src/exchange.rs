@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord_rpc::MessageKind;
 use concord_storage::{Durability, ObjectStore};
-use concord_types::{ConflictPolicy, Key, NamespaceId, NodeId, PartitionId};
+use concord_types::{
+    ConflictPolicy, FailureLine, FailureLogs, Key, NamespaceId, NodeId, PartitionId,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -249,6 +251,12 @@ fn differences(
     (theirs.into_iter().collect(), to_there)
 }
 
+/// How often exchanges with a peer that keep failing are summarized in the log.
+const FAILURE_REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+/// Failing peers tracked for the log at once (more than a cluster has).
+const FAILING_PEERS_MAX: usize = 1024;
+
 /// Runs exchange rounds until `stop` turns true.
 pub async fn run(
     replica: std::sync::Arc<Replica>,
@@ -258,6 +266,9 @@ pub async fn run(
     if !config.enabled {
         return;
     }
+    // A peer SWIM sees up but that fails every exchange (a one-way cut) is logged when that
+    // starts, once a minute while it lasts, and when it ends, not once per partition and round.
+    let mut failures = FailureLogs::new(FAILURE_REPEAT_EVERY, FAILING_PEERS_MAX);
     while !crate::stopped_after(config.interval, &mut stop).await {
         let mut repaired = 0;
         for (namespace, policy, partition, peer) in replica.exchange_plan() {
@@ -265,11 +276,29 @@ pub async fn run(
                 return;
             }
             replica.metrics.ae_exchanges.inc();
-            match replica.exchange(namespace, policy, partition, &peer, &config).await {
-                Ok(done) => repaired += done.here + done.there,
+            let outcome = replica.exchange(namespace, policy, partition, &peer, &config).await;
+            let line = match &outcome {
+                Ok(_) => failures.succeeded(&peer, Instant::now()),
                 Err(e) => {
-                    tracing::debug!(%peer, %partition, error = %e, "anti-entropy exchange failed")
+                    tracing::debug!(%peer, %partition, error = %e, "anti-entropy exchange failed");
+                    failures.failed(
+                        &peer,
+                        Instant::now(),
+                        format_args!("partition {partition}: {e}"),
+                    )
                 }
+            };
+            match line {
+                Some(line @ FailureLine::Recovered { .. }) => {
+                    tracing::info!(%peer, "anti-entropy exchanges with peer {peer}: {line}")
+                }
+                Some(line) => {
+                    tracing::warn!(%peer, "anti-entropy exchanges with peer {peer}: {line}")
+                }
+                None => {}
+            }
+            if let Ok(done) = outcome {
+                repaired += done.here + done.there;
             }
             tokio::time::sleep(config.pause).await;
         }

@@ -7,11 +7,14 @@
 //! - [`version`]: dotted version vectors (`VersionVector`, `Dot`, `DvvSet`), the heart of
 //!   conflict tracking for eventual namespaces.
 //! - [`hlc`]: hybrid logical clock timestamps that order last-write-wins writes.
+//! - [`failures`]: what to log about something that keeps failing (a peer that is down), so
+//!   a node logs state changes and periodic summaries instead of every failed call.
 //!
 //! This crate is pure: it does no I/O, reads no clock and does not depend on tokio. Types derive
 //! `Serialize` only when they reach disk or cross the wire (DVV sets, version vectors, namespace
 //! configs).
 
+pub mod failures;
 pub mod hlc;
 pub mod ids;
 pub mod key;
@@ -21,6 +24,7 @@ pub mod version;
 mod error;
 
 pub use error::ValidationError;
+pub use failures::{FailureLine, FailureLog, FailureLogs};
 pub use hlc::{Hlc, Timestamp, WallClock};
 pub use ids::{ActorId, ClusterId, NamespaceId, NodeId, PartitionId};
 pub use key::Key;
