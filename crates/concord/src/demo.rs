@@ -13,7 +13,9 @@
 //!
 //! For scripts: `--detach` exits once the nodes are up and leaves them running (their stdout
 //! in `<root>/n{i}.out`, their pids in `<root>/n{i}.pid`); `--only I` starts node `n{I}` alone
-//! (a restart on its data dir and ports, or one more node); `--stop` stops detached nodes.
+//! (a restart on its data dir and ports, or one more node); `--stop` stops detached nodes;
+//! `--only I --exec` becomes node `n{I}` itself (the launcher execs `concord server` with the
+//! layout's flags), for a script that wants the server as its own child process.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
@@ -68,6 +70,10 @@ pub struct DemoArgs {
     /// SIGKILL after 30 s.
     #[arg(long, requires = "data_root", conflicts_with_all = ["detach", "print_endpoints"])]
     stop: bool,
+    /// With --only I: replace this process by node n{I}'s `concord server` (same pid, stdout
+    /// inherited, stderr to DIR/n{I}.log), instead of starting it as a child and waiting.
+    #[arg(long, requires = "only", conflicts_with_all = ["detach", "print_endpoints", "stop"])]
+    exec: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -96,6 +102,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.stop {
         let root = args.data_root.as_deref().expect("clap requires --data-root");
         return stop_detached(root, args.only);
+    }
+    if let (true, Some(i), Some(root)) = (args.exec, args.only, &args.data_root) {
+        return exec_node(&Layout::new(root, args.base_port), i);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -203,6 +212,17 @@ fn node_options(layout: &Layout, i: u16, started: &[DemoNode]) -> anyhow::Result
         options = options.addrs(&http, &before.peer_addr);
     }
     Ok(options)
+}
+
+/// Replaces this process by node `i`'s server; returns only if that fails.
+fn exec_node(layout: &Layout, i: u16) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let options = node_options(layout, i, &[])?;
+    let mut command = options.command(&exe)?;
+    command.stdout(std::process::Stdio::inherit());
+    let err = command.exec();
+    Err(err).with_context(|| format!("cannot exec {} for n{i}", exe.display()))
 }
 
 /// Starts one node and waits for its startup line; an attached node's later stdout (its

@@ -127,3 +127,33 @@ fn concord_launch_check(view: &concord_client::ClusterStatus, ids: &[&str]) {
         assert_eq!(state, "up", "n1 sees {id} {state}");
     }
 }
+
+/// `--only I --exec` becomes node nI's server itself (`scripts/bench-cluster.py` relies on it to
+/// signal and wait for the server as its own child): the process it started serves, on the
+/// layout's ports and data dir, under the same pid.
+#[test]
+fn exec_becomes_the_server_in_place() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cluster");
+    let mut child = Command::new(binary())
+        .args(["demo", "--exec", "--only", "1", "--data-root", root.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning concord demo --exec");
+    let stdout = child.stdout.take().unwrap();
+    // Kept open to the end: the server prints its goodbye there when it stops.
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a line").expect("readable");
+    let announced = concord_client::startup::Announcement::parse(&first)
+        .unwrap_or_else(|| panic!("not a startup line: {first}"));
+    assert_eq!(announced.node_id, "n1");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    let args: Vec<String> =
+        cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    assert_eq!(args.get(1).map(String::as_str), Some("server"), "the pid runs {args:?}");
+    assert!(args.contains(&root.join("n1").to_str().unwrap().to_owned()), "{args:?}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success(), "the server stops cleanly on SIGTERM: {rest:?}");
+}
