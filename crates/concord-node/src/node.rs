@@ -25,7 +25,7 @@ use concord_rpc::{
 use concord_storage::{
     Durability, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
 };
-use concord_types::{ClusterId, NodeId, WallClock};
+use concord_types::{ClusterId, FailureLog, NodeId, WallClock};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -455,6 +455,9 @@ async fn announce_addresses(
     me: MetaNode,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Retried every second while the metadata group has no leader: logged when that starts,
+    // once a minute while it lasts, and when it ends.
+    let mut failures = FailureLog::default();
     while !*stop.borrow() {
         let state = meta.state();
         let Some(member) = state.members.get(&node) else { return };
@@ -472,9 +475,16 @@ async fn announce_addresses(
                 tracing::error!(%why, "the cluster refused this node's new addresses");
                 return;
             }
-            Ok(_) => tracing::info!("announced new addresses"),
+            Ok(_) => {
+                if let Some(line) = failures.succeeded(std::time::Instant::now()) {
+                    tracing::info!("announcing new addresses: {line}");
+                }
+                tracing::info!("announced new addresses");
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "could not announce new addresses; retrying");
+                if let Some(line) = failures.failed(std::time::Instant::now(), &e) {
+                    tracing::warn!("announcing new addresses: {line}; retrying every second");
+                }
                 if concord_replica::stopped_after(Duration::from_secs(1), &mut stop).await {
                     return;
                 }
