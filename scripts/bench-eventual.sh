@@ -185,7 +185,11 @@ kill_row() { # SIGKILL a non-leader node, measure over the two live nodes, resta
   victim=3; [ "$leader" = n3 ] && victim=2
   for i in 1 2 3; do [ "$i" != "$victim" ] && live+=("$i"); done
   pid=$(cat "$WORK/concord/n$victim.pid")
-  kill -9 "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  kill -9 "$pid"  # not this shell's child (the launcher started it): wait for its ports, bounded
+  for _ in $(seq 1 100); do
+    case $(ps -o stat= -p "$pid" | tr -d ' ') in '' | Z*) break ;; esac  # gone, or exited unreaped
+    sleep 0.05
+  done
   echo "   SIGKILLed n$victim (metadata leader $leader)"
   wait_for 60 "n$victim seen down by n${live[0]} and n${live[1]}" seen_down "$victim" "${live[@]}" || true
   spread concord-mix-1down "$SHARED/concord.lua" "mix $NS $KEYS $VALUE" "$(url "${live[0]}")" "$(url "${live[1]}")"

@@ -182,9 +182,13 @@ pub fn signal(pid: u32, name: &str) -> Result<(), Error> {
     }
 }
 
-/// Whether a process `pid` exists (`kill -0`).
+/// Whether process `pid` runs: it exists (`kill -0`) and is not a zombie (a node that outlived
+/// its launcher is reaped by whoever adopted it, which may be late or never).
 pub fn is_alive(pid: u32) -> bool {
-    signal(pid, "0").is_ok()
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')));
+    zombie != Some(true) && signal(pid, "0").is_ok()
 }
 
 /// Whether process `pid` runs and is the node of `data_dir` (its command line names the data
@@ -227,6 +231,21 @@ pub fn stop_pid(pid: u32, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Not reaped yet: it stays a zombie until `wait`.
+        while is_alive(pid) {
+            assert!(Instant::now() < deadline, "pid {pid} still alive after exiting");
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+        assert!(is_alive(std::process::id()), "this test process runs");
+    }
 
     #[test]
     fn the_last_startup_line_after_an_offset_is_found() {
