@@ -251,6 +251,30 @@ fn differences(
     (theirs.into_iter().collect(), to_there)
 }
 
+/// Logs a change in whether exchanges with `peer` work (`failure` is why one failed), and a
+/// summary a minute while they keep failing; never every failed exchange.
+fn log_exchange_outcome(
+    failures: &mut FailureLogs<NodeId>,
+    peer: &NodeId,
+    failure: Option<String>,
+) {
+    let now = Instant::now();
+    let line = match failure {
+        Some(e) => {
+            tracing::debug!(%peer, error = %e, "anti-entropy exchange failed");
+            failures.failed(peer, now, e)
+        }
+        None => failures.succeeded(peer, now),
+    };
+    match line {
+        Some(line @ FailureLine::Recovered { .. }) => {
+            tracing::info!(%peer, "anti-entropy exchanges with peer {peer}: {line}")
+        }
+        Some(line) => tracing::warn!(%peer, "anti-entropy exchanges with peer {peer}: {line}"),
+        None => {}
+    }
+}
+
 /// How often exchanges with a peer that keep failing are summarized in the log.
 const FAILURE_REPEAT_EVERY: Duration = Duration::from_secs(60);
 
@@ -277,26 +301,8 @@ pub async fn run(
             }
             replica.metrics.ae_exchanges.inc();
             let outcome = replica.exchange(namespace, policy, partition, &peer, &config).await;
-            let line = match &outcome {
-                Ok(_) => failures.succeeded(&peer, Instant::now()),
-                Err(e) => {
-                    tracing::debug!(%peer, %partition, error = %e, "anti-entropy exchange failed");
-                    failures.failed(
-                        &peer,
-                        Instant::now(),
-                        format_args!("partition {partition}: {e}"),
-                    )
-                }
-            };
-            match line {
-                Some(line @ FailureLine::Recovered { .. }) => {
-                    tracing::info!(%peer, "anti-entropy exchanges with peer {peer}: {line}")
-                }
-                Some(line) => {
-                    tracing::warn!(%peer, "anti-entropy exchanges with peer {peer}: {line}")
-                }
-                None => {}
-            }
+            let failure = outcome.as_ref().err().map(|e| format!("partition {partition}: {e}"));
+            log_exchange_outcome(&mut failures, &peer, failure);
             if let Ok(done) = outcome {
                 repaired += done.here + done.there;
             }

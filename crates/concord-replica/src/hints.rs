@@ -258,20 +258,7 @@ impl Replica {
                     tracing::warn!(%target, dropped, "dropped hints older than the tombstone grace");
                 }
                 let stopped = failed.is_some();
-                let line = match failed {
-                    Some(e) => {
-                        tracing::debug!(%target, error = %e, "hint replay stopped; next round retries");
-                        failures.failed(&target, std::time::Instant::now(), e)
-                    }
-                    None => failures.succeeded(&target, std::time::Instant::now()),
-                };
-                match line {
-                    Some(line @ FailureLine::Recovered { .. }) => {
-                        tracing::info!(%target, "hint replay to {target}: {line}")
-                    }
-                    Some(line) => tracing::warn!(%target, "hint replay to {target}: {line}"),
-                    None => {}
-                }
+                log_replay_outcome(failures, &target, failed);
                 if stopped {
                     break;
                 }
@@ -282,6 +269,30 @@ impl Replica {
             }
         }
         replayed
+    }
+}
+
+/// Logs a change in whether replay to `target` works (`failed` is why a page was not
+/// delivered), and a summary a minute while it keeps failing; never every failed round.
+fn log_replay_outcome(
+    failures: &mut FailureLogs<NodeId>,
+    target: &NodeId,
+    failed: Option<impl std::fmt::Display>,
+) {
+    let now = std::time::Instant::now();
+    let line = match failed {
+        Some(e) => {
+            tracing::debug!(%target, error = %e, "hint replay stopped; next round retries");
+            failures.failed(target, now, e)
+        }
+        None => failures.succeeded(target, now),
+    };
+    match line {
+        Some(line @ FailureLine::Recovered { .. }) => {
+            tracing::info!(%target, "hint replay to {target}: {line}")
+        }
+        Some(line) => tracing::warn!(%target, "hint replay to {target}: {line}"),
+        None => {}
     }
 }
 
