@@ -14,30 +14,22 @@ WORK=${WORK:-/tmp/aebench}
 CONNS=${CONNS:-64}
 KEYS=${KEYS:-100000}
 AE_INTERVAL_MS=${AE_INTERVAL_MS:-200}
-PIDS=()
 
-cleanup() {
-  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+cleanup() { # stops the nodes the launcher left running
+  [ -d "$WORK" ] && "$CONCORD" demo --data-root "$WORK" --stop >/dev/null || true
 }
 trap cleanup EXIT
 
-# start_cluster ENABLED: three nodes on 7810/7820/7830 (peers +1), namespace bench prefilled.
+# start_cluster ENABLED: three nodes on 7810/7812/7814 (peers +1) started by the launcher every
+# local cluster uses (concord demo: data dirs $WORK/n<i>, logs n<i>.log), namespace bench
+# prefilled.
 start_cluster() {
   local enabled=$1
-  cleanup; PIDS=()
+  cleanup
   rm -rf "$WORK"; mkdir -p "$WORK"
-  for i in 1 2 3; do
-    local http=$((7800 + 10 * i)) join=()
-    [ "$i" -gt 1 ] && join=(--join 127.0.0.1:7811)
-    CONCORD_ANTI_ENTROPY_ENABLED=$enabled CONCORD_ANTI_ENTROPY_INTERVAL_MS=$AE_INTERVAL_MS \
-      CONCORD_ANTI_ENTROPY_PAUSE_MS=0 \
-      "$CONCORD" server --node-id "n$i" --data-dir "$WORK/n$i" \
-      --http-addr "127.0.0.1:$http" --peer-addr "127.0.0.1:$((http + 1))" "${join[@]}" \
-      >"$WORK/n$i.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do curl -sf "127.0.0.1:$http/ready" >/dev/null && break; sleep 0.1; done
-  done
+  CONCORD_ANTI_ENTROPY_ENABLED=$enabled CONCORD_ANTI_ENTROPY_INTERVAL_MS=$AE_INTERVAL_MS \
+    CONCORD_ANTI_ENTROPY_PAUSE_MS=0 \
+    "$CONCORD" demo --nodes 3 --base-port 7810 --data-root "$WORK" --detach >"$WORK/launcher.out"
   for _ in $(seq 1 300); do
     local up
     up=$(curl -sf 127.0.0.1:7810/v1/cluster | python3 -c \

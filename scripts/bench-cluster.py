@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Cluster benchmarks for Concord: failure detection, false suspicions, handoff, metadata commits.
 
-Starts real `concord server` processes on loopback (free ports, temporary data dirs), drives them
+Starts real `concord server` processes on loopback (a free block of ports, temporary data dirs)
+through the launcher every local cluster uses (`concord demo --only I --exec`: node nI's id, data
+dir, log, ports and flags come from it, and the process it execs is the server), drives them
 over HTTP and with `concord bench`, and prints a summary plus one JSON line of figures per
 subcommand (the last line of its output; `--json-out FILE` appends it to FILE too).
 
@@ -23,6 +25,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -53,18 +56,30 @@ def now() -> float:
     return time.monotonic()
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (bound to port 0, then released)."""
-    while True:
+def port_free(port: int) -> bool:
+    """Whether `port` on 127.0.0.1 can be bound for both TCP and UDP (SWIM uses the peer port's UDP)."""
+    try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
+            tcp.bind(("127.0.0.1", port))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+
+
+# Nodes a cluster of this script can have: the launcher gives node i ports base+2(i-1) and +1.
+MAX_NODES = 16
+
+
+def free_base_port() -> int:
+    """A base port whose block of 2 * MAX_NODES ports is free now, below the kernel's ephemeral
+    range (32768 and up) so that outgoing connections do not take them meanwhile."""
+    for _ in range(200):
+        base = 20000 + 2 * random.randrange(6000)
+        if all(port_free(base + k) for k in range(2 * MAX_NODES)):
+            return base
+    raise RuntimeError("no free block of ports found")
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -238,17 +253,28 @@ def states_of(view: dict) -> dict[str, str]:
 
 @dataclass
 class Node:
+    """Node n<index> of the launcher's layout: data dir <data_root>/n<index>, stderr in
+    <data_root>/n<index>.log, stdout in <data_root>/n<index>.out, HTTP on base_port + 2(index-1)."""
     binary: str
     node_id: str
-    data_dir: str
-    log_dir: str
-    http_port: int = field(default_factory=free_port)
-    peer_port: int = field(default_factory=free_port)
-    join: str | None = None
+    data_root: str
+    base_port: int
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
     exit_codes: list = field(default_factory=list)
+
+    @property
+    def index(self) -> int:
+        return int(self.node_id[1:])
+
+    @property
+    def http_port(self) -> int:
+        return self.base_port + 2 * (self.index - 1)
+
+    @property
+    def peer_port(self) -> int:
+        return self.http_port + 1
 
     @property
     def http_addr(self) -> str:
@@ -259,26 +285,31 @@ class Node:
         return f"127.0.0.1:{self.peer_port}"
 
     @property
+    def data_dir(self) -> str:
+        return os.path.join(self.data_root, self.node_id)
+
+    @property
     def stdout_path(self) -> str:
-        return os.path.join(self.log_dir, f"{self.node_id}.stdout")
+        return os.path.join(self.data_root, f"{self.node_id}.out")
 
     @property
     def stderr_path(self) -> str:
-        return os.path.join(self.log_dir, f"{self.node_id}.stderr")
+        return os.path.join(self.data_root, f"{self.node_id}.log")
 
     def argv(self) -> list[str]:
-        argv = [self.binary, "server", "--node-id", self.node_id, "--data-dir", self.data_dir,
-                "--http-addr", self.http_addr, "--peer-addr", self.peer_addr]
-        if self.join:
-            argv += ["--join", self.join]
-        return argv
+        """The launcher, which execs the server in place: the process is the node itself."""
+        return [self.binary, "demo", "--exec", "--only", str(self.index),
+                "--base-port", str(self.base_port), "--data-root", self.data_root]
 
     def spawn(self) -> int:
         """Starts the process (appending to its log files); returns the stdout offset to wait from."""
         offset = os.path.getsize(self.stdout_path) if os.path.exists(self.stdout_path) else 0
+        os.makedirs(self.data_root, exist_ok=True)
         out = open(self.stdout_path, "ab")
-        err = open(self.stderr_path, "ab")
         self.started_at = now()
+        # The server's stderr goes to its log (appended) by the launcher; anything the launcher
+        # itself reports before the exec goes there too.
+        err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         out.close()
         err.close()
@@ -349,19 +380,22 @@ class Cluster:
         self.workdir = workdir
         self.nodes: list[Node] = []
         self.clients: dict[str, Http] = {}
+        # Every node's ports come from this base (the launcher's layout).
+        self.base_port = free_base_port()
         # Data dirs made outside the work dir (`data_root`), removed with it.
         self.outside_dirs: list[str] = []
 
     def new_node(self, node_id: str, join: bool = True, data_root: str | None = None) -> Node:
-        """A node (not started yet); its data dir is in the work dir, or a new dir in `data_root`."""
+        """A node (not started yet) that joins through n1 unless it is n1; its files are in the
+        work dir, or in a new dir in `data_root`."""
+        assert join, "every node but n1 joins through n1 (the launcher's layout)"
+        assert 1 <= int(node_id[1:]) <= MAX_NODES, f"{node_id}: the port block holds n1..n{MAX_NODES}"
         os.makedirs(self.workdir, exist_ok=True)
+        root = self.workdir
         if data_root:
-            data_dir = tempfile.mkdtemp(prefix=f"concord-{node_id}-", dir=data_root)
-            self.outside_dirs.append(data_dir)
-        else:
-            data_dir = os.path.join(self.workdir, node_id)
-        seed = self.nodes[0].peer_addr if (join and self.nodes) else None
-        node = Node(self.binary, node_id, data_dir, self.workdir, join=seed)
+            root = tempfile.mkdtemp(prefix=f"concord-{node_id}-", dir=data_root)
+            self.outside_dirs.append(root)
+        node = Node(self.binary, node_id, root, self.base_port)
         self.nodes.append(node)
         self.clients[node_id] = Http(node.http_addr)
         return node

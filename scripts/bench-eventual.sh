@@ -6,7 +6,10 @@
 # and a release build: CARGO_TARGET_DIR=/tmp/rel-target cargo build --release -p concord
 # Env: CONCORD (binary; default /tmp/rel-target/release/concord, else target/release/concord),
 #      WORK (default /tmp/eventualbench; its concord/ and etcd/ are wiped at start), SHARED (default ../shared/bench),
-#      CONNS (64), KEYS (100000), PORT (7710: node i serves HTTP on PORT+10(i-1), peers on +1).
+#      CONNS (64), KEYS (100000), PORT (7710: node i serves HTTP on PORT+2(i-1), peers on +1).
+# Nodes are started, restarted and stopped by the launcher every local cluster uses:
+#   concord demo --base-port PORT --data-root WORK/concord --detach | --only I | --stop
+# (data dir WORK/concord/n<i>, log n<i>.log, stdout n<i>.out, pid n<i>.pid).
 #
 # Load: 128-byte values, KEYS keys prefilled in both systems, CONNS connections in all.
 # Concord: nodes n1..n3, `sync` durability, namespace `bench` with N=3, R=W=2 (quorum), lww.
@@ -61,32 +64,17 @@ fi
 # --- processes and cleanup --------------------------------------------------------------------
 WRK_PIDS=()
 ETCD_STARTED=0
-http_port() { echo $((PORT + 10 * ($1 - 1))); }   # node index -> HTTP port
-peer_port() { echo $((PORT + 10 * ($1 - 1) + 1)); }
+http_port() { echo $((PORT + 2 * ($1 - 1))); }   # node index -> HTTP port (the launcher's layout)
 url() { echo "http://127.0.0.1:$(http_port "$1")"; }
-
-start_node() { # INDEX: starts n<INDEX>; every node but n1 joins through n1 (ignored on restart)
-  local i=$1 join=()
-  [ "$i" -gt 1 ] && join=(--join "127.0.0.1:$(peer_port 1)")
-  CONCORD_STORAGE_DURABILITY=sync "$CONCORD" server --node-id "n$i" --data-dir "$WORK/concord/n$i" \
-    --http-addr "127.0.0.1:$(http_port "$i")" --peer-addr "127.0.0.1:$(peer_port "$i")" "${join[@]}" \
-    >>"$WORK/concord/n$i.stdout" 2>>"$WORK/concord/n$i.stderr" &
-  echo $! >"$WORK/concord/n$i.pid"
+launch() { # ARGS...: the launcher on this run's cluster; nodes use `sync` durability
+  CONCORD_STORAGE_DURABILITY=sync "$CONCORD" demo --nodes 3 --base-port "$PORT" \
+    --data-root "$WORK/concord" "$@" >>"$WORK/concord/launcher.out"
 }
-stop_node() { # INDEX: SIGTERM, SIGKILL after 30 s
-  local f=$WORK/concord/n$1.pid pid
-  [ -e "$f" ] || return 0
-  pid=$(cat "$f"); rm -f "$f"
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill "$pid"
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  wait "$pid" 2>/dev/null || true
-}
+start_node() { launch --detach --only "$1"; } # INDEX: (re)starts n<INDEX>, waits until it is up
 cleanup() {
   set +e
   for pid in "${WRK_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for i in 1 2 3; do stop_node "$i"; done
+  [ -d "$WORK/concord" ] && "$CONCORD" demo --data-root "$WORK/concord" --stop >/dev/null
   [ "$ETCD_STARTED" = 1 ] && "$SHARED/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null
 }
 trap cleanup EXIT
@@ -107,7 +95,7 @@ ready() { curl -sf "$(url "$1")/ready" >/dev/null; }
 settled() {
   python3 - "$@" <<PY
 import json, sys, urllib.request
-addrs = {"127.0.0.1:%d" % ($PORT + 10 * (int(i) - 1)): i for i in sys.argv[1:]}
+addrs = {"127.0.0.1:%d" % ($PORT + 2 * (int(i) - 1)): i for i in sys.argv[1:]}
 for addr in addrs:
     v = json.load(urllib.request.urlopen(f"http://{addr}/v1/cluster", timeout=2))
     states = {n["http_addr"]: n["state"] for n in v["nodes"]}
@@ -197,7 +185,11 @@ kill_row() { # SIGKILL a non-leader node, measure over the two live nodes, resta
   victim=3; [ "$leader" = n3 ] && victim=2
   for i in 1 2 3; do [ "$i" != "$victim" ] && live+=("$i"); done
   pid=$(cat "$WORK/concord/n$victim.pid")
-  kill -9 "$pid"; wait "$pid" 2>/dev/null || true; rm -f "$WORK/concord/n$victim.pid"
+  kill -9 "$pid"  # not this shell's child (the launcher started it): wait for its ports, bounded
+  for _ in $(seq 1 100); do
+    case $(ps -o stat= -p "$pid" | tr -d ' ') in '' | Z*) break ;; esac  # gone, or exited unreaped
+    sleep 0.05
+  done
   echo "   SIGKILLed n$victim (metadata leader $leader)"
   wait_for 60 "n$victim seen down by n${live[0]} and n${live[1]}" seen_down "$victim" "${live[@]}" || true
   spread concord-mix-1down "$SHARED/concord.lua" "mix $NS $KEYS $VALUE" "$(url "${live[0]}")" "$(url "${live[1]}")"
@@ -228,10 +220,7 @@ ETCD_STARTED=1
 python3 "$SHARED/etcd_prefill.py" "${ETCD_URLS[0]}" "$KEYS" "$VALUE"
 
 echo "== concord: 3 nodes"
-for i in 1 2 3; do
-  start_node "$i"
-  wait_for 60 "n$i ready" ready "$i"
-done
+launch --detach --print-endpoints json
 wait_for 120 "cluster settled (3 up, no pending moves)" settled 1 2 3
 curl -sf -XPUT "$(url 1)/v1/namespaces/$NS" -H 'content-type: application/json' -d "$NS_CONFIG" >/dev/null
 for i in 1 2 3; do wait_for 30 "namespace $NS visible on n$i" ns_visible "$i"; done

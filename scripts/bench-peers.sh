@@ -18,20 +18,20 @@ echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB"
 echo "== fsync latency"; "$SHARED/fsync.sh" "$WORK/fio"
 echo "== loopback"; python3 "$SHARED/tcp_pingpong.py" 20000 64 || true
 
+# One node (HTTP on PORT, peers on PORT+1) from the launcher every local cluster uses
+# (concord demo: data dir $WORK/concord/n1, log n1.log, pid n1.pid); it returns once the node is up.
 start_concord() {
   rm -rf "$WORK/concord"; mkdir -p "$WORK/concord"
-  "$CONCORD" server --data-dir "$WORK/concord/data" --http-addr 127.0.0.1:$PORT \
-    >"$WORK/concord/stdout" 2>"$WORK/concord/stderr" &
-  echo $! >"$WORK/concord/pid"
-  for _ in $(seq 1 100); do curl -sf localhost:$PORT/ready >/dev/null && break; sleep 0.1; done
+  "$CONCORD" demo --nodes 1 --base-port $PORT --data-root "$WORK/concord" --detach \
+    >"$WORK/concord/launcher.out"
   curl -sf -XPUT localhost:$PORT/v1/namespaces/bench -H 'content-type: application/json' \
     -d '{"conflicts":"lww"}' >/dev/null
   wrk -t2 -c64 -d15s -s "$ROOT/scripts/bench/prefill.lua" http://127.0.0.1:$PORT -- bench 100000 128 >/dev/null
 }
 stop_concord() {
-  local pid; pid=$(cat "$WORK/concord/pid")
+  local pid; pid=$(cat "$WORK/concord/n1.pid")
   echo "concord RSS after run: $(ps -o rss= -p "$pid" | awk '{printf "%.1f MiB", $1/1024}')"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  "$CONCORD" demo --data-root "$WORK/concord" --stop >/dev/null
 }
 run_wrk() { # label url script args...
   local label=$1 url=$2 script=$3; shift 3
@@ -42,7 +42,7 @@ run_wrk() { # label url script args...
 "$SHARED/etcd-cluster.sh" start "$WORK/etcd" 1 >/dev/null
 python3 "$SHARED/etcd_prefill.py" http://127.0.0.1:23791 >/dev/null
 start_concord
-trap '"$SHARED/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null; kill $(cat "$WORK/concord/pid") 2>/dev/null || true' EXIT
+trap '"$SHARED/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null; "$CONCORD" demo --data-root "$WORK/concord" --stop >/dev/null || true' EXIT
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round"

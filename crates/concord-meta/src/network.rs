@@ -3,8 +3,14 @@
 //! Each Raft RPC is one request/response call of its own message kind; the payload is the
 //! openraft request, and the answer is `Result<response, RaftError>` so the remote's Raft error
 //! reaches the local Raft core intact.
+//!
+//! openraft retries a follower that is down twice a second and logs every failure; the node's
+//! log filter silences those lines (`concord::server`), and this network logs each peer's
+//! reachability instead: once when calls to it start failing, a summary a minute while they
+//! keep failing, and once when it answers again ([`FailureLogs`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord_rpc::{MessageKind, RpcError, Transport};
@@ -19,13 +25,31 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use concord_types::{FailureLine, FailureLogs};
+
 use crate::{MetaNode, TypeConfig};
 
 type RaftId = u64;
 
+/// How often a peer that stays unreachable is summarized in the log.
+const UNREACHABLE_REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+/// Peers whose reachability is tracked at once; the Raft group has far fewer members.
+const TRACKED_PEERS_MAX: usize = 1024;
+
 /// Creates a [`RaftClient`] per target node.
 pub struct Network {
-    pub(crate) transport: Arc<dyn Transport>,
+    transport: Arc<dyn Transport>,
+    /// Shared by every client, so a client created afresh (each election round creates one per
+    /// voter) does not log a peer's failure again.
+    failures: Arc<Mutex<FailureLogs<RaftId>>>,
+}
+
+impl Network {
+    pub(crate) fn new(transport: Arc<dyn Transport>) -> Self {
+        let failures = FailureLogs::new(UNREACHABLE_REPEAT_EVERY, TRACKED_PEERS_MAX);
+        Self { transport, failures: Arc::new(Mutex::new(failures)) }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -36,7 +60,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         if let Some(name) = &name {
             self.transport.set_peer(name.clone(), node.peer_addr.clone());
         }
-        RaftClient { transport: self.transport.clone(), target, name }
+        RaftClient {
+            transport: self.transport.clone(),
+            target,
+            name,
+            failures: self.failures.clone(),
+        }
     }
 }
 
@@ -46,6 +75,7 @@ pub struct RaftClient {
     target: RaftId,
     /// `None` if the membership holds a name that is not a valid node id.
     name: Option<concord_types::NodeId>,
+    failures: Arc<Mutex<FailureLogs<RaftId>>>,
 }
 
 impl RaftClient {
@@ -65,17 +95,37 @@ impl RaftClient {
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
         let payload = concord_rpc::encode(request);
-        let reply = self.transport.call(name, kind, payload, option.hard_ttl()).await.map_err(
-            |e| match e {
-                RpcError::Decode(_) | RpcError::Remote(_) => {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-                _ => RPCError::Unreachable(Unreachable::new(&e)),
-            },
-        )?;
+        let reply = self.transport.call(name, kind, payload, option.hard_ttl()).await;
+        self.note_outcome(name, reply.as_ref().err());
+        let reply = reply.map_err(|e| match e {
+            RpcError::Decode(_) | RpcError::Remote(_) => RPCError::Network(NetworkError::new(&e)),
+            _ => RPCError::Unreachable(Unreachable::new(&e)),
+        })?;
         let answer: Result<Resp, E> =
             decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftClient {
+    /// Logs a change of the peer's reachability (and a summary now and then while it stays
+    /// unreachable), never every failed call.
+    fn note_outcome(&self, name: &concord_types::NodeId, error: Option<&RpcError>) {
+        let now = Instant::now();
+        let line = {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            match error {
+                Some(e) => failures.failed(&self.target, now, e),
+                None => failures.succeeded(&self.target, now),
+            }
+        };
+        match line {
+            Some(line @ FailureLine::Recovered { .. }) => {
+                tracing::info!(peer = %name, "metadata calls to peer {name}: {line}")
+            }
+            Some(line) => tracing::warn!(peer = %name, "metadata calls to peer {name}: {line}"),
+            None => {}
+        }
     }
 }
 

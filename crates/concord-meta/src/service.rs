@@ -198,7 +198,7 @@ impl Meta {
         .map_err(|e| MetaError::Fatal(e.to_string()))?;
         let log = LogStore::new(storage.clone());
         let sm = StateMachineStore::open(storage).map_err(|e| MetaError::Fatal(e.to_string()))?;
-        let network = Network { transport: transport.clone() };
+        let network = Network::new(transport.clone());
         let id = raft_id(&me, incarnation);
         let raft = Raft::new(id, Arc::new(raft_config), network, log, sm.clone())
             .await

@@ -9,20 +9,20 @@
 //! (`concord cluster remove NODE`, then a fresh join with an empty data dir). After a
 //! whole-cluster outage nothing could be purged, and `anti_entropy.start_after_grace` lets the
 //! nodes start.
+//!
+//! Time is read through the node's [`WallClock`], the same clock hints and tombstones are
+//! judged by (and which fault injection can shift).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use concord_storage::{Batch, Durability, Space, Storage};
+use concord_types::WallClock;
 use tokio::sync::watch;
 
 use crate::Error;
 
 const ALIVE_KEY: &[u8] = b"alive";
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// When this data dir's node was last recorded alive, in wall-clock ms (`None` if never).
 fn last_alive(storage: &dyn Storage) -> Result<Option<u64>, Error> {
@@ -42,8 +42,14 @@ fn record_alive(storage: &dyn Storage, at_ms: u64) -> Result<(), Error> {
 
 /// Refuses to start a node whose data dir was last alive longer than `grace` ago (unless
 /// `allow`), then records it alive now.
-pub fn check(storage: &dyn Storage, grace: Duration, allow: bool, node: &str) -> Result<(), Error> {
-    let now = now_ms();
+pub fn check(
+    storage: &dyn Storage,
+    clock: &dyn WallClock,
+    grace: Duration,
+    allow: bool,
+    node: &str,
+) -> Result<(), Error> {
+    let now = clock.now_ms();
     if let Some(last) = last_alive(storage)? {
         let down = Duration::from_millis(now.saturating_sub(last));
         if down > grace && !allow {
@@ -78,12 +84,14 @@ pub fn period(grace: Duration) -> Duration {
 /// Records the node alive every [`period`] until `stop` turns true.
 pub async fn keep_alive(
     storage: Arc<dyn Storage>,
+    clock: Arc<dyn WallClock>,
     grace: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     while !concord_replica::stopped_after(period(grace), &mut stop).await {
         let storage = storage.clone();
-        let recorded = tokio::task::spawn_blocking(move || record_alive(&*storage, now_ms())).await;
+        let now = clock.now_ms();
+        let recorded = tokio::task::spawn_blocking(move || record_alive(&*storage, now)).await;
         if let Ok(Err(e)) = recorded {
             tracing::warn!(error = %e, "recording the last-alive time failed");
         }
@@ -92,22 +100,66 @@ pub async fn keep_alive(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use concord_storage::MemoryStorage;
 
     use super::*;
 
+    /// A wall clock the test sets.
+    struct TestClock(AtomicU64);
+
+    impl TestClock {
+        fn at(ms: u64) -> Arc<TestClock> {
+            Arc::new(TestClock(AtomicU64::new(ms)))
+        }
+
+        fn advance(&self, by: Duration) {
+            self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+        }
+    }
+
+    impl WallClock for TestClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A time far from the system clock's, so a read of the system clock cannot pass.
+    const START_MS: u64 = 1_000_000_000;
+
     #[test]
     fn a_node_down_longer_than_the_grace_is_refused_unless_allowed() {
         let storage = MemoryStorage::new();
+        let clock = TestClock::at(START_MS);
         let grace = Duration::from_secs(60);
-        check(&storage, grace, false, "n1").expect("a fresh data dir starts");
-        check(&storage, grace, false, "n1").expect("a node just alive starts");
+        check(&storage, &*clock, grace, false, "n1").expect("a fresh data dir starts");
+        assert_eq!(last_alive(&storage).unwrap(), Some(START_MS), "recorded by the node's clock");
+        clock.advance(Duration::from_secs(60));
+        check(&storage, &*clock, grace, false, "n1").expect("down exactly the grace starts");
 
-        record_alive(&storage, now_ms() - 61_000).unwrap();
-        let err = check(&storage, grace, false, "n1").unwrap_err().to_string();
+        clock.advance(Duration::from_secs(61));
+        let err = check(&storage, &*clock, grace, false, "n1").unwrap_err().to_string();
         assert!(err.contains("last alive 61s ago") && err.contains("cluster remove n1"), "{err}");
-        check(&storage, grace, true, "n1").expect("allowed after a whole-cluster outage");
-        check(&storage, grace, false, "n1").expect("the allowed start recorded it alive");
+        check(&storage, &*clock, grace, true, "n1").expect("allowed after a whole-cluster outage");
+        check(&storage, &*clock, grace, false, "n1").expect("the allowed start recorded it alive");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_alive_time_is_recorded_by_the_nodes_clock() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let clock = TestClock::at(START_MS);
+        let grace = Duration::from_secs(8);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(keep_alive(storage.clone(), clock.clone(), grace, stopped));
+        clock.advance(Duration::from_secs(5));
+        let deadline = tokio::time::Instant::now() + 4 * period(grace);
+        while last_alive(&*storage).unwrap() != Some(START_MS + 5_000) {
+            assert!(tokio::time::Instant::now() < deadline, "never recorded the clock's time");
+            tokio::time::sleep(period(grace) / 4).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[test]

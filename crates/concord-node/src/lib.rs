@@ -8,8 +8,9 @@
 //! - [`namespaces`]: the pre-cluster namespace registry, imported into the metadata when a
 //!   data dir from a single-node release founds a cluster.
 //! - [`database`]: [`Database`], get/put/delete/list and namespace and cluster views.
-//! - `node`: startup (join or bootstrap) and shutdown; `peers`: routing peer messages;
-//!   `downtime`: a node down longer than the tombstone grace refuses to start.
+//! - `node`: startup (join or bootstrap) and shutdown; `tasks`: the background tasks, stopped
+//!   and waited for at shutdown; `peers`: routing peer messages; `downtime`: a node down
+//!   longer than the tombstone grace refuses to start.
 //! - [`metrics`]: the Prometheus registry the node and its front ends record into.
 //!
 //! This crate wires protocol pieces together; it must not contain protocol logic itself (that
@@ -26,6 +27,7 @@ mod downtime;
 mod error;
 mod node;
 mod peers;
+mod tasks;
 
 pub use config::Config;
 pub use database::{

@@ -4,6 +4,9 @@
 //! `--join` — from the seed, which also admits the node to the cluster); open storage; start
 //! the transport, the metadata group, SWIM, the replica layer and handoff; start serving peers;
 //! then bootstrap a new cluster, or wait until the metadata shows this node as a member.
+//!
+//! Shutdown stops the background tasks and waits for them (bounded), then SWIM, the peer
+//! listener and the metadata group, and flushes storage last.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,7 +25,7 @@ use concord_rpc::{
 use concord_storage::{
     Durability, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
 };
-use concord_types::{ClusterId, NodeId, WallClock};
+use concord_types::{ClusterId, FailureLog, NodeId, WallClock};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -32,6 +35,7 @@ use crate::database::{Database, DatabaseParts};
 use crate::identity::{DataDirLock, draw_incarnation, lock_data_dir};
 use crate::namespaces::Namespaces;
 use crate::peers::{PeerHandler, SwimPeers, SwimTransport};
+use crate::tasks::BackgroundTasks;
 use crate::{Config, Error, Identity, Metrics};
 
 /// Threads of the background lane (handoff scans and decodes; their priority is
@@ -43,6 +47,10 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a restarting member waits for a seed to confirm they share a cluster.
 const SEED_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long shutdown waits for the background tasks to end their round (an exchange or a
+/// handoff chunk in flight, bounded by the request deadline) before aborting them.
+const TASKS_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The system clock, shifted by the fault-injection clock offset (zero unless a test sets it).
 pub(crate) struct NodeClock {
@@ -64,7 +72,8 @@ pub struct Node {
     membership: MembershipHandle,
     rpc: tokio::sync::Mutex<Option<RpcServer>>,
     faults: Arc<Faults>,
-    stop: watch::Sender<bool>,
+    /// Stopped, and waited for, first at shutdown.
+    tasks: tokio::sync::Mutex<BackgroundTasks>,
     peer_addr: String,
     /// Held until the node is dropped, so a second process cannot open the same data dir.
     _lock: DataDirLock,
@@ -139,6 +148,7 @@ impl Node {
             Error::Startup(format!("invalid stored partition count {}", identity.partitions))
         })?;
 
+        let clock: Arc<dyn WallClock> = Arc::new(NodeClock { faults: faults.clone() });
         let engine = FjallOptions {
             memtable_bytes: config.storage.memtable_bytes,
             background_threads: config.storage.background_threads,
@@ -148,7 +158,7 @@ impl Node {
             Arc::new(FjallStorage::open(&data_dir.join("db"), &engine)?);
         let grace = Duration::from_secs(config.anti_entropy.tombstone_grace_s);
         let allow = config.anti_entropy.start_after_grace;
-        crate::downtime::check(&*storage, grace, allow, node_id.as_str())?;
+        crate::downtime::check(&*storage, &*clock, grace, allow, node_id.as_str())?;
         let meta = Meta::open(
             node_id.clone(),
             identity.incarnation,
@@ -179,7 +189,6 @@ impl Node {
             siblings_max: config.limits.siblings_max,
         };
         let objects = Arc::new(ObjectStore::start(storage.clone(), options, metrics.clone()));
-        let clock: Arc<dyn WallClock> = Arc::new(NodeClock { faults: faults.clone() });
         let actors = Arc::new(Actors::draw_all(partitions.get(), clock.clone()));
 
         let swim_clock = clock.clone();
@@ -246,22 +255,33 @@ impl Node {
         meta.wait_for(JOIN_TIMEOUT, |state| state.members.contains_key(&node_id)).await.map_err(
             |e| Error::Startup(format!("this node never appeared in the metadata: {e}")),
         )?;
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(announce_addresses(meta.clone(), node_id.clone(), identity.incarnation, me));
-        tokio::spawn(feed_members(meta.clone(), membership.clone(), stopped.clone()));
-        tokio::spawn(concord_replica::hints::run_replay(replica.clone(), stopped.clone()));
-        tokio::spawn(concord_replica::tombstones::run(replica.clone(), stopped.clone()));
-        tokio::spawn(crate::downtime::keep_alive(storage.clone(), grace, stopped.clone()));
-        tokio::spawn(concord_replica::exchange::run(
+        let mut tasks = BackgroundTasks::new();
+        let stopped = tasks.stop_signal();
+        let announce = announce_addresses(
+            meta.clone(),
+            node_id.clone(),
+            identity.incarnation,
+            me,
+            stopped.clone(),
+        );
+        tasks.spawn("announce addresses", announce);
+        tasks
+            .spawn("feed members", feed_members(meta.clone(), membership.clone(), stopped.clone()));
+        let replay = concord_replica::hints::run_replay(replica.clone(), stopped.clone());
+        tasks.spawn("hint replay", replay);
+        let purge = concord_replica::tombstones::run(replica.clone(), stopped.clone());
+        tasks.spawn("tombstone purge", purge);
+        let alive = crate::downtime::keep_alive(storage.clone(), clock, grace, stopped.clone());
+        tasks.spawn("last-alive record", alive);
+        let exchange = concord_replica::exchange::run(
             replica.clone(),
             exchange_config(&config),
             stopped.clone(),
-        ));
-        tokio::spawn(concord_replica::handoff::run(
-            replica.clone(),
-            handoff_config(&config),
-            stopped,
-        ));
+        );
+        tasks.spawn("anti-entropy", exchange);
+        let handoff =
+            concord_replica::handoff::run(replica.clone(), handoff_config(&config), stopped);
+        tasks.spawn("handoff", handoff);
 
         let database = Arc::new(Database::new(DatabaseParts {
             identity,
@@ -281,7 +301,7 @@ impl Node {
             membership,
             rpc: tokio::sync::Mutex::new(Some(rpc)),
             faults,
-            stop,
+            tasks: tokio::sync::Mutex::new(tasks),
             peer_addr,
             _lock: lock,
         })
@@ -304,15 +324,30 @@ impl Node {
         self.config.admin.enable_fault_injection.then(|| self.faults.clone())
     }
 
-    /// Stops background work and peer traffic, then flushes everything acknowledged.
+    /// Stops background work (waiting for it, up to a deadline) and peer traffic, then
+    /// flushes everything acknowledged.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        let _ = self.stop.send(true);
+        let aborted = self.stop_background_tasks().await;
+        if !aborted.is_empty() {
+            tracing::warn!(
+                ?aborted,
+                "background tasks did not stop within {TASKS_STOP_TIMEOUT:?}; aborted them"
+            );
+        }
         self.membership.shutdown().await;
         if let Some(rpc) = self.rpc.lock().await.take() {
             rpc.shutdown().await;
         }
         self.meta.shutdown().await;
         self.database.close().await
+    }
+}
+
+impl Node {
+    /// Stops the background tasks and waits until none runs; returns the names of those that
+    /// had to be aborted at the deadline.
+    async fn stop_background_tasks(&self) -> Vec<&'static str> {
+        self.tasks.lock().await.stop(TASKS_STOP_TIMEOUT).await
     }
 }
 
@@ -413,9 +448,18 @@ async fn bootstrap(
 }
 
 /// Makes sure the metadata has this node's current addresses (they change when a node restarts
-/// on other ports). Retries until it succeeds.
-async fn announce_addresses(meta: Arc<Meta>, node: NodeId, incarnation: u64, me: MetaNode) {
-    loop {
+/// on other ports). Retries until it succeeds or `stop` turns true.
+async fn announce_addresses(
+    meta: Arc<Meta>,
+    node: NodeId,
+    incarnation: u64,
+    me: MetaNode,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Retried every second while the metadata group has no leader: logged when that starts,
+    // once a minute while it lasts, and when it ends.
+    let mut failures = FailureLog::default();
+    while !*stop.borrow() {
         let state = meta.state();
         let Some(member) = state.members.get(&node) else { return };
         if member.http_addr == me.http_addr && member.peer_addr == me.peer_addr {
@@ -432,10 +476,19 @@ async fn announce_addresses(meta: Arc<Meta>, node: NodeId, incarnation: u64, me:
                 tracing::error!(%why, "the cluster refused this node's new addresses");
                 return;
             }
-            Ok(_) => tracing::info!("announced new addresses"),
+            Ok(_) => {
+                if let Some(line) = failures.succeeded(std::time::Instant::now()) {
+                    tracing::info!("announcing new addresses: {line}");
+                }
+                tracing::info!("announced new addresses");
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "could not announce new addresses; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Some(line) = failures.failed(std::time::Instant::now(), &e) {
+                    tracing::warn!("announcing new addresses: {line}; retrying every second");
+                }
+                if concord_replica::stopped_after(Duration::from_secs(1), &mut stop).await {
+                    return;
+                }
             }
         }
     }
@@ -493,5 +546,30 @@ fn handoff_config(config: &Config) -> HandoffConfig {
         rate_bytes: config.cluster.handoff_rate_bytes,
         drop_delay: Duration::from_millis(config.cluster.handoff_drop_delay_ms),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every background task of a running node ends on the stop signal, well before the
+    /// deadline, so shutdown closes storage with none of them running or writing.
+    #[tokio::test]
+    async fn shutdown_waits_for_every_background_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.node.data_dir = dir.path().join("node");
+        config.peer.addr = "127.0.0.1:0".to_owned();
+        let node = Node::start(config, "127.0.0.1:1".to_owned()).await.expect("node starts");
+        let running = node.tasks.lock().await.running_count();
+        assert!(running >= 6, "only {running} background tasks run");
+
+        let started = tokio::time::Instant::now();
+        let aborted = node.stop_background_tasks().await;
+        assert!(aborted.is_empty(), "tasks that ignored the stop signal: {aborted:?}");
+        assert!(started.elapsed() < TASKS_STOP_TIMEOUT / 2, "took {:?}", started.elapsed());
+        assert_eq!(node.tasks.lock().await.running_count(), 0);
+        node.shutdown().await.expect("clean shutdown");
     }
 }

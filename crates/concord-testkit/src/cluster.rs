@@ -1,7 +1,8 @@
 //! [`TestCluster`]: a cluster of real `concord server` processes on loopback.
 //!
-//! Node `i` (0-based) has id `n{i+1}` and its data dir and log in one temporary directory. `n1`
-//! founds the cluster; every other node joins through `n1`'s peer address. Nodes can be stopped,
+//! Node `i` (0-based) is node `i+1` of the shared launcher's [`Layout`] (the one `concord demo`
+//! uses): id `n{i+1}`, data dir and log in one temporary directory, free ports. `n1` founds
+//! the cluster; every other node joins through `n1`'s peer address. Nodes can be stopped,
 //! killed, frozen and restarted (on the same ports), and [`TestCluster::wait_for`] polls a check
 //! until it holds or a deadline passes, failing with the check's last answer and every node's
 //! log tail. If the test panics, the logs are printed and the directory is kept.
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use concord_client::{Client, ClientConfig, ClusterStatus};
+use concord_launch::{Layout, ready};
 
 use crate::server::{ServerOptions, TestServer};
 
@@ -193,18 +195,9 @@ impl TestCluster {
     /// node is "up" before its peers' connect back-off from its downtime has ended); otherwise
     /// the first that does not.
     pub async fn check_up(&self, nodes: &[usize]) -> Result<(), String> {
+        let ids: Vec<&str> = nodes.iter().map(|&j| self.id(j)).collect();
         for (i, status) in self.statuses().await? {
-            for &j in nodes {
-                let (state, reachable) = status
-                    .node(self.id(j))
-                    .map_or(("absent", false), |n| (n.state.as_str(), n.reachable));
-                if state != "up" {
-                    return Err(format!("{} sees {} {state}", self.id(i), self.id(j)));
-                }
-                if !reachable {
-                    return Err(format!("{} cannot connect to {} yet", self.id(i), self.id(j)));
-                }
-            }
+            ready::sees_up(&status, &ids).map_err(|seen| format!("{} sees {seen}", self.id(i)))?;
         }
         Ok(())
     }
@@ -297,9 +290,10 @@ impl TestCluster {
         text
     }
 
+    /// Node `i`'s options from the launcher's layout, without `--join` (the callers add it).
     fn default_options(&self, i: usize) -> ServerOptions {
-        let id = format!("n{}", i + 1);
-        ServerOptions::new(self.dir().join(&id)).node_id(&id)
+        let number = u16::try_from(i + 1).expect("fewer than 65535 nodes");
+        Layout::new(self.dir(), None).node(number, None)
     }
 
     fn spawn(&mut self, options: ServerOptions) -> anyhow::Result<()> {

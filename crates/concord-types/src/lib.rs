@@ -9,12 +9,15 @@
 //! - [`context`]: causal contexts sealed to one key with the cluster's secret, as clients get
 //!   them.
 //! - [`hlc`]: hybrid logical clock timestamps that order last-write-wins writes.
+//! - [`failures`]: what to log about something that keeps failing (a peer that is down), so
+//!   a node logs state changes and periodic summaries instead of every failed call.
 //!
 //! This crate is pure: it does no I/O, reads no clock and does not depend on tokio. Types derive
 //! `Serialize` only when they reach disk or cross the wire (DVV sets, version vectors, namespace
 //! configs).
 
 pub mod context;
+pub mod failures;
 pub mod hlc;
 pub mod ids;
 pub mod key;
@@ -25,6 +28,7 @@ mod error;
 
 pub use context::{ContextError, ContextKey};
 pub use error::ValidationError;
+pub use failures::{FailureLine, FailureLog, FailureLogs};
 pub use hlc::{Hlc, Timestamp, WallClock};
 pub use ids::{ActorId, ClusterId, NamespaceId, NodeId, PartitionId};
 pub use key::Key;

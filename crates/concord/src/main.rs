@@ -130,6 +130,11 @@ mod tests {
         let cli = Cli::try_parse_from(["concord", "demo", "--nodes", "5", "--base-port", "9000"]);
         assert!(cli.is_ok(), "{cli:?}");
         assert!(Cli::try_parse_from(["concord", "demo", "--nodes", "0"]).is_err());
+        let launcher = ["concord", "demo", "--data-root", "/tmp/c", "--detach", "--only", "2"];
+        assert!(Cli::try_parse_from(launcher).is_ok());
+        let detached_in_a_temporary_dir = ["concord", "demo", "--detach"];
+        assert!(Cli::try_parse_from(detached_in_a_temporary_dir).is_err());
+        assert!(Cli::try_parse_from(["concord", "demo", "--data-root", "/c", "--stop"]).is_ok());
         for change in ["leave", "remove"] {
             let cli = Cli::try_parse_from(["concord", "cluster", change, "n2"]);
             assert!(cli.is_ok(), "{cli:?}");

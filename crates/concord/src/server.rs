@@ -138,8 +138,51 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// The log filter when `CONCORD_LOG` is unset or invalid.
+const LOG_FILTER_DEFAULT: &str = "info,openraft=warn";
+
+/// openraft logs every failed call to a follower that is down, five lines twice a second;
+/// `concord_meta::network` logs the peer's reachability changes instead, so these are off
+/// unless `CONCORD_LOG` names openraft itself.
+const LOG_FILTER_RAFT_RETRIES: &str =
+    "openraft::replication=off,openraft::engine::handler::replication_handler=error";
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONCORD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let asked = std::env::var("CONCORD_LOG").unwrap_or_default();
+    let filter = log_filter(&asked);
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter("")));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// The filter for `CONCORD_LOG=asked`: the default if empty, and openraft's per-retry lines
+/// off unless it names openraft.
+fn log_filter(asked: &str) -> String {
+    if asked.trim().is_empty() {
+        format!("{LOG_FILTER_DEFAULT},{LOG_FILTER_RAFT_RETRIES}")
+    } else if asked.contains("openraft") {
+        asked.to_owned()
+    } else {
+        format!("{asked},{LOG_FILTER_RAFT_RETRIES}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raft_retry_lines_are_off_unless_openraft_is_asked_for() {
+        assert_eq!(
+            log_filter(""),
+            "info,openraft=warn,openraft::replication=off,\
+             openraft::engine::handler::replication_handler=error"
+        );
+        assert_eq!(
+            log_filter("debug"),
+            "debug,openraft::replication=off,openraft::engine::handler::replication_handler=error"
+        );
+        assert_eq!(log_filter("info,openraft=debug"), "info,openraft=debug");
+        tracing_subscriber::EnvFilter::try_new(log_filter("")).expect("a valid filter");
+    }
 }

@@ -28,6 +28,11 @@ const DETECTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a node stays frozen: past SWIM's suspicion timeout and Raft's election timeouts,
 /// and about as long as a bad GC pause or a VM migration.
 const FREEZE: Duration = Duration::from_secs(6);
+/// How long the leader's log is watched while a follower is down.
+const QUIET_LOG_WINDOW: Duration = Duration::from_secs(5);
+/// Lines the leader may log about a follower going down: that calls to it fail, SWIM's suspect
+/// and down, and a few to spare (openraft alone logged about 10 a second).
+const QUIET_LOG_LINES_MAX: usize = 8;
 /// Deadline for a new metadata leader after the old one died.
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -147,7 +152,9 @@ fn placed_nodes(ring: &Ring) -> Vec<String> {
 }
 
 /// A node killed with SIGKILL is reported `down` by every other node; restarted on the same
-/// ports, it is `up` everywhere again without operator action. A node frozen with SIGSTOP for
+/// ports, it is `up` everywhere again without operator action; meanwhile the metadata leader
+/// logs that calls to it fail once, not once per call, and that it answers again once it does
+/// (issue 19, item 11). A node frozen with SIGSTOP for
 /// longer than the suspicion timeout is declared `down` by the others meanwhile, and is `up`
 /// everywhere again after SIGCONT.
 #[tokio::test]
@@ -159,6 +166,10 @@ async fn killed_or_frozen_node_goes_down_and_comes_back_up() -> anyhow::Result<(
     let id = cluster.id(victim).to_owned();
     println!("metadata leader is {leader}; the victim is {id}");
 
+    let leader_index = cluster.index_of(&leader).expect("the leader is a node");
+    let leader_log = cluster.node(leader_index).options.log_path();
+    let log_before_kill = std::fs::read_to_string(&leader_log)?.len();
+
     println!("phase 1: SIGKILL {id}");
     cluster.kill9(victim);
     cluster
@@ -166,12 +177,40 @@ async fn killed_or_frozen_node_goes_down_and_comes_back_up() -> anyhow::Result<(
             cluster.check_state_everywhere(&id, "down").await
         })
         .await?;
+    // An upper bound over a fixed window: the leader keeps calling the dead follower (Raft
+    // retries twice a second) and must log that it fails once, not once per call.
+    println!("watch the leader's log for {QUIET_LOG_WINDOW:?} while {id} stays down");
+    tokio::time::sleep(QUIET_LOG_WINDOW).await;
+    let logged = log_lines_since(&leader_log, log_before_kill)?;
+    println!("{leader} logged {} lines since the kill:\n{}", logged.len(), logged.join("\n"));
+    assert!(
+        logged.len() <= QUIET_LOG_LINES_MAX,
+        "{leader} logged {} lines about {id} being down, at most {QUIET_LOG_LINES_MAX} expected",
+        logged.len()
+    );
+    assert!(
+        logged.iter().any(|line| line.contains(&format!("metadata calls to peer {id}: failing"))),
+        "{leader} never said that calls to {id} fail"
+    );
     println!("restart {id} on the same ports");
     cluster.restart(victim)?;
     cluster
         .wait_for(&format!("{id} up everywhere after its restart"), DETECTION_TIMEOUT, async || {
             cluster.check_state_everywhere(&id, "up").await
         })
+        .await?;
+    let recovered = format!("metadata calls to peer {id}: working again");
+    cluster
+        .wait_for(
+            &format!("{leader} logging that {id} answers again"),
+            DETECTION_TIMEOUT,
+            async || {
+                let logged =
+                    log_lines_since(&leader_log, log_before_kill).map_err(|e| e.to_string())?;
+                let found = logged.iter().any(|line| line.contains(&recovered));
+                if found { Ok(()) } else { Err(format!("no line with {recovered:?}")) }
+            },
+        )
         .await?;
 
     println!("phase 2: SIGSTOP {id} for {FREEZE:?}; the others must see it down meanwhile");
@@ -191,6 +230,12 @@ async fn killed_or_frozen_node_goes_down_and_comes_back_up() -> anyhow::Result<(
         })
         .await?;
     Ok(())
+}
+
+/// The lines of the log at `path` past its first `offset` bytes.
+fn log_lines_since(path: &Path, offset: usize) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.get(offset..).unwrap_or_default().lines().map(str::to_owned).collect())
 }
 
 /// Killing the metadata leader: the survivors elect another one, and a new node can still
