@@ -162,7 +162,7 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
                 }
             };
             if since.elapsed() >= config.drop_delay && dropped_at != Some(state.epoch) {
-                match drop_moved_away(&replica, &state) {
+                match drop_moved_away(&replica, &state).await {
                     Ok(()) => dropped_at = Some(state.epoch),
                     Err(e) => tracing::warn!(error = %e, "dropping moved-away partitions failed"),
                 }
@@ -353,8 +353,10 @@ fn decode_chunk(reply: &[u8]) -> Result<(Vec<(Key, DvvSet)>, bool), String> {
 }
 
 /// Drops every partition replica of every namespace this node holds but is not a replica of
-/// under the settled ring, and renews the partition's actor.
-fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
+/// under the settled ring, and renews the partition's actor. The deletes go through the
+/// committer in bounded steps (`ObjectStore::drop_partition`), so they keep their order with
+/// writes and the anti-entropy trees follow them; nothing blocks this async worker.
+async fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
     let Some(ring) = &state.ring else { return Ok(()) };
     for entry in state.namespaces.values() {
         let n = state.effective_replicas(&entry.config);
@@ -362,11 +364,14 @@ fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
             if ring.replicas(partition, n).contains(&replica.me) {
                 continue;
             }
-            if !replica.objects.holds(entry.id, partition).map_err(|e| e.to_string())? {
-                continue;
+            let dropped = replica
+                .objects
+                .drop_partition(entry.id, partition)
+                .await
+                .map_err(|e| e.to_string())?;
+            if dropped == 0 {
+                continue; // not held here
             }
-            let dropped =
-                replica.objects.drop_partition(entry.id, partition).map_err(|e| e.to_string())?;
             replica.actors.renew(partition);
             replica.progress.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%partition, namespace = entry.id.0, keys = dropped, "dropped a partition replica that moved away");

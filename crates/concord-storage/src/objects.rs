@@ -106,7 +106,26 @@ enum Message {
     },
     /// Many merges answered once, without returning the states (handoff, anti-entropy).
     MergeAll(BulkMerge),
+    /// One step of dropping a partition (see [`Pending::DropStep`]).
+    DropStep {
+        range: (Vec<u8>, Vec<u8>),
+        reply: oneshot::Sender<Result<DropStep, StorageError>>,
+    },
     Close(oneshot::Sender<()>),
+}
+
+/// Most stored keys one step of [`ObjectStore::drop_partition`] deletes: one committer batch
+/// deletes at most this many keys, so client writes wait for one bounded step, not a whole
+/// partition.
+pub const DROP_STEP_MAX: usize = 1024;
+
+/// What one step of dropping a partition did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropStep {
+    /// Keys deleted.
+    pub dropped: usize,
+    /// Whether the step stopped at its bound, so more keys may be left.
+    pub more: bool,
 }
 
 type BulkReply = oneshot::Sender<Result<(), StorageError>>;
@@ -432,25 +451,27 @@ impl ObjectStore {
 
     /// Deletes every object of the partition (after handoff moved it elsewhere). Returns how
     /// many were deleted.
-    pub fn drop_partition(
+    ///
+    /// The deletes go through the committer, in steps of at most [`DROP_STEP_MAX`] keys, so
+    /// they are ordered with every write like any other change and the anti-entropy tree
+    /// follows each one: a write racing the drop is either applied before a step that deletes
+    /// it (gone from data and tree) or after (kept in both).
+    pub async fn drop_partition(
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
     ) -> Result<usize, StorageError> {
-        let (base, end) = partition_range(namespace, partition);
+        let range = partition_range(namespace, partition);
         let mut dropped = 0;
         loop {
-            let page = self.storage.scan(Space::Data, &base, &end, 1024)?;
-            if page.is_empty() {
-                self.trees.rebuild(&*self.storage, namespace, partition)?;
+            let (reply, answer) = oneshot::channel();
+            let message = Message::DropStep { range: range.clone(), reply };
+            self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+            let step = answer.await.map_err(|_| StorageError::Closed)??;
+            dropped += step.dropped;
+            if !step.more {
                 return Ok(dropped);
             }
-            let mut batch = Batch::new();
-            dropped += page.len();
-            for (key, _) in page {
-                batch.delete(Space::Data, key);
-            }
-            self.storage.commit(batch, Durability::Sync)?;
         }
     }
 
@@ -520,6 +541,9 @@ enum Pending {
         purged_by: Option<ActorId>,
         reply: oneshot::Sender<Result<bool, StorageError>>,
     },
+    /// Deletes the keys of the data space in `range` as the batch sees them when it gets
+    /// here: up to [`DROP_STEP_MAX`] stored ones, and any the batch wrote before it.
+    DropStep { range: (Vec<u8>, Vec<u8>), reply: oneshot::Sender<Result<DropStep, StorageError>> },
 }
 
 /// A key's state as the batch being built leaves it (`None` once deleted), with the digest of
@@ -573,6 +597,9 @@ impl Committer {
                         batch.push(Pending::DeleteIf { space, key, expected, purged_by, reply })
                     }
                     Message::MergeAll(merge) => bulk.push_back(merge),
+                    Message::DropStep { range, reply } => {
+                        batch.push(Pending::DropStep { range, reply })
+                    }
                     Message::Close(done) => {
                         closing = Some(done);
                         break;
@@ -623,6 +650,7 @@ impl Committer {
         let updates = batch.len();
         let mut waiting = Vec::with_capacity(updates);
         let mut deletes = Vec::new();
+        let mut drops = Vec::new();
         let mut bulk_failed = None;
         for pending in batch {
             match pending {
@@ -647,6 +675,9 @@ impl Committer {
                         *floor = (*floor).max(seen);
                     }
                     deletes.push((reply, deleted));
+                }
+                Pending::DropStep { range, reply } => {
+                    drops.push((reply, self.drop_step(&mut states, &range)));
                 }
             }
         }
@@ -679,6 +710,13 @@ impl Committer {
         for (reply, deleted) in deletes {
             let answer = match (&committed, deleted) {
                 (Ok(()), deleted) => deleted,
+                (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
+            };
+            let _ = reply.send(answer);
+        }
+        for (reply, step) in drops {
+            let answer = match (&committed, step) {
+                (Ok(()), step) => step,
                 (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
             };
             let _ = reply.send(answer);
@@ -726,6 +764,34 @@ impl Committer {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Stages the deletion of the data-space keys in `range`: the first [`DROP_STEP_MAX`]
+    /// stored ones, and every one this batch staged a state for so far (written earlier in the
+    /// batch; not stored yet). Keys the batch writes after this step are kept.
+    fn drop_step(
+        &self,
+        states: &mut Staged,
+        (start, end): &(Vec<u8>, Vec<u8>),
+    ) -> Result<DropStep, StorageError> {
+        let stored = self.storage.scan(Space::Data, start, end, DROP_STEP_MAX)?;
+        let more = stored.len() == DROP_STEP_MAX;
+        let in_range = |key: &[u8]| key >= start.as_slice() && key < end.as_slice();
+        let staged: Vec<Vec<u8>> = states
+            .iter()
+            .filter(|((space, key), (_, state))| {
+                *space == Space::Data && state.is_some() && in_range(key)
+            })
+            .map(|((_, key), _)| key.clone())
+            .collect();
+        let mut dropped = 0;
+        for key in stored.into_iter().map(|(key, _)| key).chain(staged) {
+            let state = self.staged(states, Space::Data, key)?;
+            if state.take().is_some() {
+                dropped += 1;
+            }
+        }
+        Ok(DropStep { dropped, more })
     }
 
     fn apply<'s>(

@@ -452,7 +452,7 @@ async fn partition_chunks_and_drop() {
     assert!(small.more);
 
     assert!(store.holds(NamespaceId(1), PartitionId(3)).unwrap());
-    assert_eq!(store.drop_partition(NamespaceId(1), PartitionId(3)).unwrap(), 25);
+    assert_eq!(store.drop_partition(NamespaceId(1), PartitionId(3)).await.unwrap(), 25);
     assert!(!store.holds(NamespaceId(1), PartitionId(3)).unwrap());
     assert!(store.holds(NamespaceId(1), PartitionId(4)).unwrap());
 }
@@ -550,7 +550,7 @@ async fn incremental_trees_match_trees_rebuilt_from_data() {
         check(&store, &storage, p);
     }
     assert_eq!(check(&store, &storage, 1).keys(), 67 + 1);
-    store.drop_partition(NamespaceId(1), PartitionId(2)).unwrap();
+    store.drop_partition(NamespaceId(1), PartitionId(2)).await.unwrap();
     assert_eq!(check(&store, &storage, 2).keys(), 0);
     let before = check(&store, &storage, 0);
     store.close().await.unwrap();
@@ -607,4 +607,101 @@ async fn purged_tombstones_leave_a_floor_for_the_next_dot() {
     };
     let state = store.update(&key("fresh"), other).await.unwrap();
     assert_eq!(state.siblings()[0].dot.counter, 1);
+}
+
+fn in_partition(p: u16, name: &str) -> ObjectKey {
+    ObjectKey { namespace: NamespaceId(1), partition: PartitionId(p), key: Key::new(name).unwrap() }
+}
+
+/// Dropping a partition goes through the committer: while the committer is held in a commit,
+/// the drop waits in its queue and deletes nothing; released, it deletes the partition in
+/// bounded steps (more keys than one step holds) and the tree follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_waits_for_the_committer_like_any_write() {
+    let (entered_tx, entered) = std_mpsc::channel();
+    let (release, release_rx) = std_mpsc::channel();
+    let storage = Arc::new(GatedStorage {
+        inner: MemoryStorage::new(),
+        holds: StdMutex::new(0),
+        entered: StdMutex::new(entered_tx),
+        release: StdMutex::new(release_rx),
+        durabilities: StdMutex::new(Vec::new()),
+    });
+    let store = Arc::new(ObjectStore::start(storage.clone(), Default::default(), Arc::new(())));
+    let keys = DROP_STEP_MAX + 100;
+    let objects: Vec<(Key, DvvSet)> = {
+        let first = in_partition(5, "k");
+        let state = store.update(&first, write(&VersionVector::new(), "v")).await.unwrap();
+        (0..keys).map(|i| (Key::new(format!("k{i:05}")).unwrap(), state.clone())).collect()
+    };
+    let policy = ConflictPolicy::Siblings;
+    store
+        .merge_all(NamespaceId(1), PartitionId(5), objects, policy, Durability::Sync)
+        .await
+        .unwrap();
+    let stored = keys + 1;
+    assert_eq!(store.count(NamespaceId(1), PartitionId(5)).unwrap(), stored);
+
+    *storage.holds.lock().unwrap() = 1;
+    let held = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { store.update(&key("held"), write(&VersionVector::new(), "x")).await },
+        )
+    };
+    wait_entered(&Arc::new(StdMutex::new(entered))).await;
+    let drop = {
+        let store = store.clone();
+        tokio::spawn(async move { store.drop_partition(NamespaceId(1), PartitionId(5)).await })
+    };
+    wait_until_queued_past(&store, 0).await;
+    assert_eq!(
+        store.count(NamespaceId(1), PartitionId(5)).unwrap(),
+        stored,
+        "deleted around the committer"
+    );
+
+    release.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    assert_eq!(drop.await.unwrap().unwrap(), stored);
+    assert!(!store.holds(NamespaceId(1), PartitionId(5)).unwrap());
+    assert_eq!(store.trees().get(NamespaceId(1), PartitionId(5)).keys(), 0);
+    assert!(store.get(&key("held")).unwrap().is_some(), "other partitions are left alone");
+}
+
+/// Writes to a partition racing its drop: each write is either dropped from the data and the
+/// tree or kept in both; the tree the committer keeps equals one built from the data. Half the
+/// written keys were stored before the drop, half are new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_a_drop_stay_consistent_in_data_and_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> =
+        Arc::new(FjallStorage::open(dir.path(), &crate::FjallOptions::default()).unwrap());
+    let store = Arc::new(ObjectStore::start(storage.clone(), Default::default(), Arc::new(())));
+    for round in 0..5 {
+        for i in 0..(DROP_STEP_MAX + 200) {
+            let object = in_partition(7, &format!("k{i:05}"));
+            store.update(&object, write(&VersionVector::new(), "old")).await.unwrap();
+        }
+        let mut writers = Vec::new();
+        for i in 0..200 {
+            let object = in_partition(7, &format!("k{:05}", (i * 13 + round) % 2400));
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                store.update(&object, write(&VersionVector::new(), "new")).await
+            }));
+        }
+        let dropped = store.drop_partition(NamespaceId(1), PartitionId(7)).await.unwrap();
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        let kept = store.trees().get(NamespaceId(1), PartitionId(7));
+        let built = crate::tree::build(&*storage, NamespaceId(1), PartitionId(7)).unwrap();
+        assert_eq!(kept, built, "round {round}: the tree and the data disagree");
+        let left = store.count(NamespaceId(1), PartitionId(7)).unwrap();
+        println!("round {round}: dropped {dropped}, {left} written after the drop kept");
+        store.drop_partition(NamespaceId(1), PartitionId(7)).await.unwrap();
+        assert_eq!(store.trees().get(NamespaceId(1), PartitionId(7)).keys(), 0);
+    }
+    store.close().await.unwrap();
 }
