@@ -800,7 +800,7 @@ impl Replica {
                         request.partition,
                         request.after.as_ref(),
                         (request.max_objects as usize).clamp(1, 10_000),
-                        (request.max_bytes as usize).clamp(1, 8 << 20),
+                        (request.max_bytes as usize).clamp(1, crate::exchange::BATCH_BYTES_MAX),
                     )?;
                     Ok::<_, StorageError>(concord_rpc::encode(&FetchReply {
                         objects: chunk.objects,

@@ -350,9 +350,9 @@ impl ObjectStore {
     }
 
     /// One chunk of a partition's objects, tombstones included, in key order after `after`:
-    /// at most `max_objects`, and stopping once `max_bytes` of encoded state are collected.
-    /// Returns the objects, their encoded size, and whether more may follow. Handoff streams a
-    /// partition with this.
+    /// at most `max_objects` and at most `max_bytes` of keys and encoded states, except that a
+    /// single object larger than `max_bytes` makes a chunk of its own. Returns the objects,
+    /// their encoded size, and whether more may follow. Handoff streams a partition with this.
     pub fn scan_objects(
         &self,
         namespace: NamespaceId,
@@ -375,8 +375,13 @@ impl ObjectStore {
             let exhausted = page.len() < page_size;
             for (raw_key, bytes) in page {
                 cursor = [raw_key.as_slice(), &[0u8]].concat();
+                let size = raw_key.len() + bytes.len();
+                if !chunk.objects.is_empty() && chunk.bytes + size > max_bytes {
+                    chunk.more = true;
+                    break 'pages;
+                }
                 let object = ObjectKey::decode(&raw_key).ok_or_else(|| not_an_object(&raw_key))?;
-                chunk.bytes += raw_key.len() + bytes.len();
+                chunk.bytes += size;
                 chunk.objects.push((object.key, bytes));
                 if chunk.bytes >= max_bytes || chunk.objects.len() >= max_objects {
                     chunk.more = true;
@@ -391,16 +396,19 @@ impl ObjectStore {
     }
 
     /// The stored objects of one partition whose keys fall in `segments` of its anti-entropy
-    /// tree, raw as stored, at most `max_objects`. Scans the partition.
+    /// tree, raw as stored, at most `max_objects` and at most `max_bytes` of keys and states
+    /// (a single larger object is returned alone). Scans the partition: blocking work.
     pub fn objects_in_segments(
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
         segments: &std::collections::BTreeSet<usize>,
         max_objects: usize,
+        max_bytes: usize,
     ) -> Result<Vec<(Key, Vec<u8>)>, StorageError> {
         let (mut cursor, end) = partition_range(namespace, partition);
         let mut out = Vec::new();
+        let mut size = 0;
         loop {
             let page = self.storage.scan(Space::Data, &cursor, &end, 1024)?;
             let full = page.len() == 1024;
@@ -408,6 +416,11 @@ impl ObjectStore {
                 cursor = [raw_key.as_slice(), &[0u8]].concat();
                 let object = ObjectKey::decode(&raw_key).ok_or_else(|| not_an_object(&raw_key))?;
                 if segments.contains(&tree::segment_of(object.key.as_bytes())) {
+                    let grown = size + object.key.as_bytes().len() + bytes.len();
+                    if !out.is_empty() && grown > max_bytes {
+                        return Ok(out);
+                    }
+                    size = grown;
                     out.push((object.key, bytes));
                     if out.len() >= max_objects {
                         return Ok(out);

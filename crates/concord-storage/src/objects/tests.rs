@@ -705,3 +705,40 @@ async fn writes_racing_a_drop_stay_consistent_in_data_and_tree() {
     }
     store.close().await.unwrap();
 }
+
+/// Handoff chunks and anti-entropy segment reads keep to their byte bound: an object that would
+/// take a chunk past it starts the next chunk, and only an object larger than the bound is
+/// returned alone, over it. Paging through the chunks still returns every object once.
+#[tokio::test]
+async fn chunks_keep_to_their_byte_bound_and_a_larger_object_goes_alone() {
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let sizes = [400, 400, 400, 2000, 400, 100, 300];
+    for (i, size) in sizes.iter().enumerate() {
+        let value = "x".repeat(*size);
+        store
+            .update(&in_partition(2, &format!("k{i}")), write(&VersionVector::new(), &value))
+            .await
+            .unwrap();
+    }
+    let bound = 1000;
+    let (mut after, mut seen, mut chunks) = (None::<Key>, 0, Vec::new());
+    loop {
+        let chunk =
+            store.scan_objects(NamespaceId(1), PartitionId(2), after.as_ref(), 100, bound).unwrap();
+        assert!(chunk.bytes <= bound || chunk.objects.len() == 1, "{} bytes", chunk.bytes);
+        seen += chunk.objects.len();
+        chunks.push(chunk.objects.len());
+        after = chunk.objects.last().map(|(k, _)| k.clone());
+        if !chunk.more {
+            break;
+        }
+    }
+    assert_eq!(seen, sizes.len());
+    assert_eq!(chunks, [2, 1, 1, 3], "k0 k1 | k2 | the 2000-byte k3 alone | k4 k5 k6");
+
+    let all: std::collections::BTreeSet<usize> = (0..crate::tree::SEGMENTS).collect();
+    let objects = store.objects_in_segments(NamespaceId(1), PartitionId(2), &all, 100, bound);
+    let size: usize = objects.unwrap().iter().map(|(k, v)| k.as_bytes().len() + v.len()).sum();
+    assert!(size <= bound, "{size} bytes of segment objects");
+}
