@@ -66,8 +66,10 @@ pub struct Value {
 #[derive(Debug, Clone)]
 pub struct ListPage {
     pub keys: Vec<Key>,
-    /// True if keys after the last one returned may exist.
-    pub more: bool,
+    /// Where the next page starts (pass as `after`); `None` on the last page. Not always the
+    /// last key: a page that stopped in a run of tombstones resumes after the last one it
+    /// looked at.
+    pub next: Option<Key>,
 }
 
 /// A node of the cluster, as shown by `GET /v1/cluster`.
@@ -336,7 +338,7 @@ impl Database {
         let namespace = self.namespace_ref(ns)?;
         let page =
             self.replica.list(&namespace, prefix, after, limit, self.request_timeout).await?;
-        Ok(ListPage { keys: page.keys, more: page.more })
+        Ok(ListPage { keys: page.keys, next: page.next })
     }
 
     /// Creates a namespace cluster-wide; `Ok(false)` if it exists with the same configuration.

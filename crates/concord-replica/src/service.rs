@@ -816,7 +816,7 @@ impl Replica {
             MessageKind::ReplicaList => {
                 let request: crate::list::ListRequest =
                     concord_rpc::decode(&payload).map_err(bad)?;
-                let reply = self.list_local(&request).map_err(|e| e.to_string())?;
+                let reply = self.list_local(request).await.map_err(|e| e.to_string())?;
                 Ok(concord_rpc::encode(&reply))
             }
             MessageKind::TreeLeaves | MessageKind::SegmentObjects | MessageKind::MergeBatch => {

@@ -65,6 +65,28 @@ pub enum Update {
     Merge { state: DvvSet, policy: ConflictPolicy },
 }
 
+/// Which live keys of a partition [`ObjectStore::scan_live`] lists, and how far it looks.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing<'a> {
+    /// Only keys starting with these bytes.
+    pub prefix: &'a [u8],
+    /// Only keys after this one.
+    pub after: Option<&'a [u8]>,
+    /// Most keys returned.
+    pub limit: usize,
+    /// Most stored keys looked at, tombstones included (at least 1).
+    pub examine_max: usize,
+}
+
+/// A page of a partition's live keys (see [`ObjectStore::scan_live`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LiveKeys {
+    pub keys: Vec<Key>,
+    /// Set when the page stopped because it looked at as many stored keys as it may: the last
+    /// key looked at. Every live key up to it is in `keys`; more may follow it.
+    pub stopped_at: Option<Key>,
+}
+
 /// A chunk of a partition's objects (see [`ObjectStore::scan_objects`]).
 #[derive(Debug, Default)]
 pub struct ObjectChunk {
@@ -308,16 +330,21 @@ impl ObjectStore {
     }
 
     /// Up to `limit` keys of one partition that start with `prefix`, come after `after` and are
-    /// not deleted, in key order. Values are read in small chunks and not kept.
+    /// not deleted, in key order (see [`Listing`]), looking at no more than `examine_max`
+    /// stored keys (tombstones included): a listing never walks an unbounded run of
+    /// tombstones. If the bound stopped
+    /// the scan first, [`LiveKeys::stopped_at`] is the last key looked at: the partition's live
+    /// keys up to it are all returned, and the next page starts after it. Values are read in
+    /// small chunks and not kept. Blocking work.
     pub fn scan_live(
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Key>, StorageError> {
+        listing: Listing<'_>,
+    ) -> Result<LiveKeys, StorageError> {
         const CHUNK: usize = 64;
+        let Listing { prefix, after, limit, examine_max } = listing;
+        let examine_max = examine_max.max(1);
         let base = ObjectKey::partition_prefix(namespace, partition);
         let with_base = |suffix: &[u8]| [base.as_slice(), suffix].concat();
         let mut start = match after {
@@ -328,21 +355,28 @@ impl ObjectStore {
             Some(end) => with_base(&end),
             None => prefix_end(&base).expect("partition prefix is never all 0xff"),
         };
-        let mut out = Vec::new();
-        while out.len() < limit && start < end {
-            let chunk = self.storage.scan(Space::Data, &start, &end, CHUNK)?;
-            let exhausted = chunk.len() < CHUNK;
+        let mut out = LiveKeys::default();
+        let mut examined = 0;
+        while out.keys.len() < limit && start < end {
+            let want = CHUNK.min(examine_max - examined);
+            let chunk = self.storage.scan(Space::Data, &start, &end, want)?;
+            let exhausted = chunk.len() < want;
             for (raw_key, bytes) in chunk {
                 start = [raw_key.as_slice(), &[0u8]].concat();
+                examined += 1;
                 let (object, state) = decode_entry(&raw_key, &bytes)?;
-                if !state.is_deleted() {
-                    out.push(object.key);
-                    if out.len() == limit {
+                let live = !state.is_deleted();
+                if examined == examine_max && !(live && out.keys.len() + 1 == limit) {
+                    out.stopped_at = Some(object.key.clone());
+                }
+                if live {
+                    out.keys.push(object.key);
+                    if out.keys.len() == limit {
                         break;
                     }
                 }
             }
-            if exhausted {
+            if exhausted || out.stopped_at.is_some() {
                 break;
             }
         }

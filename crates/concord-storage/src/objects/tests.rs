@@ -357,6 +357,15 @@ async fn bulk_merges_take_turns_with_a_steady_stream_of_writes() {
     store.close().await.unwrap();
 }
 
+fn listing<'a>(
+    prefix: &'a [u8],
+    after: Option<&'a [u8]>,
+    limit: usize,
+    examine_max: usize,
+) -> Listing<'a> {
+    Listing { prefix, after, limit, examine_max }
+}
+
 #[tokio::test]
 async fn scan_live_skips_deleted_keys_and_pages_by_after() {
     let store =
@@ -377,12 +386,62 @@ async fn scan_live_skips_deleted_keys_and_pages_by_after() {
     let names = |items: Vec<Key>| -> Vec<String> {
         items.into_iter().map(|k| String::from_utf8(k.into_bytes()).unwrap()).collect()
     };
-    let all = store.scan_live(NamespaceId(1), PartitionId(0), b"a", None, 10).unwrap();
-    assert_eq!(names(all), ["a1", "a3"]);
-    let page = store.scan_live(NamespaceId(1), PartitionId(0), b"", Some(b"a1"), 2).unwrap();
-    assert_eq!(names(page), ["a3", "b1"]);
-    let other_ns = store.scan_live(NamespaceId(2), PartitionId(0), b"", None, 10).unwrap();
-    assert!(other_ns.is_empty());
+    let all =
+        store.scan_live(NamespaceId(1), PartitionId(0), listing(b"a", None, 10, 100)).unwrap();
+    assert_eq!(all.stopped_at, None);
+    assert_eq!(names(all.keys), ["a1", "a3"]);
+    let page =
+        store.scan_live(NamespaceId(1), PartitionId(0), listing(b"", Some(b"a1"), 2, 100)).unwrap();
+    assert_eq!(names(page.keys), ["a3", "b1"]);
+    let other_ns =
+        store.scan_live(NamespaceId(2), PartitionId(0), listing(b"", None, 10, 100)).unwrap();
+    assert_eq!(other_ns, LiveKeys::default());
+}
+
+/// A listing page looks at a bounded number of stored keys: over a run of tombstones it stops
+/// with the last key it looked at, and paging on from there finds every live key once.
+#[tokio::test]
+async fn scan_live_stops_after_a_bounded_number_of_tombstones() {
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let tombstone = Update::DeleteStored {
+        actor: ActorId(1),
+        timestamp: Timestamp(2),
+        policy: ConflictPolicy::Siblings,
+    };
+    let live = ["k0000", "k0150", "k0151", "k0299"];
+    for i in 0..300 {
+        let name = format!("k{i:04}");
+        let update = match live.contains(&name.as_str()) {
+            true => write(&VersionVector::new(), "v"),
+            false => tombstone.clone(),
+        };
+        store.update(&key(&name), update).await.unwrap();
+    }
+    let scan = |after: Option<&[u8]>, limit| {
+        store.scan_live(NamespaceId(1), PartitionId(0), listing(b"", after, limit, 100)).unwrap()
+    };
+    let first = scan(None, 10);
+    assert_eq!(first.keys, [Key::new("k0000").unwrap()]);
+    assert_eq!(first.stopped_at, Some(Key::new("k0099").unwrap()), "looked at 100 keys");
+
+    let (mut found, mut after, mut pages) = (Vec::new(), None::<Key>, 0);
+    loop {
+        let page = scan(after.as_ref().map(Key::as_bytes), 10);
+        pages += 1;
+        found.extend(page.keys.iter().map(|k| String::from_utf8(k.as_bytes().to_vec()).unwrap()));
+        match page.stopped_at.or(page.keys.last().cloned().filter(|_| page.keys.len() == 10)) {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(found, live);
+    // 300 keys looked at 100 at a time; the third page's bound ran out on the last key, so a
+    // fourth, empty one confirms the end.
+    assert_eq!(pages, 4);
+    // A full page needs no cursor: it ends with its last key.
+    let full = scan(None, 1);
+    assert_eq!((full.keys.len(), full.stopped_at), (1, None));
 }
 
 /// A delete without a context removes every version stored when it is applied, even ones
