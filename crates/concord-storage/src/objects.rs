@@ -332,10 +332,9 @@ impl ObjectStore {
     /// Up to `limit` keys of one partition that start with `prefix`, come after `after` and are
     /// not deleted, in key order (see [`Listing`]), looking at no more than `examine_max`
     /// stored keys (tombstones included): a listing never walks an unbounded run of
-    /// tombstones. If the bound stopped
-    /// the scan first, [`LiveKeys::stopped_at`] is the last key looked at: the partition's live
-    /// keys up to it are all returned, and the next page starts after it. Values are read in
-    /// small chunks and not kept. Blocking work.
+    /// tombstones. If the bound stopped the scan first, [`LiveKeys::stopped_at`] is the last
+    /// key looked at: the partition's live keys up to it are all returned, and the next page
+    /// starts after it. Values are read in small chunks and not kept. Blocking work.
     pub fn scan_live(
         &self,
         namespace: NamespaceId,
