@@ -242,7 +242,9 @@ pub struct LimitsConfig {
     /// Most keys one list page returns. Default 1000.
     pub list_limit_max: usize,
     /// Most concurrent versions (siblings) a write may leave on a key; a write beyond it is
-    /// refused with 409 until a client resolves them. Default 64.
+    /// refused with 409 until a client resolves them. Default 15: fifteen values of 1 MiB is
+    /// the largest object that fits a 16 MiB peer message. `value_bytes_max` × `siblings_max`
+    /// must fit one (see [`Config::largest_object_bytes`]).
     pub siblings_max: usize,
 }
 
@@ -252,7 +254,7 @@ impl Default for LimitsConfig {
             value_bytes_max: 1 << 20,
             request_timeout_ms: 10_000,
             list_limit_max: 1000,
-            siblings_max: 64,
+            siblings_max: 15,
         }
     }
 }
@@ -264,7 +266,48 @@ pub struct AdminConfig {
     pub enable_fault_injection: bool,
 }
 
+/// What a stored object takes beyond its values, per sibling, at most: its dot, hybrid
+/// timestamp, content type (up to 256 bytes) and their encoding.
+pub const SIBLING_OVERHEAD_BYTES: u64 = 512;
+/// Room for an object's version vector: 3,000 actors at 20 encoded bytes each, and more.
+pub const VECTOR_BYTES: u64 = 64 << 10;
+/// Room, in a peer message, for what surrounds one object (message fields, names, the key).
+pub const ENVELOPE_BYTES: u64 = 64 << 10;
+/// The largest peer message, in bytes: the transport's fixed frame bound.
+pub const FRAME_BYTES: u64 = concord_rpc::MAX_FRAME_DEFAULT as u64;
+
 impl Config {
+    /// The largest object these limits let a key hold, encoded: `siblings_max` values of
+    /// `value_bytes_max` with their overhead, the longest key and its version vector. It must
+    /// fit one peer message, with its envelope, to be replicated, hinted or handed off.
+    pub fn largest_object_bytes(&self) -> u64 {
+        let siblings = self.limits.siblings_max as u64;
+        let value = self.limits.value_bytes_max as u64;
+        siblings.saturating_mul(value.saturating_add(SIBLING_OVERHEAD_BYTES))
+            + concord_types::Key::MAX_BYTES as u64
+            + VECTOR_BYTES
+    }
+
+    /// Refuses limits whose largest object does not fit a peer message with its envelope,
+    /// naming the keys, the figure and the most siblings that would fit.
+    fn check_largest_object(&self) -> Result<(), Error> {
+        let room = FRAME_BYTES - ENVELOPE_BYTES;
+        let largest = self.largest_object_bytes();
+        if largest <= room {
+            return Ok(());
+        }
+        let per_sibling = self.limits.value_bytes_max as u64 + SIBLING_OVERHEAD_BYTES;
+        let fits = (room - concord_types::Key::MAX_BYTES as u64 - VECTOR_BYTES) / per_sibling;
+        Err(Error::Startup(format!(
+            "invalid configuration: limits.value_bytes_max ({}) × limits.siblings_max ({}) \
+             allows an object of {largest} bytes (with the key, versions and {SIBLING_OVERHEAD_BYTES} \
+             bytes per sibling), more than the {room} bytes a peer message ({FRAME_BYTES} bytes) \
+             has room for: such a key could not be replicated, hinted or handed off. Lower one \
+             of them (with this value_bytes_max, siblings_max may be at most {fits})",
+            self.limits.value_bytes_max, self.limits.siblings_max,
+        )))
+    }
+
     /// Loads the file (if any) and applies the `CONCORD_*` variables found in `env`.
     pub fn load(
         file: Option<&std::path::Path>,
@@ -322,6 +365,7 @@ impl Config {
         if self.limits.siblings_max == 0 || self.limits.siblings_max > 4096 {
             return fail("limits.siblings_max must be between 1 and 4096");
         }
+        self.check_largest_object()?;
         if self.replication.hint_replay_rate == 0 || self.replication.hint_replay_interval_ms == 0 {
             return fail(
                 "replication.hint_replay_rate and replication.hint_replay_interval_ms must be \
@@ -453,6 +497,44 @@ mod tests {
         assert!(err.unwrap_err().to_string().contains("storage.block_cache_bytes"));
         let err = Config::load(None, env(&[("CONCORD_CLUSTER_HANDOFF_NICE", "-5")]));
         assert!(err.unwrap_err().to_string().contains("cluster.handoff_nice"));
+    }
+
+    /// The largest object the limits allow must fit a peer message with its envelope: the
+    /// defaults do; 64 siblings of 1 MiB, or one 64 MiB value, do not, and the error names both
+    /// keys, the figure and what would fit.
+    #[test]
+    fn limits_whose_largest_object_exceeds_a_peer_message_are_refused() {
+        let defaults = Config::default();
+        assert!(defaults.validate().is_ok());
+        assert!(defaults.largest_object_bytes() + ENVELOPE_BYTES <= FRAME_BYTES);
+
+        let err = Config::load(None, env(&[("CONCORD_LIMITS_SIBLINGS_MAX", "64")]));
+        let err = err.unwrap_err().to_string();
+        for needle in ["limits.value_bytes_max (1048576)", "limits.siblings_max (64)", "at most 15"]
+        {
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
+        let figure = 64 * (1048576 + SIBLING_OVERHEAD_BYTES) + 1024 + VECTOR_BYTES;
+        assert!(err.contains(&format!("an object of {figure} bytes")), "{err}");
+
+        let err = Config::load(
+            None,
+            env(&[
+                ("CONCORD_LIMITS_VALUE_BYTES_MAX", "67108864"),
+                ("CONCORD_LIMITS_SIBLINGS_MAX", "1"),
+            ]),
+        );
+        assert!(err.unwrap_err().to_string().contains("siblings_max may be at most 0"));
+
+        // At the edge: the most siblings that fit pass, one more does not.
+        let mut config = Config::default();
+        config.limits.value_bytes_max = 64 << 10;
+        let room = FRAME_BYTES - ENVELOPE_BYTES - 1024 - VECTOR_BYTES;
+        let fits = (room / ((64 << 10) + SIBLING_OVERHEAD_BYTES)) as usize;
+        config.limits.siblings_max = fits;
+        assert!(config.validate().is_ok(), "{fits} siblings of 64 KiB");
+        config.limits.siblings_max = fits + 1;
+        assert!(config.validate().is_err(), "{} siblings of 64 KiB", fits + 1);
     }
 
     #[test]

@@ -72,8 +72,10 @@ pub struct Value {
 #[derive(Debug, Clone)]
 pub struct ListPage {
     pub keys: Vec<Key>,
-    /// True if keys after the last one returned may exist.
-    pub more: bool,
+    /// Where the next page starts (pass as `after`); `None` on the last page. Not always the
+    /// last key: a page that stopped in a run of tombstones resumes after the last one it
+    /// looked at.
+    pub next: Option<Key>,
 }
 
 /// A node of the cluster, as shown by `GET /v1/cluster`.
@@ -110,6 +112,21 @@ pub struct MovesView {
     pub rate_bytes: u64,
     /// Partition replicas this node has received by handoff since it started.
     pub partitions_moved: u64,
+    /// Moves to this node whose last attempt failed.
+    pub failing: Vec<FailingMoveView>,
+}
+
+/// A move to the answering node that keeps failing.
+#[derive(Debug, Clone)]
+pub struct FailingMoveView {
+    pub partition: u16,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    pub last_error: String,
+    /// Wall-clock milliseconds (Unix) of the first failure in a row.
+    pub since_ms: u64,
+    /// Time until the next attempt, in ms.
+    pub retry_in_ms: u64,
 }
 
 /// Anti-entropy on the answering node.
@@ -384,7 +401,7 @@ impl Database {
         let namespace = self.namespace_ref(ns).await?;
         let page =
             self.replica.list(&namespace, prefix, after, limit, self.request_timeout).await?;
-        Ok(ListPage { keys: page.keys, more: page.more })
+        Ok(ListPage { keys: page.keys, next: page.next })
     }
 
     /// Creates a namespace cluster-wide; `Ok(false)` if it exists with the same configuration.
@@ -474,6 +491,7 @@ impl Database {
         let pending = state.moves.len() as u64;
         // Remaining bytes are estimated from the average size of the moves this node finished.
         let estimate = bytes_moved.checked_div(done).map_or(0, |per_move| per_move * pending);
+        let failing = failing_moves(progress, &mut alarms);
         ClusterView {
             cluster_id: state.cluster_id.unwrap_or(self.identity.cluster_id).to_string(),
             epoch: state.epoch,
@@ -486,6 +504,7 @@ impl Database {
                 bytes_total: bytes_moved + estimate,
                 rate_bytes: progress.rate_bytes.load(Ordering::Relaxed),
                 partitions_moved: done,
+                failing,
             },
             anti_entropy: {
                 let (exchanges, keys_repaired, tombstones_purged) =
@@ -714,4 +733,30 @@ fn view(state: &MetaState, name: &NamespaceName, config: &NamespaceConfig) -> Na
         config: config.clone(),
         effective_replicas: state.effective_replicas(config),
     }
+}
+
+/// The moves to this node that keep failing, each also raised as an alarm: a transition that
+/// cannot finish is never silent.
+fn failing_moves(
+    progress: &concord_replica::HandoffProgress,
+    alarms: &mut Vec<String>,
+) -> Vec<FailingMoveView> {
+    let now = tokio::time::Instant::now();
+    let failing = progress.failing();
+    for failed in &failing {
+        alarms.push(format!(
+            "moving partition {} here failed {} times in a row: {}",
+            failed.partition.0, failed.attempts, failed.last_error
+        ));
+    }
+    failing
+        .into_iter()
+        .map(|failed| FailingMoveView {
+            partition: failed.partition.0,
+            attempts: failed.attempts,
+            last_error: failed.last_error,
+            since_ms: failed.since_ms,
+            retry_in_ms: failed.retry_at.saturating_duration_since(now).as_millis() as u64,
+        })
+        .collect()
 }

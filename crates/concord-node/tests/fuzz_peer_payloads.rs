@@ -304,7 +304,7 @@ fn samples(kind: MessageKind) -> Vec<Vec<u8>> {
                 after: Some(b"ab".to_vec()),
                 limit: 10,
             }),
-            e(&ListReply { keys: vec![key("a"), key("b")] }),
+            e(&ListReply { keys: vec![key("a"), key("b")], stopped_at: Some(key("c")) }),
         ],
         MessageKind::ReplicaHint => vec![e(&HintRequest {
             target: node("n2"),

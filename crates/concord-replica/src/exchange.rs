@@ -43,6 +43,12 @@ pub struct MergeBatch {
     pub objects: Vec<(Key, Vec<u8>)>,
 }
 
+/// Most bytes of keys and stored states in one message of objects (a `SegmentObjects` reply,
+/// a `MergeBatch`, a handoff chunk): half the 16 MiB frame. A single object larger than this
+/// goes in a message of its own; the node's configuration guarantees the largest object fits a
+/// frame with room for the envelope (`concord-node` config validation).
+pub const BATCH_BYTES_MAX: usize = 8 << 20;
+
 /// Settings of anti-entropy.
 #[derive(Debug, Clone)]
 pub struct ExchangeConfig {
@@ -108,7 +114,7 @@ impl Replica {
         kind: MessageKind,
         payload: Bytes,
     ) -> Result<Bytes, String> {
-        let bad = |e: concord_rpc::RpcError| format!("bad {kind:?} payload: {e}");
+        let bad = move |e: concord_rpc::RpcError| format!("bad {kind:?} payload: {e}");
         let check = |partition: PartitionId| {
             if partition.0 >= self.partitions.get() {
                 return Err(format!("no partition {partition}"));
@@ -129,23 +135,52 @@ impl Replica {
                     request.segments.iter().map(|s| usize::from(*s)).collect();
                 let max = (request.max_objects as usize).clamp(1, 10_000);
                 let objects = self
-                    .objects
-                    .objects_in_segments(request.namespace, request.partition, &segments, max)
-                    .map_err(|e| e.to_string())?;
+                    .segment_objects(request.namespace, request.partition, segments, max)
+                    .await?;
                 Ok(concord_rpc::encode(&objects))
             }
             MessageKind::MergeBatch => {
-                let batch: MergeBatch = concord_rpc::decode(&payload).map_err(bad)?;
-                check(batch.partition)?;
-                self.merge_raw(batch.namespace, batch.partition, batch.objects, batch.policy)
-                    .await?;
+                // Up to a frame of parsing and copying: in the background lane.
+                let decoded = self
+                    .background
+                    .run(move || {
+                        let batch: MergeBatch = concord_rpc::decode(&payload).map_err(bad)?;
+                        let objects = ObjectStore::decode_states(batch.objects)?;
+                        Ok::<_, String>((batch.namespace, batch.partition, batch.policy, objects))
+                    })
+                    .await
+                    .map_err(|e| format!("decoding a merge batch: {e}"))??;
+                let (namespace, partition, policy, objects) = decoded;
+                check(partition)?;
+                self.objects
+                    .merge_all(namespace, partition, objects, policy, Durability::Sync)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(Bytes::new())
             }
             other => Err(format!("{other:?} is not an exchange message")),
         }
     }
 
-    /// Decodes (and so validates) objects as another replica stores them, and merges them in.
+    /// The stored objects of `segments` of a partition, at most `max` and [`BATCH_BYTES_MAX`]:
+    /// a scan of the partition, run in the background lane.
+    async fn segment_objects(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+        segments: BTreeSet<usize>,
+        max: usize,
+    ) -> Result<Vec<(Key, Vec<u8>)>, String> {
+        let objects = self.objects.clone();
+        let scan = move || {
+            objects.objects_in_segments(namespace, partition, &segments, max, BATCH_BYTES_MAX)
+        };
+        let scanned = self.background.run(scan).await;
+        scanned.map_err(|e| format!("segment scan: {e}"))?.map_err(|e| e.to_string())
+    }
+
+    /// Decodes (and so validates) objects as another replica stores them, in the background
+    /// lane, and merges them in.
     async fn merge_raw(
         &self,
         namespace: NamespaceId,
@@ -153,7 +188,9 @@ impl Replica {
         objects: Vec<(Key, Vec<u8>)>,
         policy: ConflictPolicy,
     ) -> Result<(), String> {
-        let decoded = ObjectStore::decode_states(objects)?;
+        let decode = move || ObjectStore::decode_states(objects);
+        let decoded =
+            self.background.run(decode).await.map_err(|e| format!("decoding objects: {e}"))??;
         self.objects
             .merge_all(namespace, partition, decoded, policy, Durability::Sync)
             .await
@@ -210,14 +247,11 @@ impl Replica {
             .call(peer, MessageKind::SegmentObjects, concord_rpc::encode(&ask), timeout)
             .await?;
         let wanted: BTreeSet<usize> = segments.into_iter().collect();
-        let local = self
-            .objects
-            .objects_in_segments(namespace, partition, &wanted, config.max_objects)
-            .map_err(|e| e.to_string())?;
+        let local = self.segment_objects(namespace, partition, wanted, config.max_objects).await?;
         let (to_here, to_there) = differences(remote, local);
         let repaired = Repaired { here: to_here.len(), there: to_there.len() };
-        if !to_there.is_empty() {
-            let batch = MergeBatch { namespace, partition, policy, objects: to_there };
+        for objects in in_batches(to_there, BATCH_BYTES_MAX) {
+            let batch = MergeBatch { namespace, partition, policy, objects };
             self.transport
                 .call(peer, MessageKind::MergeBatch, concord_rpc::encode(&batch), timeout)
                 .await
@@ -280,6 +314,27 @@ const FAILURE_REPEAT_EVERY: Duration = Duration::from_secs(60);
 
 /// Failing peers tracked for the log at once (more than a cluster has).
 const FAILING_PEERS_MAX: usize = 1024;
+
+/// `objects` in order, split into batches of at most `max_bytes` of keys and states each; an
+/// object larger than that makes a batch of its own.
+fn in_batches(objects: Vec<(Key, Vec<u8>)>, max_bytes: usize) -> Vec<Vec<(Key, Vec<u8>)>> {
+    let mut batches: Vec<Vec<(Key, Vec<u8>)>> = Vec::new();
+    let mut size = 0;
+    for (key, bytes) in objects {
+        let object = key.as_bytes().len() + bytes.len();
+        match batches.last_mut() {
+            Some(batch) if size + object <= max_bytes => {
+                size += object;
+                batch.push((key, bytes));
+            }
+            _ => {
+                size = object;
+                batches.push(vec![(key, bytes)]);
+            }
+        }
+    }
+    batches
+}
 
 /// Runs exchange rounds until `stop` turns true.
 pub async fn run(
@@ -387,8 +442,8 @@ mod tests {
     async fn exchange_locally(a: &ObjectStore, b: &ObjectStore) {
         let (ta, tb) = (a.trees().get(NS, P), b.trees().get(NS, P));
         let segments: BTreeSet<usize> = ta.differing_segments(tb.leaves()).into_iter().collect();
-        let remote = b.objects_in_segments(NS, P, &segments, usize::MAX).unwrap();
-        let local = a.objects_in_segments(NS, P, &segments, usize::MAX).unwrap();
+        let remote = b.objects_in_segments(NS, P, &segments, usize::MAX, usize::MAX).unwrap();
+        let local = a.objects_in_segments(NS, P, &segments, usize::MAX, usize::MAX).unwrap();
         let (to_a, to_b) = differences(remote, local);
         let decode = |objects: Vec<(Key, Vec<u8>)>| -> Vec<(Key, DvvSet)> {
             objects.into_iter().map(|(k, v)| (k, ObjectStore::decode_state(&v).unwrap())).collect()
@@ -464,6 +519,31 @@ mod tests {
 
     fn obj(k: &str, v: &[u8]) -> (Key, Vec<u8>) {
         (Key::new(k.as_bytes().to_vec()).unwrap(), v.to_vec())
+    }
+
+    /// Batches keep to the byte bound and the order; an object over the bound goes alone.
+    #[test]
+    fn merge_batches_keep_to_the_byte_bound() {
+        let big = vec![9u8; 40];
+        let objects = vec![
+            obj("a", &[1; 10]),
+            obj("b", &[2; 10]),
+            obj("c", &[3; 10]),
+            obj("d", &big),
+            obj("e", &[5; 5]),
+        ];
+        let batches = in_batches(objects.clone(), 24);
+        let keys: Vec<Vec<&str>> = batches
+            .iter()
+            .map(|b| b.iter().map(|(k, _)| std::str::from_utf8(k.as_bytes()).unwrap()).collect())
+            .collect();
+        assert_eq!(keys, [vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"]]);
+        for batch in &batches {
+            let size: usize = batch.iter().map(|(k, v)| k.as_bytes().len() + v.len()).sum();
+            assert!(size <= 24 || batch.len() == 1, "{size} bytes in {} objects", batch.len());
+        }
+        assert_eq!(batches.concat(), objects);
+        assert!(in_batches(Vec::new(), 24).is_empty());
     }
 
     #[test]

@@ -7,9 +7,12 @@
 //! merges each object through the committer,
 //! keeps to a byte-rate limit, and reports `MoveDone` to the metadata leader when the partition
 //! is complete. A failed source is replaced by the next current replica; a failed move is
-//! retried on the next round. Writes reach the new owner during the stream (see `service`), and
-//! merges are idempotent, so a key streamed and written concurrently ends up with both.
+//! retried with a backoff (1 s doubling to 60 s), shown in `GET /v1/cluster` with its attempts,
+//! last error and since when, and logged when it starts failing and when it recovers, not at
+//! every attempt. Writes reach the new owner during the stream (see `service`), and merges are
+//! idempotent, so a key streamed and written concurrently ends up with both.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,6 +73,100 @@ pub struct HandoffProgress {
     /// Bytes per second of the latest round of moves (from its start to the last finished
     /// move).
     pub rate_bytes: AtomicU64,
+    /// Moves to this node whose last attempt failed, by partition.
+    failing: Mutex<BTreeMap<PartitionId, FailingMove>>,
+}
+
+/// A move to this node whose attempts keep failing, as `GET /v1/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingMove {
+    pub partition: PartitionId,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// Why the last one failed (at most [`ERROR_CHARS_MAX`] characters).
+    pub last_error: String,
+    /// Wall-clock milliseconds of the first failure in a row.
+    pub since_ms: u64,
+    /// When the next attempt is due.
+    pub retry_at: Instant,
+}
+
+/// What an attempt's outcome changed, so that a move is logged once per change, not once per
+/// attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveChange {
+    /// Nothing: it succeeded as before, or failed again.
+    Same,
+    /// It failed after succeeding or never being tried.
+    StartedFailing,
+    /// It succeeded after this many failed attempts.
+    Recovered(u32),
+}
+
+/// Wait before the first retry of a failed move; doubled at each further failure.
+pub const RETRY_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Most wait between two attempts of a failing move.
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Longest error kept for a failing move (errors name every source tried).
+pub const ERROR_CHARS_MAX: usize = 512;
+
+/// The wait before the attempt after `attempts` failed ones in a row.
+fn backoff(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    RETRY_BACKOFF_MIN.saturating_mul(1 << doublings).min(RETRY_BACKOFF_MAX)
+}
+
+impl HandoffProgress {
+    /// Records the outcome of an attempt of the move of `partition` at `now` (`now_ms` on the
+    /// wall clock) and says what changed.
+    pub fn record(
+        &self,
+        partition: PartitionId,
+        outcome: &Result<(), String>,
+        now_ms: u64,
+        now: Instant,
+    ) -> MoveChange {
+        let mut failing = self.failing.lock().expect("handoff failures lock");
+        let error = match outcome {
+            Ok(()) => {
+                return match failing.remove(&partition) {
+                    Some(failed) => MoveChange::Recovered(failed.attempts),
+                    None => MoveChange::Same,
+                };
+            }
+            Err(error) => error.chars().take(ERROR_CHARS_MAX).collect::<String>(),
+        };
+        let entry = failing.entry(partition).or_insert_with(|| FailingMove {
+            partition,
+            attempts: 0,
+            last_error: String::new(),
+            since_ms: now_ms,
+            retry_at: now,
+        });
+        entry.attempts = entry.attempts.saturating_add(1);
+        entry.last_error = error;
+        entry.retry_at = now + backoff(entry.attempts);
+        if entry.attempts == 1 { MoveChange::StartedFailing } else { MoveChange::Same }
+    }
+
+    /// Whether the move of `partition` may be attempted at `now`: it is not failing, or its
+    /// backoff is over.
+    pub fn due(&self, partition: PartitionId, now: Instant) -> bool {
+        let failing = self.failing.lock().expect("handoff failures lock");
+        failing.get(&partition).is_none_or(|failed| failed.retry_at <= now)
+    }
+
+    /// The failing moves, by partition.
+    pub fn failing(&self) -> Vec<FailingMove> {
+        self.failing.lock().expect("handoff failures lock").values().cloned().collect()
+    }
+
+    /// Forgets the failures of moves no longer planned to this node (the transition settled,
+    /// or the ring changed again).
+    fn retain_planned(&self, planned: &[PartitionId]) {
+        let mut failing = self.failing.lock().expect("handoff failures lock");
+        failing.retain(|partition, _| planned.contains(partition));
+    }
 }
 
 /// Paces the chunks of all of a node's streams to one byte rate: each chunk received takes the
@@ -123,7 +220,13 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
             return;
         }
         let state = replica.meta.state();
-        let mine: Vec<Move> = state.moves_to(&replica.me).cloned().collect();
+        let planned: Vec<Move> = state.moves_to(&replica.me).cloned().collect();
+        let partitions: Vec<PartitionId> = planned.iter().map(|m| m.partition).collect();
+        replica.progress.retain_planned(&partitions);
+        // A failing move waits out its backoff; the others go now.
+        let now = Instant::now();
+        let mine: Vec<Move> =
+            planned.into_iter().filter(|m| replica.progress.due(m.partition, now)).collect();
         // The rate is measured over this round of moves, so empty partitions do not make it
         // flicker.
         let round_started = Instant::now();
@@ -162,7 +265,7 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
                 }
             };
             if since.elapsed() >= config.drop_delay && dropped_at != Some(state.epoch) {
-                match drop_moved_away(&replica, &state) {
+                match drop_moved_away(&replica, &state).await {
                     Ok(()) => dropped_at = Some(state.epoch),
                     Err(e) => tracing::warn!(error = %e, "dropping moved-away partitions failed"),
                 }
@@ -176,26 +279,42 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
     }
 }
 
-/// Reports a finished move to the metadata leader, or logs why it failed (it is retried on the
-/// next round).
+/// Reports a finished move to the metadata leader, and records the outcome: a move that fails
+/// is retried after a backoff and shown in the cluster view; it is logged when it starts
+/// failing and when it recovers.
 async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: Result<(), String>) {
-    match outcome {
+    let partition = planned.partition;
+    let outcome = match outcome {
         Ok(()) => {
             let done = Command::MoveDone {
-                partition: planned.partition,
+                partition,
                 node: replica.me.clone(),
                 target_epoch: state.target_epoch,
             };
             match replica.meta.propose(done).await {
                 Ok(_) => {
                     replica.progress.moves_done.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(partition = %planned.partition, "partition received");
+                    tracing::info!(%partition, "partition received");
+                    Ok(())
                 }
-                Err(e) => tracing::warn!(error = %e, "could not report a finished move"),
+                Err(e) => Err(format!("could not report the finished move: {e}")),
             }
         }
-        Err(e) => {
-            tracing::warn!(partition = %planned.partition, error = %e, "move failed; will retry")
+        Err(e) => Err(e),
+    };
+    let now_ms = replica.clock.now_ms();
+    match replica.progress.record(partition, &outcome, now_ms, Instant::now()) {
+        MoveChange::StartedFailing => {
+            let error = outcome.err().unwrap_or_default();
+            tracing::warn!(%partition, %error, "move failed; retrying with backoff")
+        }
+        MoveChange::Recovered(attempts) => {
+            tracing::info!(%partition, attempts, "move succeeded after failed attempts")
+        }
+        MoveChange::Same => {
+            if let Err(error) = outcome {
+                tracing::debug!(%partition, %error, "move failed again");
+            }
         }
     }
 }
@@ -353,8 +472,10 @@ fn decode_chunk(reply: &[u8]) -> Result<(Vec<(Key, DvvSet)>, bool), String> {
 }
 
 /// Drops every partition replica of every namespace this node holds but is not a replica of
-/// under the settled ring, and renews the partition's actor.
-fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
+/// under the settled ring, and renews the partition's actor. The deletes go through the
+/// committer in bounded steps (`ObjectStore::drop_partition`), so they keep their order with
+/// writes and the anti-entropy trees follow them; nothing blocks this async worker.
+async fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
     let Some(ring) = &state.ring else { return Ok(()) };
     for entry in state.namespaces.values() {
         let n = state.effective_replicas(&entry.config);
@@ -362,11 +483,14 @@ fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
             if ring.replicas(partition, n).contains(&replica.me) {
                 continue;
             }
-            if !replica.objects.holds(entry.id, partition).map_err(|e| e.to_string())? {
-                continue;
+            let dropped = replica
+                .objects
+                .drop_partition(entry.id, partition)
+                .await
+                .map_err(|e| e.to_string())?;
+            if dropped == 0 {
+                continue; // not held here
             }
-            let dropped =
-                replica.objects.drop_partition(entry.id, partition).map_err(|e| e.to_string())?;
             replica.actors.renew(partition);
             replica.progress.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%partition, namespace = entry.id.0, keys = dropped, "dropped a partition replica that moved away");
@@ -379,6 +503,50 @@ fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::node_ids as ids;
+
+    /// A failing move shows with its attempts, last error and since when; its retries back
+    /// off from 1 s, doubling, to at most 60 s; it is logged (reported as a change) when it
+    /// starts failing and when it recovers, not at each attempt; and it is forgotten once no
+    /// longer planned.
+    #[test]
+    fn a_failing_move_is_shown_backs_off_and_changes_state_once() {
+        let progress = HandoffProgress::default();
+        let (p, q) = (PartitionId(3), PartitionId(4));
+        let t0 = Instant::now();
+        let failed = Err("n1: frame too large".to_string());
+        assert!(progress.due(p, t0));
+        assert_eq!(progress.record(p, &failed, 1_000, t0), MoveChange::StartedFailing);
+        assert!(!progress.due(p, t0));
+        assert!(progress.due(p, t0 + Duration::from_secs(1)));
+        assert!(progress.due(q, t0), "other moves go on");
+
+        let mut at = t0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            at += Duration::from_secs(100);
+            assert_eq!(progress.record(p, &failed, 2_000, at), MoveChange::Same);
+            waits.push(progress.failing()[0].retry_at - at);
+        }
+        let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [2, 4, 8, 16, 32, 60, 60, 60]);
+        let shown = progress.failing();
+        assert_eq!(shown.len(), 1);
+        assert_eq!((shown[0].partition, shown[0].attempts), (p, 9));
+        assert_eq!(
+            (shown[0].last_error.as_str(), shown[0].since_ms),
+            ("n1: frame too large", 1_000)
+        );
+
+        let long = Err("x".repeat(10_000));
+        progress.record(q, &long, 5, t0);
+        assert_eq!(progress.failing()[1].last_error.len(), ERROR_CHARS_MAX);
+        progress.retain_planned(&[p]);
+        assert_eq!(progress.failing().len(), 1, "q is no longer planned here");
+
+        assert_eq!(progress.record(p, &Ok(()), 3_000, at), MoveChange::Recovered(9));
+        assert!(progress.failing().is_empty());
+        assert_eq!(progress.record(p, &Ok(()), 3_000, at), MoveChange::Same);
+    }
 
     #[test]
     fn streams_together_keep_to_the_node_rate() {

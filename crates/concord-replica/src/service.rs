@@ -785,7 +785,7 @@ impl Replica {
             }
             MessageKind::ReplicaList => {
                 let request: crate::list::ListRequest = decode_request(kind, &payload, partitions)?;
-                let reply = self.list_local(&request).map_err(|e| e.to_string())?;
+                let reply = self.list_local(request).await.map_err(|e| e.to_string())?;
                 Ok(concord_rpc::encode(&reply))
             }
             MessageKind::TreeLeaves | MessageKind::SegmentObjects | MessageKind::MergeBatch => {
@@ -812,7 +812,7 @@ impl Replica {
                 request.partition,
                 request.after.as_ref(),
                 (request.max_objects as usize).clamp(1, 10_000),
-                (request.max_bytes as usize).clamp(1, 8 << 20),
+                (request.max_bytes as usize).clamp(1, crate::exchange::BATCH_BYTES_MAX),
             )?;
             Ok::<_, StorageError>(concord_rpc::encode(&FetchReply {
                 objects: chunk.objects,

@@ -126,10 +126,13 @@ impl Replica {
                 limit: config.page,
                 scan_max: 4096,
             };
-            let page = self
-                .objects
-                .expired_tombstones(namespace, partition, after.as_ref(), sweep)
-                .map_err(|e| e.to_string())?;
+            // A scan of up to 4096 stored objects: in the background lane, off the async worker.
+            let (objects, from) = (self.objects.clone(), after.clone());
+            let scan =
+                move || objects.expired_tombstones(namespace, partition, from.as_ref(), sweep);
+            let scanned = self.background.run(scan).await;
+            let page =
+                scanned.map_err(|e| format!("tombstone scan: {e}"))?.map_err(|e| e.to_string())?;
             let mut candidates = page.tombstones;
             for peer in &others {
                 if candidates.is_empty() {

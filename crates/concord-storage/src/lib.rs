@@ -35,6 +35,8 @@ pub use fjall_engine::{FjallOptions, FjallStorage};
 pub use hints::{Hint, HintKey};
 pub use keys::ObjectKey;
 pub use memory::MemoryStorage;
-pub use objects::{CommitObserver, ObjectChunk, ObjectStore, ObjectStoreOptions, Update};
+pub use objects::{
+    CommitObserver, Listing, LiveKeys, ObjectChunk, ObjectStore, ObjectStoreOptions, Update,
+};
 pub use tombstones::{Expired, Sweep};
 pub use tree::{HashTree, Trees};

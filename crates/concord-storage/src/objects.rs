@@ -65,6 +65,28 @@ pub enum Update {
     Merge { state: DvvSet, policy: ConflictPolicy },
 }
 
+/// Which live keys of a partition [`ObjectStore::scan_live`] lists, and how far it looks.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing<'a> {
+    /// Only keys starting with these bytes.
+    pub prefix: &'a [u8],
+    /// Only keys after this one.
+    pub after: Option<&'a [u8]>,
+    /// Most keys returned.
+    pub limit: usize,
+    /// Most stored keys looked at, tombstones included (at least 1).
+    pub examine_max: usize,
+}
+
+/// A page of a partition's live keys (see [`ObjectStore::scan_live`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LiveKeys {
+    pub keys: Vec<Key>,
+    /// Set when the page stopped because it looked at as many stored keys as it may: the last
+    /// key looked at. Every live key up to it is in `keys`; more may follow it.
+    pub stopped_at: Option<Key>,
+}
+
 /// A chunk of a partition's objects (see [`ObjectStore::scan_objects`]).
 #[derive(Debug, Default)]
 pub struct ObjectChunk {
@@ -106,7 +128,26 @@ enum Message {
     },
     /// Many merges answered once, without returning the states (handoff, anti-entropy).
     MergeAll(BulkMerge),
+    /// One step of dropping a partition (see [`Pending::DropStep`]).
+    DropStep {
+        range: (Vec<u8>, Vec<u8>),
+        reply: oneshot::Sender<Result<DropStep, StorageError>>,
+    },
     Close(oneshot::Sender<()>),
+}
+
+/// Most stored keys one step of [`ObjectStore::drop_partition`] deletes: one committer batch
+/// deletes at most this many keys, so client writes wait for one bounded step, not a whole
+/// partition.
+pub const DROP_STEP_MAX: usize = 1024;
+
+/// What one step of dropping a partition did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropStep {
+    /// Keys deleted.
+    pub dropped: usize,
+    /// Whether the step stopped at its bound, so more keys may be left.
+    pub more: bool,
 }
 
 type BulkReply = oneshot::Sender<Result<(), StorageError>>;
@@ -289,16 +330,20 @@ impl ObjectStore {
     }
 
     /// Up to `limit` keys of one partition that start with `prefix`, come after `after` and are
-    /// not deleted, in key order. Values are read in small chunks and not kept.
+    /// not deleted, in key order (see [`Listing`]), looking at no more than `examine_max`
+    /// stored keys (tombstones included): a listing never walks an unbounded run of
+    /// tombstones. If the bound stopped the scan first, [`LiveKeys::stopped_at`] is the last
+    /// key looked at: the partition's live keys up to it are all returned, and the next page
+    /// starts after it. Values are read in small chunks and not kept. Blocking work.
     pub fn scan_live(
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Key>, StorageError> {
+        listing: Listing<'_>,
+    ) -> Result<LiveKeys, StorageError> {
         const CHUNK: usize = 64;
+        let Listing { prefix, after, limit, examine_max } = listing;
+        let examine_max = examine_max.max(1);
         let base = ObjectKey::partition_prefix(namespace, partition);
         let with_base = |suffix: &[u8]| [base.as_slice(), suffix].concat();
         let mut start = match after {
@@ -309,21 +354,28 @@ impl ObjectStore {
             Some(end) => with_base(&end),
             None => prefix_end(&base).expect("partition prefix is never all 0xff"),
         };
-        let mut out = Vec::new();
-        while out.len() < limit && start < end {
-            let chunk = self.storage.scan(Space::Data, &start, &end, CHUNK)?;
-            let exhausted = chunk.len() < CHUNK;
+        let mut out = LiveKeys::default();
+        let mut examined = 0;
+        while out.keys.len() < limit && start < end {
+            let want = CHUNK.min(examine_max - examined);
+            let chunk = self.storage.scan(Space::Data, &start, &end, want)?;
+            let exhausted = chunk.len() < want;
             for (raw_key, bytes) in chunk {
                 start = [raw_key.as_slice(), &[0u8]].concat();
+                examined += 1;
                 let (object, state) = decode_entry(&raw_key, &bytes)?;
-                if !state.is_deleted() {
-                    out.push(object.key);
-                    if out.len() == limit {
+                let live = !state.is_deleted();
+                if examined == examine_max && !(live && out.keys.len() + 1 == limit) {
+                    out.stopped_at = Some(object.key.clone());
+                }
+                if live {
+                    out.keys.push(object.key);
+                    if out.keys.len() == limit {
                         break;
                     }
                 }
             }
-            if exhausted {
+            if exhausted || out.stopped_at.is_some() {
                 break;
             }
         }
@@ -331,9 +383,9 @@ impl ObjectStore {
     }
 
     /// One chunk of a partition's objects, tombstones included, in key order after `after`:
-    /// at most `max_objects`, and stopping once `max_bytes` of encoded state are collected.
-    /// Returns the objects, their encoded size, and whether more may follow. Handoff streams a
-    /// partition with this.
+    /// at most `max_objects` and at most `max_bytes` of keys and encoded states, except that a
+    /// single object larger than `max_bytes` makes a chunk of its own. Returns the objects,
+    /// their encoded size, and whether more may follow. Handoff streams a partition with this.
     pub fn scan_objects(
         &self,
         namespace: NamespaceId,
@@ -356,8 +408,13 @@ impl ObjectStore {
             let exhausted = page.len() < page_size;
             for (raw_key, bytes) in page {
                 cursor = [raw_key.as_slice(), &[0u8]].concat();
+                let size = raw_key.len() + bytes.len();
+                if !chunk.objects.is_empty() && chunk.bytes + size > max_bytes {
+                    chunk.more = true;
+                    break 'pages;
+                }
                 let object = ObjectKey::decode(&raw_key).ok_or_else(|| not_an_object(&raw_key))?;
-                chunk.bytes += raw_key.len() + bytes.len();
+                chunk.bytes += size;
                 chunk.objects.push((object.key, bytes));
                 if chunk.bytes >= max_bytes || chunk.objects.len() >= max_objects {
                     chunk.more = true;
@@ -372,16 +429,19 @@ impl ObjectStore {
     }
 
     /// The stored objects of one partition whose keys fall in `segments` of its anti-entropy
-    /// tree, raw as stored, at most `max_objects`. Scans the partition.
+    /// tree, raw as stored, at most `max_objects` and at most `max_bytes` of keys and states
+    /// (a single larger object is returned alone). Scans the partition: blocking work.
     pub fn objects_in_segments(
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
         segments: &std::collections::BTreeSet<usize>,
         max_objects: usize,
+        max_bytes: usize,
     ) -> Result<Vec<(Key, Vec<u8>)>, StorageError> {
         let (mut cursor, end) = partition_range(namespace, partition);
         let mut out = Vec::new();
+        let mut size = 0;
         loop {
             let page = self.storage.scan(Space::Data, &cursor, &end, 1024)?;
             let full = page.len() == 1024;
@@ -389,6 +449,11 @@ impl ObjectStore {
                 cursor = [raw_key.as_slice(), &[0u8]].concat();
                 let object = ObjectKey::decode(&raw_key).ok_or_else(|| not_an_object(&raw_key))?;
                 if segments.contains(&tree::segment_of(object.key.as_bytes())) {
+                    let grown = size + object.key.as_bytes().len() + bytes.len();
+                    if !out.is_empty() && grown > max_bytes {
+                        return Ok(out);
+                    }
+                    size = grown;
                     out.push((object.key, bytes));
                     if out.len() >= max_objects {
                         return Ok(out);
@@ -432,25 +497,27 @@ impl ObjectStore {
 
     /// Deletes every object of the partition (after handoff moved it elsewhere). Returns how
     /// many were deleted.
-    pub fn drop_partition(
+    ///
+    /// The deletes go through the committer, in steps of at most [`DROP_STEP_MAX`] keys, so
+    /// they are ordered with every write like any other change and the anti-entropy tree
+    /// follows each one: a write racing the drop is either applied before a step that deletes
+    /// it (gone from data and tree) or after (kept in both).
+    pub async fn drop_partition(
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
     ) -> Result<usize, StorageError> {
-        let (base, end) = partition_range(namespace, partition);
+        let range = partition_range(namespace, partition);
         let mut dropped = 0;
         loop {
-            let page = self.storage.scan(Space::Data, &base, &end, 1024)?;
-            if page.is_empty() {
-                self.trees.rebuild(&*self.storage, namespace, partition)?;
+            let (reply, answer) = oneshot::channel();
+            let message = Message::DropStep { range: range.clone(), reply };
+            self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+            let step = answer.await.map_err(|_| StorageError::Closed)??;
+            dropped += step.dropped;
+            if !step.more {
                 return Ok(dropped);
             }
-            let mut batch = Batch::new();
-            dropped += page.len();
-            for (key, _) in page {
-                batch.delete(Space::Data, key);
-            }
-            self.storage.commit(batch, Durability::Sync)?;
         }
     }
 
@@ -521,6 +588,9 @@ enum Pending {
         purged_by: Option<ActorId>,
         reply: oneshot::Sender<Result<bool, StorageError>>,
     },
+    /// Deletes the keys of the data space in `range` as the batch sees them when it gets
+    /// here: up to [`DROP_STEP_MAX`] stored ones, and any the batch wrote before it.
+    DropStep { range: (Vec<u8>, Vec<u8>), reply: oneshot::Sender<Result<DropStep, StorageError>> },
 }
 
 /// A key's state as the batch being built leaves it (`None` once deleted), with the digest of
@@ -574,6 +644,9 @@ impl Committer {
                         batch.push(Pending::DeleteIf { space, key, expected, purged_by, reply })
                     }
                     Message::MergeAll(merge) => bulk.push_back(merge),
+                    Message::DropStep { range, reply } => {
+                        batch.push(Pending::DropStep { range, reply })
+                    }
                     Message::Close(done) => {
                         closing = Some(done);
                         break;
@@ -624,6 +697,7 @@ impl Committer {
         let updates = batch.len();
         let mut waiting = Vec::with_capacity(updates);
         let mut deletes = Vec::new();
+        let mut drops = Vec::new();
         let mut bulk_failed = None;
         for pending in batch {
             match pending {
@@ -648,6 +722,9 @@ impl Committer {
                         *floor = (*floor).max(seen);
                     }
                     deletes.push((reply, deleted));
+                }
+                Pending::DropStep { range, reply } => {
+                    drops.push((reply, self.drop_step(&mut states, &range)));
                 }
             }
         }
@@ -680,6 +757,13 @@ impl Committer {
         for (reply, deleted) in deletes {
             let answer = match (&committed, deleted) {
                 (Ok(()), deleted) => deleted,
+                (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
+            };
+            let _ = reply.send(answer);
+        }
+        for (reply, step) in drops {
+            let answer = match (&committed, step) {
+                (Ok(()), step) => step,
                 (Err(e), _) => Err(StorageError::Engine(format!("commit failed: {e}"))),
             };
             let _ = reply.send(answer);
@@ -727,6 +811,34 @@ impl Committer {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Stages the deletion of the data-space keys in `range`: the first [`DROP_STEP_MAX`]
+    /// stored ones, and every one this batch staged a state for so far (written earlier in the
+    /// batch; not stored yet). Keys the batch writes after this step are kept.
+    fn drop_step(
+        &self,
+        states: &mut Staged,
+        (start, end): &(Vec<u8>, Vec<u8>),
+    ) -> Result<DropStep, StorageError> {
+        let stored = self.storage.scan(Space::Data, start, end, DROP_STEP_MAX)?;
+        let more = stored.len() == DROP_STEP_MAX;
+        let in_range = |key: &[u8]| key >= start.as_slice() && key < end.as_slice();
+        let staged: Vec<Vec<u8>> = states
+            .iter()
+            .filter(|((space, key), (_, state))| {
+                *space == Space::Data && state.is_some() && in_range(key)
+            })
+            .map(|((_, key), _)| key.clone())
+            .collect();
+        let mut dropped = 0;
+        for key in stored.into_iter().map(|(key, _)| key).chain(staged) {
+            let state = self.staged(states, Space::Data, key)?;
+            if state.take().is_some() {
+                dropped += 1;
+            }
+        }
+        Ok(DropStep { dropped, more })
     }
 
     fn apply<'s>(

@@ -13,6 +13,11 @@ use std::time::Duration;
 use common::eventual::*;
 use concord_client::{GetOptions, GetResult, Quorum, WriteOptions};
 
+/// The default `limits.siblings_max`, which the test cluster runs with.
+fn siblings_max() -> usize {
+    concord_node::Config::default().limits.siblings_max
+}
+
 /// N=3 on three nodes. One replica killed: W=2 writes and R=2 reads work. Two killed: W=2
 /// writes fail with 503 naming what answered and why the others did not; W=1 writes succeed
 /// and leave hints. Both restarted: the hints drain and R=3 reads return every acknowledged
@@ -289,17 +294,18 @@ async fn concurrent_writers_make_siblings_that_a_context_resolves() -> anyhow::R
     let read = a.get(NS, k, r(Quorum::All)).await?;
     assert_eq!(value_of(&read), Some(&b"v29"[..]));
 
-    println!("blind writes up to the sibling limit (64), then 409");
+    let limit = siblings_max();
+    println!("blind writes up to the sibling limit ({limit}), then 409");
     let k = b"crowded";
-    for i in 0..64 {
+    for i in 0..limit {
         a.put(NS, k, format!("s{i}"), None, None, WriteOptions::default()).await?;
     }
     let refused = a.put(NS, k, "one-too-many", None, None, WriteOptions::default()).await;
-    let error = refused.expect_err("the 65th sibling must be refused");
+    let error = refused.expect_err("one sibling more than the limit must be refused");
     assert_eq!((error.status(), error.code()), (Some(409), Some("too_many_siblings")), "{error}");
     let read = a.get(NS, k, GetOptions::default()).await?;
     let GetResult::Siblings { siblings, context } = read else { panic!("siblings expected") };
-    assert_eq!(siblings.len(), 64, "the refused write changed nothing");
+    assert_eq!(siblings.len(), limit, "the refused write changed nothing");
     a.put(NS, k, "resolved", None, Some(&context), WriteOptions::default()).await?;
     Ok(())
 }

@@ -47,6 +47,23 @@ pub struct MovesDto {
     pub rate_bytes_per_sec: u64,
     /// Partition replicas the answering node has received by handoff.
     pub partitions_moved: u64,
+    /// Moves to the answering node whose last attempt failed; each is retried with a backoff
+    /// (1 s doubling to 60 s) and also listed in `alarms`.
+    pub failing: Vec<FailingMoveDto>,
+}
+
+/// A move to the answering node that keeps failing.
+#[derive(Serialize, ToSchema)]
+pub struct FailingMoveDto {
+    pub partition: u16,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: String,
+    /// When the first failure in a row happened, Unix milliseconds.
+    pub since_ms: u64,
+    /// Time until the next attempt, in ms.
+    pub retry_in_ms: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -124,6 +141,17 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
             bytes_total: moves.bytes_total,
             rate_bytes_per_sec: moves.rate_bytes,
             partitions_moved: moves.partitions_moved,
+            failing: moves
+                .failing
+                .into_iter()
+                .map(|f| FailingMoveDto {
+                    partition: f.partition,
+                    attempts: f.attempts,
+                    last_error: f.last_error,
+                    since_ms: f.since_ms,
+                    retry_in_ms: f.retry_in_ms,
+                })
+                .collect(),
         },
         anti_entropy: AntiEntropyDto {
             exchanges: view.anti_entropy.exchanges,

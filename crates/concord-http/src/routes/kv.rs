@@ -69,7 +69,8 @@ pub struct KeyDto {
 #[derive(Serialize, ToSchema)]
 pub struct KeyPageDto {
     pub keys: Vec<KeyDto>,
-    /// Pass as `after` to get the next page; null on the last page.
+    /// Pass as `after` to get the next page; null on the last page. A page may hold fewer keys
+    /// than asked, or none, and still have a next one: it stopped in a run of deleted keys.
     pub next: Option<String>,
 }
 
@@ -327,10 +328,7 @@ pub async fn list_keys(
     let limit_max = app.limits.list_limit_max as u64;
     let limit = query.number("limit", 1, limit_max)?.unwrap_or(100.min(limit_max)) as usize;
     let page = app.db.list(&ns, prefix, after.as_deref(), limit).await?;
-    let next = match (page.more, page.keys.last()) {
-        (true, Some(last)) => Some(URL_SAFE_NO_PAD.encode(last.as_bytes())),
-        _ => None,
-    };
+    let next = page.next.map(|next| URL_SAFE_NO_PAD.encode(next.as_bytes()));
     let keys = page
         .keys
         .iter()

@@ -359,6 +359,15 @@ async fn bulk_merges_take_turns_with_a_steady_stream_of_writes() {
     store.close().await.unwrap();
 }
 
+fn listing<'a>(
+    prefix: &'a [u8],
+    after: Option<&'a [u8]>,
+    limit: usize,
+    examine_max: usize,
+) -> Listing<'a> {
+    Listing { prefix, after, limit, examine_max }
+}
+
 #[tokio::test]
 async fn scan_live_skips_deleted_keys_and_pages_by_after() {
     let store =
@@ -379,12 +388,62 @@ async fn scan_live_skips_deleted_keys_and_pages_by_after() {
     let names = |items: Vec<Key>| -> Vec<String> {
         items.into_iter().map(|k| String::from_utf8(k.into_bytes()).unwrap()).collect()
     };
-    let all = store.scan_live(NamespaceId(1), PartitionId(0), b"a", None, 10).unwrap();
-    assert_eq!(names(all), ["a1", "a3"]);
-    let page = store.scan_live(NamespaceId(1), PartitionId(0), b"", Some(b"a1"), 2).unwrap();
-    assert_eq!(names(page), ["a3", "b1"]);
-    let other_ns = store.scan_live(NamespaceId(2), PartitionId(0), b"", None, 10).unwrap();
-    assert!(other_ns.is_empty());
+    let all =
+        store.scan_live(NamespaceId(1), PartitionId(0), listing(b"a", None, 10, 100)).unwrap();
+    assert_eq!(all.stopped_at, None);
+    assert_eq!(names(all.keys), ["a1", "a3"]);
+    let page =
+        store.scan_live(NamespaceId(1), PartitionId(0), listing(b"", Some(b"a1"), 2, 100)).unwrap();
+    assert_eq!(names(page.keys), ["a3", "b1"]);
+    let other_ns =
+        store.scan_live(NamespaceId(2), PartitionId(0), listing(b"", None, 10, 100)).unwrap();
+    assert_eq!(other_ns, LiveKeys::default());
+}
+
+/// A listing page looks at a bounded number of stored keys: over a run of tombstones it stops
+/// with the last key it looked at, and paging on from there finds every live key once.
+#[tokio::test]
+async fn scan_live_stops_after_a_bounded_number_of_tombstones() {
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let tombstone = Update::DeleteStored {
+        actor: ActorId(1),
+        timestamp: Timestamp(2),
+        policy: ConflictPolicy::Siblings,
+    };
+    let live = ["k0000", "k0150", "k0151", "k0299"];
+    for i in 0..300 {
+        let name = format!("k{i:04}");
+        let update = match live.contains(&name.as_str()) {
+            true => write(&VersionVector::new(), "v"),
+            false => tombstone.clone(),
+        };
+        store.update(&key(&name), update).await.unwrap();
+    }
+    let scan = |after: Option<&[u8]>, limit| {
+        store.scan_live(NamespaceId(1), PartitionId(0), listing(b"", after, limit, 100)).unwrap()
+    };
+    let first = scan(None, 10);
+    assert_eq!(first.keys, [Key::new("k0000").unwrap()]);
+    assert_eq!(first.stopped_at, Some(Key::new("k0099").unwrap()), "looked at 100 keys");
+
+    let (mut found, mut after, mut pages) = (Vec::new(), None::<Key>, 0);
+    loop {
+        let page = scan(after.as_ref().map(Key::as_bytes), 10);
+        pages += 1;
+        found.extend(page.keys.iter().map(|k| String::from_utf8(k.as_bytes().to_vec()).unwrap()));
+        match page.stopped_at.or(page.keys.last().cloned().filter(|_| page.keys.len() == 10)) {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(found, live);
+    // 300 keys looked at 100 at a time; the third page's bound ran out on the last key, so a
+    // fourth, empty one confirms the end.
+    assert_eq!(pages, 4);
+    // A full page needs no cursor: it ends with its last key.
+    let full = scan(None, 1);
+    assert_eq!((full.keys.len(), full.stopped_at), (1, None));
 }
 
 /// A delete without a context removes every version stored when it is applied, even ones
@@ -454,7 +513,7 @@ async fn partition_chunks_and_drop() {
     assert!(small.more);
 
     assert!(store.holds(NamespaceId(1), PartitionId(3)).unwrap());
-    assert_eq!(store.drop_partition(NamespaceId(1), PartitionId(3)).unwrap(), 25);
+    assert_eq!(store.drop_partition(NamespaceId(1), PartitionId(3)).await.unwrap(), 25);
     assert!(!store.holds(NamespaceId(1), PartitionId(3)).unwrap());
     assert!(store.holds(NamespaceId(1), PartitionId(4)).unwrap());
 }
@@ -554,7 +613,7 @@ async fn incremental_trees_match_trees_rebuilt_from_data() {
         check(&store, &storage, p);
     }
     assert_eq!(check(&store, &storage, 1).keys(), 67 + 1);
-    store.drop_partition(NamespaceId(1), PartitionId(2)).unwrap();
+    store.drop_partition(NamespaceId(1), PartitionId(2)).await.unwrap();
     assert_eq!(check(&store, &storage, 2).keys(), 0);
     let before = check(&store, &storage, 0);
     store.close().await.unwrap();
@@ -625,4 +684,138 @@ async fn an_actor_mints_one_sequence_over_all_keys() {
         counters.push(state.siblings().iter().map(|s| s.dot.counter).max().unwrap());
     }
     assert_eq!(counters, vec![1, 2, 3, 4, 5]);
+}
+
+fn in_partition(p: u16, name: &str) -> ObjectKey {
+    ObjectKey { namespace: NamespaceId(1), partition: PartitionId(p), key: Key::new(name).unwrap() }
+}
+
+/// Dropping a partition goes through the committer: while the committer is held in a commit,
+/// the drop waits in its queue and deletes nothing; released, it deletes the partition in
+/// bounded steps (more keys than one step holds) and the tree follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_waits_for_the_committer_like_any_write() {
+    let (entered_tx, entered) = std_mpsc::channel();
+    let (release, release_rx) = std_mpsc::channel();
+    let storage = Arc::new(GatedStorage {
+        inner: MemoryStorage::new(),
+        holds: StdMutex::new(0),
+        entered: StdMutex::new(entered_tx),
+        release: StdMutex::new(release_rx),
+        durabilities: StdMutex::new(Vec::new()),
+    });
+    let store = Arc::new(ObjectStore::start(storage.clone(), Default::default(), Arc::new(())));
+    let keys = DROP_STEP_MAX + 100;
+    let objects: Vec<(Key, DvvSet)> = {
+        let first = in_partition(5, "k");
+        let state = store.update(&first, write(&VersionVector::new(), "v")).await.unwrap();
+        (0..keys).map(|i| (Key::new(format!("k{i:05}")).unwrap(), state.clone())).collect()
+    };
+    let policy = ConflictPolicy::Siblings;
+    store
+        .merge_all(NamespaceId(1), PartitionId(5), objects, policy, Durability::Sync)
+        .await
+        .unwrap();
+    let stored = keys + 1;
+    assert_eq!(store.count(NamespaceId(1), PartitionId(5)).unwrap(), stored);
+
+    *storage.holds.lock().unwrap() = 1;
+    let held = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { store.update(&key("held"), write(&VersionVector::new(), "x")).await },
+        )
+    };
+    wait_entered(&Arc::new(StdMutex::new(entered))).await;
+    let drop = {
+        let store = store.clone();
+        tokio::spawn(async move { store.drop_partition(NamespaceId(1), PartitionId(5)).await })
+    };
+    wait_until_queued_past(&store, 0).await;
+    assert_eq!(
+        store.count(NamespaceId(1), PartitionId(5)).unwrap(),
+        stored,
+        "deleted around the committer"
+    );
+
+    release.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    assert_eq!(drop.await.unwrap().unwrap(), stored);
+    assert!(!store.holds(NamespaceId(1), PartitionId(5)).unwrap());
+    assert_eq!(store.trees().get(NamespaceId(1), PartitionId(5)).keys(), 0);
+    assert!(store.get(&key("held")).unwrap().is_some(), "other partitions are left alone");
+}
+
+/// Writes to a partition racing its drop: each write is either dropped from the data and the
+/// tree or kept in both; the tree the committer keeps equals one built from the data. Half the
+/// written keys were stored before the drop, half are new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_a_drop_stay_consistent_in_data_and_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> =
+        Arc::new(FjallStorage::open(dir.path(), &crate::FjallOptions::default()).unwrap());
+    let store = Arc::new(ObjectStore::start(storage.clone(), Default::default(), Arc::new(())));
+    for round in 0..5 {
+        for i in 0..(DROP_STEP_MAX + 200) {
+            let object = in_partition(7, &format!("k{i:05}"));
+            store.update(&object, write(&VersionVector::new(), "old")).await.unwrap();
+        }
+        let mut writers = Vec::new();
+        for i in 0..200 {
+            let object = in_partition(7, &format!("k{:05}", (i * 13 + round) % 2400));
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                store.update(&object, write(&VersionVector::new(), "new")).await
+            }));
+        }
+        let dropped = store.drop_partition(NamespaceId(1), PartitionId(7)).await.unwrap();
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        let kept = store.trees().get(NamespaceId(1), PartitionId(7));
+        let built = crate::tree::build(&*storage, NamespaceId(1), PartitionId(7)).unwrap();
+        assert_eq!(kept, built, "round {round}: the tree and the data disagree");
+        let left = store.count(NamespaceId(1), PartitionId(7)).unwrap();
+        println!("round {round}: dropped {dropped}, {left} written after the drop kept");
+        store.drop_partition(NamespaceId(1), PartitionId(7)).await.unwrap();
+        assert_eq!(store.trees().get(NamespaceId(1), PartitionId(7)).keys(), 0);
+    }
+    store.close().await.unwrap();
+}
+
+/// Handoff chunks and anti-entropy segment reads keep to their byte bound: an object that would
+/// take a chunk past it starts the next chunk, and only an object larger than the bound is
+/// returned alone, over it. Paging through the chunks still returns every object once.
+#[tokio::test]
+async fn chunks_keep_to_their_byte_bound_and_a_larger_object_goes_alone() {
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let sizes = [400, 400, 400, 2000, 400, 100, 300];
+    for (i, size) in sizes.iter().enumerate() {
+        let value = "x".repeat(*size);
+        store
+            .update(&in_partition(2, &format!("k{i}")), write(&VersionVector::new(), &value))
+            .await
+            .unwrap();
+    }
+    let bound = 1000;
+    let (mut after, mut seen, mut chunks) = (None::<Key>, 0, Vec::new());
+    loop {
+        let chunk =
+            store.scan_objects(NamespaceId(1), PartitionId(2), after.as_ref(), 100, bound).unwrap();
+        assert!(chunk.bytes <= bound || chunk.objects.len() == 1, "{} bytes", chunk.bytes);
+        seen += chunk.objects.len();
+        chunks.push(chunk.objects.len());
+        after = chunk.objects.last().map(|(k, _)| k.clone());
+        if !chunk.more {
+            break;
+        }
+    }
+    assert_eq!(seen, sizes.len());
+    assert_eq!(chunks, [2, 1, 1, 3], "k0 k1 | k2 | the 2000-byte k3 alone | k4 k5 k6");
+
+    let all: std::collections::BTreeSet<usize> = (0..crate::tree::SEGMENTS).collect();
+    let objects = store.objects_in_segments(NamespaceId(1), PartitionId(2), &all, 100, bound);
+    let size: usize = objects.unwrap().iter().map(|(k, v)| k.as_bytes().len() + v.len()).sum();
+    assert!(size <= bound, "{size} bytes of segment objects");
 }
