@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use concord_rpc::MessageKind;
 use concord_storage::{Durability, ObjectStore};
-use concord_types::{
-    ConflictPolicy, FailureLine, FailureLogs, Key, NamespaceId, NodeId, PartitionId,
-};
+use concord_types::{ConflictPolicy, Key, NamespaceId, NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -285,36 +283,6 @@ fn differences(
     (theirs.into_iter().collect(), to_there)
 }
 
-/// Logs a change in whether exchanges with `peer` work (`failure` is why one failed), and a
-/// summary a minute while they keep failing; never every failed exchange.
-fn log_exchange_outcome(
-    failures: &mut FailureLogs<NodeId>,
-    peer: &NodeId,
-    failure: Option<String>,
-) {
-    let now = Instant::now();
-    let line = match failure {
-        Some(e) => {
-            tracing::debug!(%peer, error = %e, "anti-entropy exchange failed");
-            failures.failed(peer, now, e)
-        }
-        None => failures.succeeded(peer, now),
-    };
-    match line {
-        Some(line @ FailureLine::Recovered { .. }) => {
-            tracing::info!(%peer, "anti-entropy exchanges with peer {peer}: {line}")
-        }
-        Some(line) => tracing::warn!(%peer, "anti-entropy exchanges with peer {peer}: {line}"),
-        None => {}
-    }
-}
-
-/// How often exchanges with a peer that keep failing are summarized in the log.
-const FAILURE_REPEAT_EVERY: Duration = Duration::from_secs(60);
-
-/// Failing peers tracked for the log at once (more than a cluster has).
-const FAILING_PEERS_MAX: usize = 1024;
-
 /// `objects` in order, split into batches of at most `max_bytes` of keys and states each; an
 /// object larger than that makes a batch of its own.
 fn in_batches(objects: Vec<(Key, Vec<u8>)>, max_bytes: usize) -> Vec<Vec<(Key, Vec<u8>)>> {
@@ -347,7 +315,7 @@ pub async fn run(
     }
     // A peer SWIM sees up but that fails every exchange (a one-way cut) is logged when that
     // starts, once a minute while it lasts, and when it ends, not once per partition and round.
-    let mut failures = FailureLogs::new(FAILURE_REPEAT_EVERY, FAILING_PEERS_MAX);
+    let mut failures = crate::peer_log::failure_logs();
     while !crate::stopped_after(config.interval, &mut stop).await {
         let mut repaired = 0;
         for (namespace, policy, partition, peer) in replica.exchange_plan() {
@@ -357,7 +325,12 @@ pub async fn run(
             replica.metrics.ae_exchanges.inc();
             let outcome = replica.exchange(namespace, policy, partition, &peer, &config).await;
             let failure = outcome.as_ref().err().map(|e| format!("partition {partition}: {e}"));
-            log_exchange_outcome(&mut failures, &peer, failure);
+            crate::peer_log::log_outcome(
+                &mut failures,
+                "anti-entropy exchanges with peer",
+                &peer,
+                failure,
+            );
             if let Ok(done) = outcome {
                 repaired += done.here + done.there;
             }

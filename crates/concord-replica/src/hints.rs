@@ -16,7 +16,7 @@ use bytes::Bytes;
 use concord_rpc::MessageKind;
 use concord_storage::tombstones::older_than;
 use concord_storage::{Hint, HintKey, ObjectKey, Update};
-use concord_types::{ConflictPolicy, DvvSet, FailureLine, FailureLogs, Key, NamespaceId, NodeId};
+use concord_types::{ConflictPolicy, DvvSet, FailureLogs, Key, NamespaceId, NodeId};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -256,7 +256,7 @@ impl Replica {
                     tracing::warn!(%target, dropped, "dropped hints older than the tombstone grace");
                 }
                 let stopped = failed.is_some();
-                log_replay_outcome(failures, &target, failed);
+                crate::peer_log::log_outcome(failures, "hint replay to", &target, failed);
                 if stopped {
                     break;
                 }
@@ -270,43 +270,13 @@ impl Replica {
     }
 }
 
-/// Logs a change in whether replay to `target` works (`failed` is why a page was not
-/// delivered), and a summary a minute while it keeps failing; never every failed round.
-fn log_replay_outcome(
-    failures: &mut FailureLogs<NodeId>,
-    target: &NodeId,
-    failed: Option<impl std::fmt::Display>,
-) {
-    let now = std::time::Instant::now();
-    let line = match failed {
-        Some(e) => {
-            tracing::debug!(%target, error = %e, "hint replay stopped; next round retries");
-            failures.failed(target, now, e)
-        }
-        None => failures.succeeded(target, now),
-    };
-    match line {
-        Some(line @ FailureLine::Recovered { .. }) => {
-            tracing::info!(%target, "hint replay to {target}: {line}")
-        }
-        Some(line) => tracing::warn!(%target, "hint replay to {target}: {line}"),
-        None => {}
-    }
-}
-
-/// How often a replay that keeps failing to a target is summarized in the log.
-const FAILURE_REPEAT_EVERY: Duration = Duration::from_secs(60);
-
-/// Failing targets tracked for the log at once (more than a cluster has).
-const FAILING_TARGETS_MAX: usize = 1024;
-
 /// Replays hints until `stop` turns true.
 pub async fn run_replay(replica: std::sync::Arc<Replica>, mut stop: watch::Receiver<bool>) {
     if let Err(e) = replica.recount_hints() {
         tracing::error!(error = %e, "counting stored hints failed");
     }
     let interval = replica.hint_config.replay_interval;
-    let mut failures = FailureLogs::new(FAILURE_REPEAT_EVERY, FAILING_TARGETS_MAX);
+    let mut failures = crate::peer_log::failure_logs();
     while !crate::stopped_after(interval, &mut stop).await {
         let replayed = replica.replay_round(&mut failures).await;
         if replayed > 0 {

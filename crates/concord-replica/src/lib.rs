@@ -21,6 +21,7 @@ pub mod hints;
 pub mod list;
 pub mod messages;
 pub mod metrics;
+mod peer_log;
 pub mod quorum;
 pub mod service;
 pub mod tombstones;
