@@ -435,7 +435,7 @@ async fn cluster_and_ring_views_describe_a_single_node() {
     assert_eq!(
         cluster["moves"],
         json!({"pending": 0, "active": 0, "bytes_moved": 0, "bytes_total": 0,
-               "rate_bytes_per_sec": 0, "partitions_moved": 0})
+               "rate_bytes_per_sec": 0, "partitions_moved": 0, "failing": []})
     );
     assert_eq!(cluster["alarms"], json!([]));
 
