@@ -18,7 +18,7 @@ use concord_types::NodeId;
 use crate::quorum::{Shortfall, WriteAcks};
 
 /// How many fallback nodes a hint tries before this node keeps it.
-const FALLBACK_TRIES: usize = 2;
+pub(crate) const FALLBACK_TRIES: usize = 2;
 
 /// Where a hint is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,8 @@ pub enum Via {
 }
 
 impl Via {
-    fn holder(&self) -> Option<&NodeId> {
+    /// The fallback node holding the hint; `None` for this node.
+    pub fn holder(&self) -> Option<&NodeId> {
         match self {
             Via::Fallback(node) => Some(node),
             Via::Here => None,
@@ -98,6 +99,7 @@ pub struct WriteRound {
     targets: Vec<Target>,
     /// The fallbacks SWIM does not report down, in ring order, at most [`FALLBACK_TRIES`].
     fallbacks: Vec<NodeId>,
+    strict: bool,
     answered: bool,
 }
 
@@ -128,6 +130,7 @@ impl WriteRound {
                 .take(FALLBACK_TRIES)
                 .cloned()
                 .collect(),
+            strict,
             answered: false,
         };
         let mut actions = Vec::new();
@@ -193,6 +196,16 @@ impl WriteRound {
     /// True once the client is answered and no send or hint is still outstanding.
     pub fn done(&self) -> bool {
         self.answered && !self.targets.iter().any(Self::outstanding)
+    }
+
+    /// Whether only current replicas count (hints on fallbacks do not).
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// How many other nodes the write goes to.
+    pub fn replicas(&self) -> usize {
+        self.targets.len()
     }
 
     /// Whether the client has been answered.
