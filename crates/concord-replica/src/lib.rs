@@ -7,6 +7,7 @@
 //! - [`actors`]: replica incarnations (the actor in every dot).
 //! - [`messages`]: the payloads of the replica message kinds.
 //! - [`quorum`]: acknowledgement tracking of a coordinated write, sloppy or strict (pure).
+//! - [`write_round`]: the decisions of a coordinated write, `on(event) -> actions` (pure).
 //! - [`hints`]: hinted handoff: holding writes for replicas that missed them, and replay.
 //! - [`metrics`]: hints, read repairs and sloppy acknowledgements.
 //! - [`exchange`]: anti-entropy: replicas compare hash trees and repair differences.
@@ -26,6 +27,7 @@ pub mod quorum;
 pub mod service;
 pub mod tombstones;
 pub mod verify;
+pub mod write_round;
 
 pub use actors::Actors;
 pub use exchange::ExchangeConfig;

@@ -19,6 +19,7 @@ use concord_storage::{ObjectKey, ObjectStore, StorageError, Update};
 use concord_types::{
     Content, Dot, DvvSet, Hlc, Key, NamespaceConfig, NamespaceId, NodeId, PartitionId, WallClock,
 };
+use tokio::sync::mpsc::Sender;
 use tokio::time::Instant;
 
 use crate::background::Background;
@@ -27,7 +28,8 @@ use crate::messages::{
     Failure, FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, WriteOp, WriteReply,
     WriteRequest, decode_request,
 };
-use crate::quorum::WriteAcks;
+use crate::quorum::{Shortfall, WriteAcks};
+use crate::write_round::{Action, Event, RoundSetup, Via, WriteRound};
 use crate::{Actors, HandoffProgress, ReplicaMetrics};
 
 /// Tells the replica layer which nodes SWIM believes are down, so requests skip them first.
@@ -55,6 +57,14 @@ pub enum ReplicaError {
     NamespaceNotFound(String),
     #[error("storage: {0}")]
     Storage(String),
+}
+
+/// A write round's quorum failure is the replica layer's, and the HTTP layer's, one shape.
+impl From<Shortfall> for ReplicaError {
+    fn from(short: Shortfall) -> Self {
+        let Shortfall { required, answered, failures } = short;
+        ReplicaError::Quorum { required, answered, failures }
+    }
 }
 
 impl From<StorageError> for ReplicaError {
@@ -134,6 +144,28 @@ fn merge_into(merged: &mut Option<DvvSet>, state: &DvvSet, policy: concord_types
     }
 }
 
+/// The coordinator's update for a client's write, minting its dot with `actor`.
+fn update_for(
+    op: WriteOp,
+    actor: concord_types::ActorId,
+    timestamp: concord_types::Timestamp,
+    policy: concord_types::ConflictPolicy,
+) -> Update {
+    match op {
+        WriteOp::Put { context, data, content_type } => Update::Write {
+            context,
+            actor,
+            timestamp,
+            content: Content::Value { data, content_type },
+            policy,
+        },
+        WriteOp::Delete { context: Some(context) } => {
+            Update::Write { context, actor, timestamp, content: Content::Tombstone, policy }
+        }
+        WriteOp::Delete { context: None } => Update::DeleteStored { actor, timestamp, policy },
+    }
+}
+
 /// Where hints for a partition's replicas go, in order: the preference list past its first `n`
 /// nodes, then every other member in ring order; never a node the write already goes to.
 fn fallbacks(
@@ -190,17 +222,6 @@ pub struct Replica {
     pub(crate) background: Background,
 }
 
-/// What one replica did with a coordinated write.
-enum Delivery {
-    Acked(NodeId),
-    Failed(NodeId, String),
-    /// A hint for `target` is durably held on `holder` (`None`: on the coordinator).
-    Hinted {
-        target: NodeId,
-        holder: Option<NodeId>,
-    },
-}
-
 /// A coordinated write on its way to the other replicas.
 struct Outgoing {
     object: ObjectKey,
@@ -213,6 +234,10 @@ struct Outgoing {
     fallbacks: Vec<NodeId>,
     deadline: Instant,
 }
+
+/// How long past its deadline a write round waits for sends and hints that never report
+/// (each has its own budget, so this is only a bound, never reached in normal operation).
+const ROUND_GRACE: Duration = Duration::from_secs(30);
 
 /// Why a call to a replica failed, as reported to clients: `down`, `timeout` or `error: ...`.
 fn cause(liveness: &dyn Liveness, node: &NodeId, e: &RpcError) -> String {
@@ -545,10 +570,8 @@ impl Replica {
                 deadline,
             };
             for target in &targets {
-                if let Delivery::Hinted { target, holder } =
-                    self.hint(target.clone(), &outgoing).await
-                {
-                    acks.hinted(&target, holder.as_ref());
+                if let Ok(via) = self.hint(target, &outgoing).await {
+                    acks.hinted(target, via.holder());
                 }
                 if acks.satisfied() {
                     break;
@@ -558,13 +581,10 @@ impl Replica {
         self.metrics.fallback_writes.inc();
         match acks.finish() {
             Ok(answered) => Ok(WriteResult { state: written, answered, required: quorum.required }),
-            Err(short) => {
-                failures.extend(short.failures);
-                Err(ReplicaError::Quorum {
-                    required: short.required,
-                    answered: short.answered,
-                    failures,
-                })
+            Err(mut short) => {
+                failures.append(&mut short.failures);
+                short.failures = failures;
+                Err(short.into())
             }
         }
     }
@@ -590,19 +610,7 @@ impl Replica {
         let actor = self.actors.get(partition);
         let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms());
         let policy = namespace.config.conflicts;
-        let update = match op {
-            WriteOp::Put { context, data, content_type } => Update::Write {
-                context,
-                actor,
-                timestamp,
-                content: Content::Value { data, content_type },
-                policy,
-            },
-            WriteOp::Delete { context: Some(context) } => {
-                Update::Write { context, actor, timestamp, content: Content::Tombstone, policy }
-            }
-            WriteOp::Delete { context: None } => Update::DeleteStored { actor, timestamp, policy },
-        };
+        let update = update_for(op, actor, timestamp, policy);
         let object = ObjectKey { namespace: namespace.id, partition, key: key.clone() };
         let local = match tokio::time::timeout_at(deadline, self.objects.update(&object, update))
             .await
@@ -617,104 +625,140 @@ impl Replica {
         self.metrics.write_phases.local.observe((local_done - started).as_secs_f64());
 
         let incoming = state.target_replicas(partition, n);
-        let mut acks = WriteAcks::new(&self.me, &owners, &incoming, quorum.required, quorum.strict);
+        let fallbacks = fallbacks(&state, partition, n, &targets);
+        let down: Vec<NodeId> = targets
+            .iter()
+            .chain(&fallbacks)
+            .filter(|n| self.liveness.is_down(n))
+            .cloned()
+            .collect();
+        let round = WriteRound::start(RoundSetup {
+            me: &self.me,
+            owners: &owners,
+            incoming: &incoming,
+            required: quorum.required,
+            strict: quorum.strict,
+            fallbacks: &fallbacks,
+            down: &down,
+        });
         let merge = concord_rpc::encode(&MergeRequest {
             namespace: object.namespace,
             key: object.key.clone(),
             state: local.clone(),
             policy,
         });
-        let outgoing = Arc::new(Outgoing {
-            fallbacks: fallbacks(&state, partition, n, &targets),
-            object,
-            state: local.clone(),
-            policy,
-            merge,
-            deadline,
-        });
-        let (deliveries, mut inbox) = tokio::sync::mpsc::channel(2 * targets.len().max(1));
-        for node in targets.iter().filter(|n| **n != self.me) {
-            let (this, node, deliveries) = (self.arc(), node.clone(), deliveries.clone());
-            let outgoing = outgoing.clone();
-            // Spawned so that replicas answering after the client was answered still get the
-            // write, and the ones that do not still get a hint.
-            tokio::spawn(async move { this.replicate(node, &outgoing, deliveries).await });
-        }
-        drop(deliveries);
-        while !acks.satisfied() {
-            match tokio::time::timeout_at(deadline, inbox.recv()).await {
-                Ok(Some(Delivery::Acked(node))) => acks.ack(&node),
-                Ok(Some(Delivery::Failed(node, why))) => acks.fail(&node, why),
-                Ok(Some(Delivery::Hinted { target, holder })) => {
-                    if holder.is_some() && !quorum.strict {
-                        self.metrics.sloppy_acks.inc();
-                    }
-                    acks.hinted(&target, holder.as_ref());
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let outgoing =
+            Arc::new(Outgoing { fallbacks, object, state: local.clone(), policy, merge, deadline });
+        let half = local_done + deadline.saturating_duration_since(local_done) / 2;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let this = self.arc();
+        // Spawned so that replicas answering after the client was answered still get the
+        // write, and the ones that do not still get a hint.
+        tokio::spawn(async move { this.drive(round, &outgoing, half, answer).await });
+        let answer = answered.await;
         self.metrics.write_phases.quorum.observe(local_done.elapsed().as_secs_f64());
-        match acks.finish() {
-            Ok(answered) => Ok(WriteResult { state: local, answered, required: quorum.required }),
-            Err(short) => Err(ReplicaError::Quorum {
-                required: short.required,
-                answered: short.answered,
-                failures: short.failures,
-            }),
+        match answer {
+            Ok(Ok(answered)) => {
+                Ok(WriteResult { state: local, answered, required: quorum.required })
+            }
+            Ok(Err(short)) => Err(short.into()),
+            Err(_) => Err(ReplicaError::Storage("the write round ended without an answer".into())),
         }
     }
 
-    /// Sends a coordinated write to one replica. If SWIM says it is down, or the merge fails, or
-    /// it has not answered by half the deadline, a hint is stored for it too.
-    async fn replicate(
+    /// Runs a write round: executes its actions and feeds it what happens (answers, hints,
+    /// half the deadline, the deadline) until it is done, answering the client on the way.
+    async fn drive(
         &self,
-        node: NodeId,
-        write: &Outgoing,
-        deliveries: tokio::sync::mpsc::Sender<Delivery>,
+        (mut round, first): (WriteRound, Vec<Action>),
+        write: &Arc<Outgoing>,
+        half: Instant,
+        answer: tokio::sync::oneshot::Sender<Result<usize, Shortfall>>,
     ) {
-        let report = |delivery| {
-            let deliveries = deliveries.clone();
-            async move {
-                let _ = deliveries.send(delivery).await;
-            }
-        };
-        let hint = || self.hint(node.clone(), write);
-        if self.liveness.is_down(&node) {
-            report(Delivery::Failed(node.clone(), "down".into())).await;
-            report(hint().await).await;
-            return;
-        }
-        let budget = write.deadline.saturating_duration_since(Instant::now());
-        let call =
-            self.transport.call(&node, MessageKind::ReplicaMerge, write.merge.clone(), budget);
-        tokio::pin!(call);
-        let slow = tokio::time::sleep(budget / 2);
-        tokio::select! {
-            answer = &mut call => match answer {
-                Ok(_) => report(Delivery::Acked(node.clone())).await,
-                Err(e) => {
-                    report(Delivery::Failed(node.clone(), cause(&*self.liveness, &node, &e))).await;
-                    report(hint().await).await;
-                }
-            },
-            _ = slow => {
-                // Slow: hold a hint elsewhere while the merge goes on.
-                let (answer, hinted) = tokio::join!(call, hint());
-                report(hinted).await;
-                match answer {
-                    Ok(_) => report(Delivery::Acked(node.clone())).await,
-                    Err(e) => {
-                        report(Delivery::Failed(node.clone(), cause(&*self.liveness, &node, &e)))
-                            .await
+        // Each target has at most one send and one hint outstanding at a time.
+        let (events, mut inbox) = tokio::sync::mpsc::channel(2 * round.replicas().max(1));
+        let mut answer = Some(answer);
+        let (mut half_passed, mut deadline_passed) = (false, false);
+        // Every send and hint ends within its budget; this bounds the round if one never reports.
+        let give_up = write.deadline + ROUND_GRACE;
+        let mut actions = first;
+        loop {
+            for action in actions.drain(..) {
+                match action {
+                    Action::Send { node } => self.spawn_send(node, write, &events),
+                    Action::Hint { target, via } => self.spawn_hint(target, via, write, &events),
+                    Action::Answer(outcome) => {
+                        if let Some(answer) = answer.take() {
+                            let _ = answer.send(outcome);
+                        }
                     }
                 }
             }
+            if round.done() {
+                return;
+            }
+            let event = tokio::select! {
+                Some(event) = inbox.recv() => event,
+                _ = tokio::time::sleep_until(half), if !half_passed => {
+                    half_passed = true;
+                    Event::HalfDeadline
+                }
+                _ = tokio::time::sleep_until(write.deadline), if !deadline_passed => {
+                    deadline_passed = true;
+                    Event::Deadline
+                }
+                _ = tokio::time::sleep_until(give_up) => {
+                    let key = &write.object.key;
+                    tracing::warn!(?key, "write round gave up on its outstanding replicas");
+                    return;
+                }
+            };
+            if let Event::Hinted { holder: Via::Fallback(_), .. } = &event
+                && !round.strict()
+                && !round.answered()
+            {
+                self.metrics.sloppy_acks.inc();
+            }
+            actions = round.on(event);
         }
     }
 
-    /// Stores a hint for `target`: on the first fallback that takes it, else here.
-    async fn hint(&self, target: NodeId, write: &Outgoing) -> Delivery {
+    /// Sends the write to replica `node` in a task of its own; reports `Stored` or `Failed`.
+    fn spawn_send(&self, node: NodeId, write: &Arc<Outgoing>, events: &Sender<Event>) {
+        let (this, write, events) = (self.arc(), write.clone(), events.clone());
+        tokio::spawn(async move {
+            let budget = write.deadline.saturating_duration_since(Instant::now());
+            let call =
+                this.transport.call(&node, MessageKind::ReplicaMerge, write.merge.clone(), budget);
+            let event = match call.await {
+                Ok(_) => Event::Stored { node },
+                Err(e) => Event::Failed { cause: cause(&*this.liveness, &node, &e), node },
+            };
+            let _ = events.send(event).await;
+        });
+    }
+
+    /// Stores a hint for `target` on `via` in a task of its own; reports `Hinted` or `HintFailed`.
+    fn spawn_hint(&self, target: NodeId, via: Via, write: &Arc<Outgoing>, events: &Sender<Event>) {
+        let (this, write, events) = (self.arc(), write.clone(), events.clone());
+        tokio::spawn(async move {
+            let event = match this.hint_once(&target, &via, &write).await {
+                Ok(()) => Event::Hinted { target, holder: via },
+                Err(cause) => Event::HintFailed { target, cause },
+            };
+            let _ = events.send(event).await;
+        });
+    }
+
+    /// Stores one hint for `target` on `via`, logging a failure.
+    async fn hint_once(&self, target: &NodeId, via: &Via, write: &Outgoing) -> Result<(), String> {
+        let Via::Fallback(fallback) = via else {
+            let (object, state) = (write.object.clone(), write.state.clone());
+            return self.hold_hint(target, object, state, write.policy).await.map_err(|e| {
+                tracing::warn!(%target, error = %e, "hint not stored");
+                e.to_string()
+            });
+        };
         // Hints outlive the client's deadline: a write that timed out must still be hinted.
         let budget =
             write.deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
@@ -726,25 +770,26 @@ impl Replica {
             policy: write.policy,
         };
         let payload = concord_rpc::encode(&request);
-        let up = write.fallbacks.iter().filter(|f| !self.liveness.is_down(f)).take(2);
-        for fallback in up {
-            let call =
-                self.transport.call(fallback, MessageKind::ReplicaHint, payload.clone(), budget);
-            match call.await {
-                Ok(_) => return Delivery::Hinted { target, holder: Some(fallback.clone()) },
-                Err(e) => {
-                    tracing::debug!(%fallback, %target, error = %e, "fallback did not take a hint")
-                }
+        let call = self.transport.call(fallback, MessageKind::ReplicaHint, payload, budget);
+        call.await.map(|_| ()).map_err(|e| {
+            tracing::debug!(%fallback, %target, error = %e, "fallback did not take a hint");
+            e.to_string()
+        })
+    }
+
+    /// Stores a hint for `target`: on the first of two fallbacks up that takes it, else here.
+    async fn hint(&self, target: &NodeId, write: &Outgoing) -> Result<Via, String> {
+        let up = write.fallbacks.iter().filter(|f| !self.liveness.is_down(f));
+        let up = up.take(crate::write_round::FALLBACK_TRIES);
+        let tries = up.cloned().map(Via::Fallback).chain([Via::Here]);
+        let mut last = String::new();
+        for via in tries {
+            match self.hint_once(target, &via, write).await {
+                Ok(()) => return Ok(via),
+                Err(e) => last = e,
             }
         }
-        let (object, state) = (write.object.clone(), write.state.clone());
-        match self.hold_hint(&target, object, state, write.policy).await {
-            Ok(()) => Delivery::Hinted { target, holder: None },
-            Err(e) => {
-                tracing::warn!(%target, error = %e, "hint not stored");
-                Delivery::Failed(target, format!("error: hint not stored: {e}"))
-            }
-        }
+        Err(last)
     }
 
     /// Serves the replica message kinds sent by peers. Every request is decoded, and the

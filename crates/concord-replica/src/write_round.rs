@@ -1,0 +1,479 @@
+//! The decisions of one coordinated write, as a pure state machine: `on(event) -> actions`.
+//!
+//! A [`WriteRound`] starts once the coordinator has applied the write itself. It says which
+//! replicas the write is sent to, which ones get a hint and where (a replica SWIM reports down
+//! at once, one that fails, and, at half the deadline, one that has not answered), which
+//! fallback a hint tries next when one fails (the first two fallbacks that are up, in ring
+//! order, then this node), and when the client is answered: once the quorum is met
+//! ([`WriteAcks`]' rules: joint quorum during a transition, hints on fallbacks counting unless
+//! strict), once nothing more can arrive, or at the deadline.
+//!
+//! It reads no clock and does no I/O: the async driver in `service` executes the actions and
+//! feeds back what happened, including the passing of time (`HalfDeadline`, `Deadline`). The
+//! round goes on after the answer, until every replica holds the write or a hint for it (or
+//! its hint was lost), so that replicas answering late still count for durability.
+
+use concord_types::NodeId;
+
+use crate::quorum::{Shortfall, WriteAcks};
+
+/// How many fallback nodes a hint tries before this node keeps it.
+pub(crate) const FALLBACK_TRIES: usize = 2;
+
+/// Where a hint is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// A fallback node (counts toward a sloppy quorum unless the write is strict).
+    Fallback(NodeId),
+    /// The coordinator itself (keeps the write safe, adds no copy).
+    Here,
+}
+
+impl Via {
+    /// The fallback node holding the hint; `None` for this node.
+    pub fn holder(&self) -> Option<&NodeId> {
+        match self {
+            Via::Fallback(node) => Some(node),
+            Via::Here => None,
+        }
+    }
+}
+
+/// What happened, as the driver observed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `node` acknowledged the write.
+    Stored { node: NodeId },
+    /// `node` did not take the write (`cause` as clients see it: `down`, `timeout`, `error: ..`).
+    Failed { node: NodeId, cause: String },
+    /// Half the time to the deadline has passed: replicas that have not answered get a hint.
+    HalfDeadline,
+    /// A hint for `target` is durably held on `holder`.
+    Hinted { target: NodeId, holder: Via },
+    /// The hint for `target` on the last `Hint`'s `via` was not stored.
+    HintFailed { target: NodeId, cause: String },
+    /// The client's deadline has passed.
+    Deadline,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send the write to replica `node`; answer with `Stored` or `Failed`.
+    Send { node: NodeId },
+    /// Store a hint for `target` on `via`; answer with `Hinted` or `HintFailed`.
+    Hint { target: NodeId, via: Via },
+    /// Answer the client: how many nodes hold the write, or why the quorum was not met.
+    Answer(Result<usize, Shortfall>),
+}
+
+/// Where one replica's answer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Pending,
+    Stored,
+    Failed,
+}
+
+/// Where the hint for one replica stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HintState {
+    None,
+    /// Trying the `n`th place: the up fallbacks in order, then this node.
+    Trying(usize),
+    Held,
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    node: NodeId,
+    reply: Reply,
+    hint: HintState,
+}
+
+/// One coordinated write's decisions.
+#[derive(Debug, Clone)]
+pub struct WriteRound {
+    acks: WriteAcks,
+    targets: Vec<Target>,
+    /// The fallbacks SWIM does not report down, in ring order, at most [`FALLBACK_TRIES`].
+    fallbacks: Vec<NodeId>,
+    strict: bool,
+    answered: bool,
+}
+
+/// How a round is set up: `owners` are the current replicas, `incoming` the target replicas
+/// of a ring transition (empty when there is none), `fallbacks` the hint holders in ring order
+/// (never a node the write goes to), `down` the nodes SWIM reports down.
+#[derive(Debug, Clone)]
+pub struct RoundSetup<'a> {
+    pub me: &'a NodeId,
+    pub owners: &'a [NodeId],
+    pub incoming: &'a [NodeId],
+    pub required: usize,
+    pub strict: bool,
+    pub fallbacks: &'a [NodeId],
+    pub down: &'a [NodeId],
+}
+
+impl WriteRound {
+    /// The round and its first actions; the coordinator (`me`) has applied the write already.
+    pub fn start(setup: RoundSetup<'_>) -> (Self, Vec<Action>) {
+        let RoundSetup { me, owners, incoming, required, strict, fallbacks, down } = setup;
+        let mut round = WriteRound {
+            acks: WriteAcks::new(me, owners, incoming, required, strict),
+            targets: Vec::new(),
+            fallbacks: fallbacks
+                .iter()
+                .filter(|f| !down.contains(f))
+                .take(FALLBACK_TRIES)
+                .cloned()
+                .collect(),
+            strict,
+            answered: false,
+        };
+        let mut actions = Vec::new();
+        let all = owners.iter().chain(incoming.iter().filter(|n| !owners.contains(n)));
+        for node in all.filter(|n| *n != me) {
+            let mut target =
+                Target { node: node.clone(), reply: Reply::Pending, hint: HintState::None };
+            if down.contains(node) {
+                target.reply = Reply::Failed;
+                round.acks.fail(node, "down".into());
+                actions.push(round.hint_at(&mut target, 0));
+            } else {
+                actions.push(Action::Send { node: node.clone() });
+            }
+            round.targets.push(target);
+        }
+        round.settle(&mut actions);
+        (round, actions)
+    }
+
+    /// Takes in what happened; returns what to do next.
+    pub fn on(&mut self, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::Stored { node } => {
+                self.acks.ack(&node);
+                if let Some(i) = self.index(&node) {
+                    self.targets[i].reply = Reply::Stored;
+                }
+            }
+            Event::Failed { node, cause } => self.failed(&node, cause, &mut actions),
+            Event::HalfDeadline => {
+                for i in 0..self.targets.len() {
+                    let t = &self.targets[i];
+                    if t.reply == Reply::Pending && t.hint == HintState::None {
+                        let mut target = self.targets[i].clone();
+                        actions.push(self.hint_at(&mut target, 0));
+                        self.targets[i] = target;
+                    }
+                }
+            }
+            Event::Hinted { target, holder } => {
+                self.acks.hinted(&target, holder.holder());
+                if let Some(i) = self.index(&target) {
+                    self.targets[i].hint = HintState::Held;
+                }
+            }
+            Event::HintFailed { target, cause } => self.hint_failed(&target, cause, &mut actions),
+            Event::Deadline => {
+                if !self.answered {
+                    for t in self.targets.iter().filter(|t| t.reply == Reply::Pending) {
+                        self.acks.fail(&t.node, "timeout".into());
+                    }
+                    self.answered = true;
+                    actions.push(Action::Answer(self.acks.clone().finish()));
+                }
+            }
+        }
+        self.settle(&mut actions);
+        actions
+    }
+
+    /// True once the client is answered and no send or hint is still outstanding.
+    pub fn done(&self) -> bool {
+        self.answered && !self.targets.iter().any(Self::outstanding)
+    }
+
+    /// Whether only current replicas count (hints on fallbacks do not).
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// How many other nodes the write goes to.
+    pub fn replicas(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether the client has been answered.
+    pub fn answered(&self) -> bool {
+        self.answered
+    }
+
+    fn outstanding(t: &Target) -> bool {
+        t.reply == Reply::Pending || matches!(t.hint, HintState::Trying(_))
+    }
+
+    fn index(&self, node: &NodeId) -> Option<usize> {
+        self.targets.iter().position(|t| t.node == *node)
+    }
+
+    fn failed(&mut self, node: &NodeId, cause: String, actions: &mut Vec<Action>) {
+        let Some(i) = self.index(node) else { return };
+        if self.targets[i].reply != Reply::Pending {
+            return;
+        }
+        self.targets[i].reply = Reply::Failed;
+        if !self.answered {
+            self.acks.fail(node, cause);
+        }
+        if self.targets[i].hint == HintState::None {
+            let mut target = self.targets[i].clone();
+            actions.push(self.hint_at(&mut target, 0));
+            self.targets[i] = target;
+        }
+    }
+
+    fn hint_failed(&mut self, node: &NodeId, cause: String, actions: &mut Vec<Action>) {
+        let Some(i) = self.index(node) else { return };
+        let HintState::Trying(at) = self.targets[i].hint else { return };
+        if at < self.fallbacks.len() {
+            let mut target = self.targets[i].clone();
+            actions.push(self.hint_at(&mut target, at + 1));
+            self.targets[i] = target;
+        } else {
+            // This node could not keep it either: the hint is lost, and said so.
+            self.targets[i].hint = HintState::Lost;
+            if !self.answered {
+                self.acks.fail(node, format!("error: hint not stored: {cause}"));
+            }
+        }
+    }
+
+    /// The hint for `target` at place `at`: the `at`th up fallback, or this node past them.
+    fn hint_at(&self, target: &mut Target, at: usize) -> Action {
+        target.hint = HintState::Trying(at);
+        let via = match self.fallbacks.get(at) {
+            Some(fallback) => Via::Fallback(fallback.clone()),
+            None => Via::Here,
+        };
+        Action::Hint { target: target.node.clone(), via }
+    }
+
+    /// Answers the client once the quorum is met or nothing more can arrive.
+    fn settle(&mut self, actions: &mut Vec<Action>) {
+        if self.answered {
+            return;
+        }
+        let idle = !self.targets.iter().any(Self::outstanding);
+        if self.acks.satisfied() || idle {
+            self.answered = true;
+            actions.push(Action::Answer(self.acks.clone().finish()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node_ids as ids;
+    use Action::{Answer, Hint, Send};
+
+    fn n(name: &str) -> NodeId {
+        NodeId::new(name).unwrap()
+    }
+
+    fn stored(node: &str) -> Event {
+        Event::Stored { node: n(node) }
+    }
+
+    fn failed(node: &str, cause: &str) -> Event {
+        Event::Failed { node: n(node), cause: cause.into() }
+    }
+
+    fn hinted(target: &str, holder: Via) -> Event {
+        Event::Hinted { target: n(target), holder }
+    }
+
+    fn hint(target: &str, via: Via) -> Action {
+        Hint { target: n(target), via }
+    }
+
+    fn send(node: &str) -> Action {
+        Send { node: n(node) }
+    }
+
+    fn on(node: &str) -> Via {
+        Via::Fallback(n(node))
+    }
+
+    fn shortfall(required: usize, answered: usize, failures: &[(&str, &str)]) -> Action {
+        let failures = failures.iter().map(|(n, w)| (n.to_string(), w.to_string())).collect();
+        Answer(Err(Shortfall { required, answered, failures }))
+    }
+
+    /// A round coordinated by `a` over replicas a, b, c, with fallbacks d, e.
+    fn round(required: usize, strict: bool, down: &[&str]) -> (WriteRound, Vec<Action>) {
+        let owners = ids(&["a", "b", "c"]);
+        let (fallbacks, down) = (ids(&["d", "e"]), ids(down));
+        WriteRound::start(RoundSetup {
+            me: &owners[0],
+            owners: &owners,
+            incoming: &[],
+            required,
+            strict,
+            fallbacks: &fallbacks,
+            down: &down,
+        })
+    }
+
+    #[test]
+    fn all_replicas_ack() {
+        let (mut round, start) = round(2, false, &[]);
+        assert_eq!(start, vec![send("b"), send("c")]);
+        assert_eq!(round.on(stored("b")), vec![Answer(Ok(2))]);
+        assert!(!round.done(), "c is still on its way");
+        assert_eq!(round.on(stored("c")), vec![]);
+        assert!(round.done());
+    }
+
+    #[test]
+    fn a_replica_down_at_the_start_is_hinted_right_away() {
+        let (mut round, start) = round(3, false, &["c"]);
+        assert_eq!(start, vec![send("b"), hint("c", on("d"))]);
+        assert_eq!(round.on(stored("b")), vec![]);
+        assert_eq!(round.on(hinted("c", on("d"))), vec![Answer(Ok(3))]);
+        assert!(round.done());
+    }
+
+    #[test]
+    fn a_slow_replica_is_hinted_on_the_first_fallback_at_half_the_deadline() {
+        let (mut round, start) = round(3, false, &[]);
+        assert_eq!(start, vec![send("b"), send("c")]);
+        assert_eq!(round.on(stored("b")), vec![]);
+        assert_eq!(round.on(Event::HalfDeadline), vec![hint("c", on("d"))]);
+        assert_eq!(round.on(hinted("c", on("d"))), vec![Answer(Ok(3))]);
+        assert!(!round.done(), "the write still goes on to c");
+        assert_eq!(round.on(stored("c")), vec![]);
+        assert!(round.done());
+        assert_eq!(round.on(Event::Deadline), vec![], "answered once");
+    }
+
+    #[test]
+    fn a_failed_hint_tries_the_next_fallback_then_this_node() {
+        let (mut round, _) = round(3, false, &[]);
+        assert_eq!(round.on(stored("b")), vec![]);
+        assert_eq!(round.on(failed("c", "error: refused")), vec![hint("c", on("d"))]);
+        let hint_failed = |cause: &str| Event::HintFailed { target: n("c"), cause: cause.into() };
+        assert_eq!(round.on(hint_failed("unreachable")), vec![hint("c", on("e"))]);
+        assert_eq!(round.on(hint_failed("unreachable")), vec![hint("c", Via::Here)]);
+
+        let mut kept = round.clone();
+        let answer = kept.on(hinted("c", Via::Here));
+        assert_eq!(answer, vec![shortfall(3, 2, &[("c", "error: refused")])]);
+        assert!(kept.done());
+
+        let answer = round.on(hint_failed("disk full"));
+        let failures = [("c", "error: refused"), ("c", "error: hint not stored: disk full")];
+        assert_eq!(answer, vec![shortfall(3, 2, &failures)]);
+        assert!(round.done());
+    }
+
+    #[test]
+    fn fallbacks_reported_down_are_skipped() {
+        let owners = ids(&["a", "b"]);
+        let (fallbacks, down) = (ids(&["d", "e", "f"]), ids(&["b", "d"]));
+        let setup = RoundSetup {
+            me: &owners[0],
+            owners: &owners,
+            incoming: &[],
+            required: 2,
+            strict: false,
+            fallbacks: &fallbacks,
+            down: &down,
+        };
+        let (mut round, start) = WriteRound::start(setup);
+        assert_eq!(start, vec![hint("b", on("e"))]);
+        let again = round.on(Event::HintFailed { target: n("b"), cause: "timeout".into() });
+        assert_eq!(again, vec![hint("b", on("f"))]);
+        assert_eq!(round.on(hinted("b", on("f"))), vec![Answer(Ok(2))]);
+    }
+
+    #[test]
+    fn a_strict_write_never_counts_hints() {
+        let (mut round, start) = round(2, true, &[]);
+        assert_eq!(start, vec![send("b"), send("c")]);
+        assert_eq!(round.on(failed("b", "timeout")), vec![hint("b", on("d"))]);
+        assert_eq!(round.on(hinted("b", on("d"))), vec![]);
+        assert_eq!(round.on(stored("c")), vec![Answer(Ok(2))]);
+        assert!(round.done());
+
+        let (mut short, _) = self::round(2, true, &["c"]);
+        assert_eq!(short.on(failed("b", "error: refused")), vec![hint("b", on("d"))]);
+        assert_eq!(short.on(hinted("c", on("d"))), vec![]);
+        let answer = short.on(hinted("b", on("e")));
+        assert_eq!(answer, vec![shortfall(2, 1, &[("c", "down"), ("b", "error: refused")])]);
+    }
+
+    #[test]
+    fn an_unreachable_quorum_is_answered_at_the_deadline_with_each_cause() {
+        let owners = ids(&["a", "b", "c"]);
+        let setup = RoundSetup {
+            me: &owners[0],
+            owners: &owners,
+            incoming: &[],
+            required: 2,
+            strict: false,
+            fallbacks: &[],
+            down: &[],
+        };
+        let (mut round, start) = WriteRound::start(setup);
+        assert_eq!(start, vec![send("b"), send("c")]);
+        assert_eq!(round.on(failed("b", "error: refused")), vec![hint("b", Via::Here)]);
+        assert_eq!(round.on(Event::HalfDeadline), vec![hint("c", Via::Here)]);
+        assert_eq!(round.on(hinted("b", Via::Here)), vec![]);
+        assert_eq!(round.on(hinted("c", Via::Here)), vec![]);
+        let answer = round.on(Event::Deadline);
+        assert_eq!(answer, vec![shortfall(2, 1, &[("b", "error: refused"), ("c", "timeout")])]);
+        assert!(!round.done(), "c's answer is still to come");
+        assert_eq!(round.on(failed("c", "timeout")), vec![], "c already has its hint");
+        assert!(round.done());
+    }
+
+    #[test]
+    fn during_a_transition_the_target_quorum_is_needed() {
+        // c hands its replica to d: a, b, c hold the partition now, a, b, d will.
+        let (owners, incoming) = (ids(&["a", "b", "c"]), ids(&["a", "b", "d"]));
+        let fallbacks = ids(&["e"]);
+        let setup = RoundSetup {
+            me: &owners[0],
+            owners: &owners,
+            incoming: &incoming,
+            required: 2,
+            strict: false,
+            fallbacks: &fallbacks,
+            down: &[],
+        };
+        let (mut round, start) = WriteRound::start(setup.clone());
+        assert_eq!(start, vec![send("b"), send("c"), send("d")]);
+        assert_eq!(round.on(stored("c")), vec![], "a and c are only one of the new set");
+        assert_eq!(round.on(stored("d")), vec![Answer(Ok(2))]);
+        assert_eq!(round.on(stored("b")), vec![]);
+        assert!(round.done());
+
+        // The new owner fails and its hint is lost: the old quorum alone is not enough.
+        let (mut lost, _) = WriteRound::start(setup);
+        assert_eq!(lost.on(stored("c")), vec![]);
+        assert_eq!(lost.on(failed("b", "error: refused")), vec![hint("b", on("e"))]);
+        assert_eq!(lost.on(failed("d", "down")), vec![hint("d", on("e"))]);
+        assert_eq!(lost.on(hinted("b", on("e"))), vec![]);
+        let gone = Event::HintFailed { target: n("d"), cause: "busy".into() };
+        assert_eq!(lost.on(gone.clone()), vec![hint("d", Via::Here)]);
+        let failures =
+            [("b", "error: refused"), ("d", "down"), ("d", "error: hint not stored: busy")];
+        assert_eq!(lost.on(gone), vec![shortfall(3, 3, &failures)]);
+    }
+}
