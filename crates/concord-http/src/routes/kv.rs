@@ -246,7 +246,8 @@ fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
     responses(
         (status = 204, description = "stored; the new context is in Concord-Context"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 409, description = "`too_many_siblings`: the write would leave more than `limits.siblings_max` concurrent versions; read the key and write with its context to resolve them", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 503, body = ErrorBody), (status = 504, body = ErrorBody),
     ))]
 pub async fn put_key(
@@ -282,6 +283,7 @@ pub async fn put_key(
     ),
     responses((status = 204, description = "deleted; the tombstone's context is in Concord-Context"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "`too_many_siblings`: the write would leave more than `limits.siblings_max` concurrent versions; read the key and write with its context to resolve them", body = ErrorBody),
         (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn delete_key(
     State(app): State<Arc<AppState>>,
@@ -308,6 +310,7 @@ pub async fn delete_key(
     ),
     responses((status = 200, description = "one page of keys", body = KeyPageDto),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "`too_many_siblings`: the write would leave more than `limits.siblings_max` concurrent versions; read the key and write with its context to resolve them", body = ErrorBody),
         (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn list_keys(
     State(app): State<Arc<AppState>>,
