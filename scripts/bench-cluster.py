@@ -263,6 +263,9 @@ class Node:
     started_at: float = 0.0
     restarts: int = 0
     exit_codes: list = field(default_factory=list)
+    # Start with `concord server` flags instead of the launcher: binaries older than the
+    # launcher (the `throughput` scenario's --old) take only these.
+    direct: bool = False
 
     @property
     def index(self) -> int:
@@ -298,6 +301,12 @@ class Node:
 
     def argv(self) -> list[str]:
         """The launcher, which execs the server in place: the process is the node itself."""
+        if self.direct:
+            argv = [self.binary, "server", "--node-id", self.node_id, "--data-dir", self.data_dir,
+                    "--http-addr", self.http_addr, "--peer-addr", self.peer_addr]
+            if self.index > 1:
+                argv += ["--join", f"127.0.0.1:{self.base_port + 1}"]
+            return argv
         return [self.binary, "demo", "--exec", "--only", str(self.index),
                 "--base-port", str(self.base_port), "--data-root", self.data_root]
 
@@ -375,9 +384,10 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, binary: str, workdir: str):
+    def __init__(self, binary: str, workdir: str, direct: bool = False):
         self.binary = binary
         self.workdir = workdir
+        self.direct = direct
         self.nodes: list[Node] = []
         self.clients: dict[str, Http] = {}
         # Every node's ports come from this base (the launcher's layout).
@@ -395,7 +405,7 @@ class Cluster:
         if data_root:
             root = tempfile.mkdtemp(prefix=f"concord-{node_id}-", dir=data_root)
             self.outside_dirs.append(root)
-        node = Node(self.binary, node_id, root, self.base_port)
+        node = Node(self.binary, node_id, root, self.base_port, direct=self.direct)
         self.nodes.append(node)
         self.clients[node_id] = Http(node.http_addr)
         return node
@@ -1115,8 +1125,73 @@ def scenario_meta(args, cluster: Cluster) -> dict:
     return result
 
 
+def scenario_throughput(args, cluster: Cluster) -> dict:
+    """The old and the new binary alternated in one run (old, new, then new, old: ABBA rounds),
+    on 1 and 3 nodes: puts, then a 50/50 mix, from the new binary's `concord bench` on every
+    node at once (one total concurrency split among them). Nodes start with `concord server`
+    flags, which both binaries take."""
+    sides = [("old", args.old), ("new", cluster.binary)]
+    runs = []
+    for r in range(args.rounds):
+        order = sides if r % 2 == 0 else sides[::-1]
+        for nodes in args.nodes:
+            for label, binary in order:
+                workdir = os.path.join(cluster.workdir, f"r{r}-{nodes}n-{label}")
+                c = Cluster(binary, workdir, direct=True)
+                try:
+                    c.start(nodes)
+                    status, body = c.clients["n1"].request(
+                        "PUT", "/v1/namespaces/bench", json.dumps({"conflicts": "lww"}).encode())
+                    if status not in (200, 201):
+                        raise RuntimeError(f"creating namespace bench: {status} {body[:300]!r}")
+                    for n in c.nodes:
+                        deadline = now() + 30
+                        while c.clients[n.node_id].request("GET", "/v1/namespaces/bench")[0] != 200:
+                            if now() > deadline:
+                                raise RuntimeError(f"{n.node_id} never saw namespace bench")
+                            time.sleep(0.05)
+                    shares = [args.concurrency // nodes + (1 if i < args.concurrency % nodes else 0)
+                              for i in range(nodes)]
+                    for workload, ratio in (("put", 0.0), ("mix", 0.5)):
+                        procs = [start_bench(cluster.binary, n.http_addr, workdir,
+                                             f"{workload}-{n.node_id}", ns="bench",
+                                             concurrency=share, duration=f"{args.seconds}s",
+                                             keys=args.keys, value_size=128, read_ratio=ratio)
+                                 for n, share in zip(c.nodes, shares)]
+                        reports = [finish_bench(p, workdir, f"{workload}-{n.node_id}")
+                                   for (p, _), n in zip(procs, c.nodes)]
+                        figs = [bench_figures(rep)["total"] for rep in reports]
+                        run = {"round": r, "nodes": nodes, "workload": workload, "side": label,
+                               "ops_per_s": round(sum(f["ops_per_s"] for f in figs)),
+                               "errors": sum(f["errors"] for f in figs),
+                               "p50_ms": max(f["p50_ms"] or 0 for f in figs),
+                               "p99_ms": max(f["p99_ms"] or 0 for f in figs)}
+                        log(f"  round {r} {nodes} node(s) {workload} {label}: {run['ops_per_s']} ops/s, "
+                            f"p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, errors {run['errors']}")
+                        runs.append(run)
+                finally:
+                    c.stop()
+                    if not args.keep:
+                        shutil.rmtree(workdir, ignore_errors=True)
+    summary = []
+    for nodes in args.nodes:
+        for workload in ("put", "mix"):
+            med = {}
+            for label, _ in sides:
+                rates = [x["ops_per_s"] for x in runs
+                         if x["nodes"] == nodes and x["workload"] == workload and x["side"] == label]
+                med[label] = statistics.median(rates)
+            row = {"nodes": nodes, "workload": workload, "old_median": med["old"],
+                   "new_median": med["new"], "new_over_old": round(med["new"] / med["old"], 3)}
+            log(f"{nodes} node(s) {workload}: old {med['old']:.0f}, new {med['new']:.0f} ops/s "
+                f"(medians of {args.rounds}), new/old {row['new_over_old']}")
+            summary.append(row)
+    return {"scenario": "throughput", "old": args.old, "runs": runs, "summary": summary}
+
+
 SCENARIOS = {"detect": scenario_detect, "suspicion": scenario_suspicion,
-             "handoff": scenario_handoff, "meta": scenario_meta}
+             "handoff": scenario_handoff, "meta": scenario_meta,
+             "throughput": scenario_throughput}
 
 
 def run_scenario(name: str, args) -> dict:
@@ -1214,6 +1289,13 @@ def main() -> int:
     add_suspicion(sub.add_parser("suspicion", help="false suspicions under load"))
     add_handoff(sub.add_parser("handoff", help="handoff throughput and latency under a join"))
     add_meta(sub.add_parser("meta", help="metadata commit latency"))
+    p_tp = sub.add_parser("throughput", help="old vs new binary, alternated, 1 and 3 nodes")
+    p_tp.add_argument("--old", required=True, help="the binary to compare against")
+    p_tp.add_argument("--rounds", type=int, default=4, help="rounds (each alternates the sides)")
+    p_tp.add_argument("--seconds", type=int, default=15, help="length of each bench")
+    p_tp.add_argument("--nodes", type=int, nargs="+", default=[1, 3])
+    p_tp.add_argument("--concurrency", type=int, default=64, help="total, split among the nodes")
+    p_tp.add_argument("--keys", type=int, default=100_000)
     p_all = sub.add_parser("all", help="detect, handoff, meta, then suspicion")
     add_detect(p_all)
     add_suspicion(p_all)
