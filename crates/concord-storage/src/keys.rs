@@ -39,6 +39,13 @@ impl ObjectKey {
         out.extend_from_slice(&partition.0.to_be_bytes());
         out
     }
+
+    /// The key range `[start, end)` of one partition of a namespace in the data space.
+    pub fn partition_range(namespace: NamespaceId, partition: PartitionId) -> (Vec<u8>, Vec<u8>) {
+        let start = Self::partition_prefix(namespace, partition);
+        let end = prefix_end(&start).expect("a partition prefix is never all 0xff");
+        (start, end)
+    }
 }
 
 /// The smallest byte string greater than every string starting with `prefix`, or `None` when
