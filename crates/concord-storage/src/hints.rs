@@ -9,7 +9,8 @@
 use concord_types::{ConflictPolicy, DvvSet, NodeId};
 
 use crate::keys::prefix_end;
-use crate::{ObjectKey, ObjectStore, Space, StorageError, Update, codec};
+use crate::stored_state::decode_stored;
+use crate::{ObjectKey, ObjectStore, Space, StorageError, Update};
 
 /// Where one hint lives: the replica it is meant for and the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +91,7 @@ impl ObjectStore {
                     key: raw.clone(),
                     reason: "not a hint key".into(),
                 })?;
-                Ok(Hint { key, state: codec::decode(&raw, &bytes)? })
+                Ok(Hint { key, state: decode_stored(&raw, &bytes)? })
             })
             .collect()
     }

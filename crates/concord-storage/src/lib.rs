@@ -11,6 +11,9 @@
 //!   read-modify-write of a DVV set happens inside this one thread, two concurrent writes to a key
 //!   can never both start from the same stored state (DESIGN.md §4).
 //! - [`keys`]: how object keys are laid out: namespace id, partition, user key.
+//! - [`stored_state`]: [`StoredState`], the one encoding of a key's DVV set on disk and where
+//!   stored bytes cross the wire (a format-version byte, then postcard), decoded and validated
+//!   in one place.
 //! - [`hints`]: writes held for another replica (hinted handoff), in their own space.
 //! - [`tree`]: anti-entropy hash trees per partition replica, kept current by the committer.
 //! - [`tombstones`]: which tombstones are past their grace and may be purged.
@@ -21,10 +24,10 @@ pub mod engine;
 pub mod hints;
 pub mod keys;
 pub mod objects;
+pub mod stored_state;
 pub mod tombstones;
 pub mod tree;
 
-mod codec;
 mod error;
 mod fjall_engine;
 mod memory;
@@ -38,5 +41,6 @@ pub use memory::MemoryStorage;
 pub use objects::{
     CommitObserver, Listing, LiveKeys, ObjectChunk, ObjectStore, ObjectStoreOptions, Update,
 };
+pub use stored_state::{StoredState, StoredStateError};
 pub use tombstones::{Expired, Sweep};
 pub use tree::{HashTree, Trees};

@@ -115,6 +115,14 @@ impl VersionVector {
         self.entries.iter().copied()
     }
 
+    /// Whether the entries are in their one canonical form: sorted by actor, each actor once,
+    /// every counter above 0. Lookups binary-search the entries, so a vector in any other form
+    /// (only a decoder can build one) would forget what it has seen.
+    pub fn is_canonical(&self) -> bool {
+        self.entries.iter().all(|(_, counter)| *counter > 0)
+            && self.entries.windows(2).all(|pair| pair[0].0 < pair[1].0)
+    }
+
     /// Builds a vector from arbitrary entries, as decoded from a client token.
     pub fn from_entries(entries: impl IntoIterator<Item = (ActorId, u64)>) -> Self {
         let mut vv = VersionVector::new();
@@ -334,7 +342,8 @@ impl DvvSet {
 
     /// Checks the structural invariants; used after decoding from disk or the wire.
     pub fn is_well_formed(&self) -> bool {
-        self.siblings.windows(2).all(|w| w[0].dot < w[1].dot)
+        self.vv.is_canonical()
+            && self.siblings.windows(2).all(|w| w[0].dot < w[1].dot)
             && self.siblings.iter().all(|s| self.vv.covers(s.dot))
     }
 }

@@ -18,8 +18,9 @@ use concord_types::{ActorId, ConflictPolicy, Content, CounterExhausted, Dot, Dvv
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CommitObserver, ObjectStoreOptions, Update};
+use crate::stored_state::decode_stored;
 use crate::tree::{self, Trees};
-use crate::{Batch, Durability, Space, Storage, StorageError, codec};
+use crate::{Batch, Durability, Space, Storage, StorageError, StoredState};
 
 pub(super) type Reply = oneshot::Sender<Result<DvvSet, StorageError>>;
 
@@ -271,7 +272,7 @@ impl Committer {
         let mut writes = Batch::new();
         let mut changes = Vec::with_capacity(states.len());
         for ((space, key), (old, state)) in states.drain() {
-            let encoded = state.map(|state| codec::encode(&state));
+            let encoded = state.map(|state| StoredState::encode(&state).into_bytes());
             if space == Space::Data {
                 changes.push((key.clone(), old, encoded.as_deref().map(tree::digest)));
             }
@@ -330,7 +331,7 @@ impl Committer {
             Entry::Vacant(entry) => {
                 let raw = &entry.key().1;
                 let stored = match self.storage.get(space, raw)? {
-                    Some(bytes) => (Some(tree::digest(&bytes)), Some(codec::decode(raw, &bytes)?)),
+                    Some(bytes) => (Some(tree::digest(&bytes)), Some(decode_stored(raw, &bytes)?)),
                     None => (None, None),
                 };
                 &mut entry.insert(stored).1

@@ -21,8 +21,9 @@ use concord_types::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::stored_state::{decode_objects, decode_stored};
 use crate::tree::Trees;
-use crate::{Durability, ObjectKey, Space, Storage, StorageError, codec};
+use crate::{Durability, ObjectKey, Space, Storage, StorageError, StoredState};
 
 mod committer;
 mod scans;
@@ -221,28 +222,18 @@ impl ObjectStore {
             .map_err(|e| StorageError::Engine(format!("sync task failed: {e}")))?
     }
 
-    /// Decodes a stored state as shipped in an [`ObjectChunk`]; a malformed one is an error.
-    pub fn decode_state(bytes: &[u8]) -> Result<DvvSet, StorageError> {
-        codec::decode(&[], bytes)
-    }
-
-    /// Decodes (and so validates) objects as another replica stores and ships them, ready for
-    /// [`ObjectStore::merge_all`]; the first malformed state is an error naming its key.
-    pub fn decode_states(objects: Vec<(Key, Vec<u8>)>) -> Result<Vec<(Key, DvvSet)>, String> {
-        objects
-            .into_iter()
-            .map(|(key, bytes)| match Self::decode_state(&bytes) {
-                Ok(state) => Ok((key, state)),
-                Err(e) => Err(format!("malformed state for {key:?}: {e}")),
-            })
-            .collect()
+    /// Decodes (and so validates, with [`StoredState::decode`]) objects as another replica
+    /// stores and ships them, ready for [`ObjectStore::merge_all`]; the first that does not
+    /// decode is an error naming its key and why.
+    pub fn decode_states(objects: Vec<(Key, StoredState)>) -> Result<Vec<(Key, DvvSet)>, String> {
+        decode_objects(objects)
     }
 
     /// The stored state of `key`, if any.
     pub fn get(&self, key: &ObjectKey) -> Result<Option<DvvSet>, StorageError> {
         let encoded = key.encode();
         match self.storage.get(Space::Data, &encoded)? {
-            Some(bytes) => codec::decode(&encoded, &bytes).map(Some),
+            Some(bytes) => decode_stored(&encoded, &bytes).map(Some),
             None => Ok(None),
         }
     }

@@ -8,7 +8,8 @@ use concord_types::{DvvSet, Key, NamespaceId, PartitionId};
 
 use super::ObjectStore;
 use crate::keys::prefix_end;
-use crate::{ObjectKey, Space, StorageError, codec, tree};
+use crate::stored_state::decode_stored;
+use crate::{ObjectKey, Space, StorageError, StoredState, tree};
 
 /// Which live keys of a partition [`ObjectStore::scan_live`] lists, and how far it looks.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +37,8 @@ pub struct LiveKeys {
 #[derive(Debug, Default)]
 pub struct ObjectChunk {
     /// Keys with their stored states, still encoded: the chunk is shipped as is, and the
-    /// receiver decodes (and so validates) each with [`ObjectStore::decode_state`].
-    pub objects: Vec<(Key, Vec<u8>)>,
+    /// receiver decodes (and so validates) each with [`StoredState::decode`].
+    pub objects: Vec<(Key, StoredState)>,
     /// Encoded size of the chunk, keys included.
     pub bytes: usize,
     /// Whether objects after the last one may exist.
@@ -131,7 +132,7 @@ impl ObjectStore {
                 }
                 let object = ObjectKey::decode(&raw_key).ok_or_else(|| not_an_object(&raw_key))?;
                 chunk.bytes += size;
-                chunk.objects.push((object.key, bytes));
+                chunk.objects.push((object.key, StoredState::from_bytes(bytes)));
                 if chunk.bytes >= max_bytes || chunk.objects.len() >= max_objects {
                     chunk.more = true;
                     break 'pages;
@@ -154,7 +155,7 @@ impl ObjectStore {
         segments: &BTreeSet<usize>,
         max_objects: usize,
         max_bytes: usize,
-    ) -> Result<Vec<(Key, Vec<u8>)>, StorageError> {
+    ) -> Result<Vec<(Key, StoredState)>, StorageError> {
         let (mut cursor, end) = ObjectKey::partition_range(namespace, partition);
         let mut out = Vec::new();
         let mut size = 0;
@@ -170,7 +171,7 @@ impl ObjectStore {
                         return Ok(out);
                     }
                     size = grown;
-                    out.push((object.key, bytes));
+                    out.push((object.key, StoredState::from_bytes(bytes)));
                     if out.len() >= max_objects {
                         return Ok(out);
                     }
@@ -214,7 +215,7 @@ impl ObjectStore {
 
 /// Decodes one stored entry of the data space.
 fn decode_entry(raw_key: &[u8], bytes: &[u8]) -> Result<(ObjectKey, DvvSet), StorageError> {
-    let state = codec::decode(raw_key, bytes)?;
+    let state = decode_stored(raw_key, bytes)?;
     let object = ObjectKey::decode(raw_key).ok_or_else(|| not_an_object(raw_key))?;
     Ok((object, state))
 }

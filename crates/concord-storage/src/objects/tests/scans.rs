@@ -176,6 +176,7 @@ async fn chunks_keep_to_their_byte_bound_and_a_larger_object_goes_alone() {
 
     let all: std::collections::BTreeSet<usize> = (0..crate::tree::SEGMENTS).collect();
     let objects = store.objects_in_segments(NamespaceId(1), PartitionId(2), &all, 100, bound);
-    let size: usize = objects.unwrap().iter().map(|(k, v)| k.as_bytes().len() + v.len()).sum();
+    let size: usize =
+        objects.unwrap().iter().map(|(k, v)| k.as_bytes().len() + v.encoded_len()).sum();
     assert!(size <= bound, "{size} bytes of segment objects");
 }
