@@ -265,18 +265,21 @@ impl DvvSet {
 
     /// Forgets the oldest entries that back no live sibling beyond [`HISTORY_ENTRIES_MAX`].
     /// Deterministic in the state, so replicas holding the same writes prune alike.
+    ///
+    /// Linear in entries and siblings: both are sorted by actor (siblings by dot, whose actor
+    /// comes first), so one walk of each says which entries back a live sibling.
     fn prune(&mut self) {
-        let live = |actor: ActorId| self.siblings.iter().any(|s| s.dot.actor == actor);
-        let history = self.vv.entries.iter().filter(|(a, _)| !live(*a)).count();
+        let mut live = LiveActors::new(&self.siblings);
+        let history = self.vv.entries.iter().filter(|(actor, _)| !live.has(*actor)).count();
         if history <= HISTORY_ENTRIES_MAX {
             return;
         }
         // Entries are sorted by actor id, and an actor id begins with the minute it was drawn:
         // the first entries without a live sibling are the oldest.
         let mut excess = history - HISTORY_ENTRIES_MAX;
-        let siblings = &self.siblings;
+        let mut live = LiveActors::new(&self.siblings);
         self.vv.entries.retain(|(actor, _)| {
-            if excess == 0 || siblings.iter().any(|s| s.dot.actor == *actor) {
+            if excess == 0 || live.has(*actor) {
                 return true;
             }
             excess -= 1;
@@ -345,6 +348,24 @@ impl DvvSet {
         self.vv.is_canonical()
             && self.siblings.windows(2).all(|w| w[0].dot < w[1].dot)
             && self.siblings.iter().all(|s| self.vv.covers(s.dot))
+    }
+}
+
+/// Answers "does a sibling of this actor exist?" for actors asked in ascending order, walking
+/// the siblings (sorted by dot, so by actor) once over all the questions.
+struct LiveActors<'s> {
+    siblings: std::iter::Peekable<std::slice::Iter<'s, Sibling>>,
+}
+
+impl<'s> LiveActors<'s> {
+    fn new(siblings: &'s [Sibling]) -> Self {
+        Self { siblings: siblings.iter().peekable() }
+    }
+
+    /// Whether a sibling of `actor` exists; `actor` is at least the one asked last.
+    fn has(&mut self, actor: ActorId) -> bool {
+        while self.siblings.next_if(|s| s.dot.actor < actor).is_some() {}
+        self.siblings.peek().is_some_and(|s| s.dot.actor == actor)
     }
 }
 
