@@ -352,7 +352,7 @@ async fn stop_all(nodes: &mut [DemoNode]) {
     for (node, &running) in nodes.iter().zip(&running) {
         if running {
             // A node that is already gone is no error.
-            let _ = process::signal(node.child.id(), "TERM");
+            let _ = process::signal(node.child.id(), process::Signal::Term);
         }
     }
     let deadline = Instant::now() + NODE_STOP_TIMEOUT;

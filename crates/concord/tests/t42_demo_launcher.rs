@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use concord_client::Client;
+use concord_launch::process::Signal;
 use serde_json::Value;
 
 /// Deadline for the restarted node to be seen up by the others.
@@ -42,6 +43,11 @@ fn endpoints(stdout: &str) -> Vec<Value> {
 /// adopter may reap it late or never) does not run.
 fn pid_alive(pid: u64) -> bool {
     concord_launch::process::is_alive(u32::try_from(pid).expect("a pid fits u32"))
+}
+
+/// Sends `signal` to `pid` as the launcher does (no `kill` program needed).
+fn signal(pid: u64, signal: Signal) -> Result<(), concord_launch::Error> {
+    concord_launch::process::signal(u32::try_from(pid).expect("a pid fits u32"), signal)
 }
 
 /// Stops the detached nodes even if the test fails halfway.
@@ -85,7 +91,7 @@ async fn detached_cluster_is_listed_restarted_alone_and_stopped() {
 
     println!("phase 2: kill -9 n3, restart it alone");
     let n3_pid = nodes[2]["pid"].as_u64().unwrap();
-    Command::new("kill").args(["-9", &n3_pid.to_string()]).status().unwrap();
+    signal(n3_pid, Signal::Kill).unwrap();
     let restarted = endpoints(&demo(&[
         "--nodes",
         "3",
@@ -155,7 +161,7 @@ fn exec_becomes_the_server_in_place() {
         cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     assert_eq!(args.get(1).map(String::as_str), Some("server"), "the pid runs {args:?}");
     assert!(args.contains(&root.join("n1").to_str().unwrap().to_owned()), "{args:?}");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    signal(child.id().into(), Signal::Term).unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.wait().unwrap().success(), "the server stops cleanly on SIGTERM: {rest:?}");
 }
