@@ -36,7 +36,8 @@ struct Cli {
 enum Command {
     /// Run a Concord node.
     Server(server::ServerArgs),
-    /// Run a local cluster of N nodes until Ctrl-C (data in a temporary directory).
+    /// Run a local cluster of N nodes until Ctrl-C, n1 on localhost:7700 when free (data in a
+    /// temporary directory); kill and restart its nodes to watch the cluster react.
     Demo(demo::DemoArgs),
     /// Read, write, delete and list keys.
     Kv(cli::kv::KvArgs),
@@ -135,6 +136,9 @@ mod tests {
         let detached_in_a_temporary_dir = ["concord", "demo", "--detach"];
         assert!(Cli::try_parse_from(detached_in_a_temporary_dir).is_err());
         assert!(Cli::try_parse_from(["concord", "demo", "--data-root", "/c", "--stop"]).is_ok());
+        assert!(Cli::try_parse_from(["concord", "demo", "--free-ports"]).is_ok());
+        let both = ["concord", "demo", "--free-ports", "--base-port", "9000"];
+        assert!(Cli::try_parse_from(both).is_err(), "free ports or fixed ports, not both");
         for change in ["leave", "remove"] {
             let cli = Cli::try_parse_from(["concord", "cluster", change, "n2"]);
             assert!(cli.is_ok(), "{cli:?}");
