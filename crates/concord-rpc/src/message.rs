@@ -43,7 +43,20 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {
 
 /// A request: the kind it travels as and the type of its answer.
 ///
-/// ```ignore
+/// ```
+/// use concord_rpc::{MessageKind, Rpc};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct ReadRequest {
+///     key: Vec<u8>,
+/// }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct ReadReply {
+///     value: Option<Vec<u8>>,
+/// }
+///
 /// impl Rpc for ReadRequest {
 ///     const KIND: MessageKind = MessageKind::ReplicaRead;
 ///     type Reply = ReadReply;
