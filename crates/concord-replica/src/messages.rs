@@ -5,7 +5,7 @@
 //! decoded, one place per type: keys and node ids by their types, DVV sets with
 //! `is_well_formed` ([`valid`]), and quorum counts by their range. A partition id can only be
 //! checked against the cluster's partition count, which a decoder does not know: every request
-//! says which partition it names ([`Scoped`]), and the replica's endpoints check it where the
+//! says which partition it names (`Scoped`), and the replica's endpoints check it where the
 //! request enters the layer (`crate::endpoints`).
 
 use concord_rpc::{MessageKind, Rpc};

@@ -5,7 +5,7 @@
 //! each request the router finds the endpoint of its kind, decodes the payload as that
 //! endpoint's type (a refusal names the kind and the type), runs it, and encodes its reply. A
 //! kind nobody registered is answered with an error, never a panic. Registering a kind twice is
-//! a programming error: [`Router::add`], the one place routes are added, panics, so the node
+//! a programming error: `Router::add`, the one place routes are added, panics, so the node
 //! does not start.
 
 use std::collections::BTreeMap;
@@ -57,7 +57,7 @@ impl Router {
     /// Serves requests of type `R` with `endpoint`: payloads are decoded as `R` and replies
     /// encoded as `R::Reply` here.
     ///
-    /// Panics if `R::KIND` already has an endpoint (see [`Router::add`]).
+    /// Panics if `R::KIND` already has an endpoint (see `Router::add`).
     pub fn endpoint<R: Rpc, E: Endpoint<R>>(&mut self, endpoint: Arc<E>) -> &mut Self {
         let serve: Serve = Box::new(move |from, payload| {
             let endpoint = endpoint.clone();
@@ -73,7 +73,7 @@ impl Router {
     /// Serves requests of type `R` with `endpoint`, which decodes each request and encodes its
     /// reply itself (bulk messages, off the async workers).
     ///
-    /// Panics if `R::KIND` already has an endpoint (see [`Router::add`]).
+    /// Panics if `R::KIND` already has an endpoint (see `Router::add`).
     pub fn encoded_endpoint<R: Rpc, E: EncodedEndpoint<R>>(
         &mut self,
         endpoint: Arc<E>,
@@ -90,7 +90,7 @@ impl Router {
 
     /// Hands one-way messages of type `M` to `endpoint`, decoded.
     ///
-    /// Panics if `M::KIND` already has an endpoint (see [`Router::add`]).
+    /// Panics if `M::KIND` already has an endpoint (see `Router::add`).
     pub fn one_way<M: OneWay, E: OneWayEndpoint<M>>(&mut self, endpoint: Arc<E>) -> &mut Self {
         let take: Take = Box::new(move |from, payload| match M::from_payload(payload) {
             Ok(message) => endpoint.take(from, message),
