@@ -127,6 +127,7 @@ impl Membership {
         let (liveness_tx, liveness_rx) = watch::channel(LivenessMap::new());
         let (status_tx, status_rx) = watch::channel(Vec::new());
         let (identity_tx, identity_rx) = watch::channel(identity);
+        let shared_clock = clock.clone();
         let driver = Membership {
             swim,
             config,
@@ -157,6 +158,7 @@ impl Membership {
                 liveness: liveness_rx,
                 status: status_rx,
                 identity: identity_rx,
+                clock: shared_clock,
                 dropped_incoming_count: AtomicU64::new(0),
                 task: Mutex::new(Some(task)),
             }),
@@ -412,6 +414,8 @@ struct Shared {
     liveness: watch::Receiver<LivenessMap>,
     status: watch::Receiver<Vec<PeerStatus>>,
     identity: watch::Receiver<SwimId>,
+    /// The driver's clock, which also answers peers' time probes ([`crate::TimeProbe`]).
+    clock: WallClock,
     /// Packets dropped because the inbox was full: a sign the driver cannot keep up.
     dropped_incoming_count: AtomicU64,
     /// The driver task, taken by the first `shutdown` to wait for it.
@@ -459,6 +463,11 @@ impl MembershipHandle {
     /// Every member's liveness, updated whenever one changes.
     pub fn subscribe(&self) -> watch::Receiver<LivenessMap> {
         self.shared.liveness.clone()
+    }
+
+    /// The clock this node's time probes are answered from.
+    pub(crate) fn clock(&self) -> &WallClock {
+        &self.shared.clock
     }
 
     pub fn dropped_incoming_count(&self) -> u64 {

@@ -17,6 +17,9 @@
 //! - `driver.rs`: [`Membership`], the tokio task running a `Swim`, its timers and the time
 //!   probes; [`MembershipHandle`]; the [`SwimNet`] seam the node plugs its transport into.
 //! - `timers.rs`: the driver's timer queue.
+//! - `messages.rs`: the wire messages, [`SwimPacket`] (one way, foca's bytes) and
+//!   [`TimeProbe`] (answered with the peer's clock), and [`MembershipHandle::register`], which
+//!   adds their endpoints to the node's `concord_rpc::Router`.
 //!
 //! # Why foca
 //!
@@ -93,11 +96,12 @@
 //!
 //! # Wiring it into a node
 //!
-//! Implement [`SwimNet`] (`send`: a one-way transport message; `time_probe`: a request whose
-//! handler replies with [`answer_time_probe`]), call [`Membership::start`], feed every
-//! received SWIM message to [`MembershipHandle::handle_incoming`], and call `set_members`
-//! whenever the metadata's member list changes. Liveness changes are logged at info ("node
-//! n3 is down") and published through [`MembershipHandle::subscribe`].
+//! Implement [`SwimNet`] (`send`: a one-way [`SwimPacket`]; `time_probe`: a [`TimeProbe`]
+//! call), call [`Membership::start`], register the handle's endpoints with the node's router
+//! ([`MembershipHandle::register`]: received packets go to the driver, probes are answered
+//! with [`answer_time_probe`]), and call `set_members` whenever the metadata's member list
+//! changes. Liveness changes are logged at info ("node n3 is down") and published through
+//! [`MembershipHandle::subscribe`].
 //!
 //! [foca]: https://docs.rs/foca/2.0.0
 
@@ -106,6 +110,7 @@ mod config;
 mod driver;
 mod error;
 mod identity;
+mod messages;
 mod swim;
 mod timers;
 
@@ -116,6 +121,7 @@ pub use driver::{
 };
 pub use error::Error;
 pub use identity::SwimId;
+pub use messages::{SwimPacket, TimeProbe};
 pub use swim::{Liveness, Output, Swim, SwimTimer};
 
 #[cfg(test)]

@@ -8,10 +8,13 @@
 //! - [`state`]: the pure state machine (commands in, results out).
 //! - [`store`]: the Raft log and state machine persisted in the node's fjall database.
 //! - [`network`]: openraft's network over `concord-rpc`.
+//! - [`messages`]: the messages peers exchange (`Join`, `MetaForward`, the Raft RPCs), each
+//!   with its kind and reply type.
 //! - [`service`]: [`Meta`], the running metadata service: bootstrap, proposals forwarded to the
-//!   leader, the RPC handler, and the reconciler that keeps the Raft voter set in line with the
-//!   members.
+//!   leader, its endpoints ([`Meta::register`]), and the reconciler that keeps the Raft voter
+//!   set in line with the members.
 
+pub mod messages;
 pub mod network;
 pub mod service;
 pub mod state;
@@ -23,7 +26,8 @@ use std::io::Cursor;
 use concord_types::NodeId;
 use serde::{Deserialize, Serialize};
 
-pub use service::{JoinReply, JoinRequest, Meta, MetaConfig, MetaError};
+pub use messages::{JoinReply, JoinRequest};
+pub use service::{Meta, MetaConfig, MetaError};
 pub use state::{
     Command, CommandResult, Founding, Member, MemberState, MetaState, Move, NamespaceEntry,
 };

@@ -1,8 +1,8 @@
 //! openraft's network over the node-to-node transport.
 //!
-//! Each Raft RPC is one request/response call of its own message kind; the payload is the
-//! openraft request, and the answer is `Result<response, RaftError>` so the remote's Raft error
-//! reaches the local Raft core intact.
+//! Each Raft RPC is one typed call of its own message kind ([`crate::messages`]); the payload is
+//! the openraft request, and the answer is `Result<response, RaftError>` so the remote's Raft
+//! error reaches the local Raft core intact.
 //!
 //! openraft retries a follower that is down twice a second and logs every failure; the node's
 //! log filter silences those lines (`concord::server`), and this network logs each peer's
@@ -12,8 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use concord_rpc::{MessageKind, RpcError, Transport};
+use concord_rpc::{Calls, Rpc, RpcError, Transport};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -22,11 +21,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use concord_types::{FailureLine, FailureLogs};
 
+use crate::messages::{RaftAppend, RaftSnapshot, RaftVote};
 use crate::{MetaNode, TypeConfig};
 
 type RaftId = u64;
@@ -79,30 +77,28 @@ pub struct RaftClient {
 }
 
 impl RaftClient {
+    /// Sends one Raft RPC; its reply is the remote Raft's `Result<response, error>`.
     async fn call<Req, Resp, E>(
         &self,
-        kind: MessageKind,
-        request: &Req,
+        request: Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<RaftId, MetaNode, E>>
     where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
+        Req: Rpc<Reply = Result<Resp, E>>,
+        E: std::error::Error,
     {
         let Some(name) = &self.name else {
             let e = RpcError::Unreachable(format!("raft node {} has no valid name", self.target));
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
-        let payload = concord_rpc::encode(request);
-        let reply = self.transport.call(name, kind, payload, option.hard_ttl()).await;
-        self.note_outcome(name, reply.as_ref().err());
-        let reply = reply.map_err(|e| match e {
+        let reply = self.transport.call_rpc(name, &request, option.hard_ttl()).await;
+        // A reply that does not decode still shows the peer reachable.
+        let unreachable = reply.as_ref().err().filter(|e| !matches!(e, RpcError::Decode(_)));
+        self.note_outcome(name, unreachable);
+        let answer = reply.map_err(|e| match e {
             RpcError::Decode(_) | RpcError::Remote(_) => RPCError::Network(NetworkError::new(&e)),
             _ => RPCError::Unreachable(Unreachable::new(&e)),
         })?;
-        let answer: Result<Resp, E> =
-            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -129,17 +125,13 @@ impl RaftClient {
     }
 }
 
-fn decode<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, RpcError> {
-    concord_rpc::decode(bytes)
-}
-
 impl RaftNetwork<TypeConfig> for RaftClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<RaftId>, RPCError<RaftId, MetaNode, RaftError<RaftId>>> {
-        self.call(MessageKind::RaftAppend, &rpc, &option).await
+        self.call(RaftAppend(rpc), &option).await
     }
 
     async fn install_snapshot(
@@ -150,7 +142,7 @@ impl RaftNetwork<TypeConfig> for RaftClient {
         InstallSnapshotResponse<RaftId>,
         RPCError<RaftId, MetaNode, RaftError<RaftId, InstallSnapshotError>>,
     > {
-        self.call(MessageKind::RaftSnapshot, &rpc, &option).await
+        self.call(RaftSnapshot(rpc), &option).await
     }
 
     async fn vote(
@@ -158,6 +150,6 @@ impl RaftNetwork<TypeConfig> for RaftClient {
         rpc: VoteRequest<RaftId>,
         option: RPCOption,
     ) -> Result<VoteResponse<RaftId>, RPCError<RaftId, MetaNode, RaftError<RaftId>>> {
-        self.call(MessageKind::RaftVote, &rpc, &option).await
+        self.call(RaftVote(rpc), &option).await
     }
 }

@@ -4,18 +4,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use concord_rpc::{MessageKind, Transport};
+use concord_rpc::{Calls, Endpoint, Router, Rpc, Transport};
 use concord_storage::Storage;
 use concord_types::NodeId;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::metrics::WaitError;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{ChangeMembers, Raft, ServerState, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::messages::{
+    ForwardRequest, Forwarded, JoinReply, JoinRequest, RaftAppend, RaftSnapshot, RaftVote,
+};
 use crate::network::Network;
 use crate::state::{Command, CommandResult, MemberState, MetaState};
 use crate::store::{LogStore, StateMachineStore};
@@ -57,97 +57,6 @@ pub enum MetaError {
     Refused(String),
     #[error("metadata service failed: {0}")]
     Fatal(String),
-}
-
-/// `Join`: a fresh node asks a member to admit it.
-///
-/// `Join` may arrive before its sender belongs to the cluster, so it is checked as strictly as
-/// anything a member sends. It has no `Deserialize`: [`JoinRequest::decode`] is the only way
-/// from bytes to a request, and it validates the node id (by its type) and both addresses
-/// ([`check_addr`]). [`Meta::handle`] then admits only the node that said hello on the
-/// connection.
-#[derive(Debug, Serialize)]
-pub struct JoinRequest {
-    pub node: NodeId,
-    pub http_addr: String,
-    pub peer_addr: String,
-    /// The incarnation of the joining node's data dir (see [`crate::Member::incarnation`]).
-    pub incarnation: u64,
-}
-
-/// A decoded [`JoinRequest`] before its addresses are checked; same fields, same encoding.
-#[derive(Deserialize)]
-struct JoinPayload {
-    node: NodeId,
-    http_addr: String,
-    peer_addr: String,
-    incarnation: u64,
-}
-
-impl JoinRequest {
-    /// Decodes and validates a `Join` payload. The error says what is wrong.
-    pub fn decode(payload: &[u8]) -> Result<JoinRequest, String> {
-        let fields: JoinPayload =
-            concord_rpc::decode(payload).map_err(|e| format!("bad Join payload: {e}"))?;
-        check_addr("http_addr", &fields.http_addr)?;
-        check_addr("peer_addr", &fields.peer_addr)?;
-        let JoinPayload { node, http_addr, peer_addr, incarnation } = fields;
-        Ok(JoinRequest { node, http_addr, peer_addr, incarnation })
-    }
-}
-
-/// Longest address a member may announce, in bytes (a DNS name is at most 253).
-pub const ADDR_BYTES_MAX: usize = 261;
-
-/// Checks that `addr` is `host:port`: a port number, and a host (a name, an IPv4 address or a
-/// bracketed IPv6 address) of printable ASCII without spaces, up to [`ADDR_BYTES_MAX`] in all.
-/// Addresses are stored in the metadata, dialed by every member and shown to operators.
-pub fn check_addr(field: &str, addr: &str) -> Result<(), String> {
-    let shown: String = addr.chars().take(80).collect();
-    let refuse = |why: &str| Err(format!("{field} {shown:?} {why}"));
-    if addr.len() > ADDR_BYTES_MAX {
-        return refuse(&format!("is longer than {ADDR_BYTES_MAX} bytes ({})", addr.len()));
-    }
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return refuse("is not host:port");
-    };
-    if port.parse::<u16>().is_err() {
-        return refuse("has no valid port number");
-    }
-    let printable = |b: &u8| b.is_ascii_graphic() && !b"/@?#\\\"".contains(b);
-    if host.is_empty() || !host.bytes().all(|b| printable(&b)) {
-        return refuse("has no valid host");
-    }
-    Ok(())
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub enum JoinReply {
-    /// Admitted; the cluster's partition count (its id came with the handshake).
-    Accepted {
-        partitions: u16,
-    },
-    Refused(String),
-}
-
-/// A request sent to the metadata leader (`MetaForward`).
-#[derive(Debug, Serialize, Deserialize)]
-enum ForwardRequest {
-    /// Commit this command and answer what applying it did.
-    Propose(Command),
-    /// Answer the read index: the leader's commit index, once it has confirmed with a quorum
-    /// that it is still the leader (Raft's read-only queries, §6.4 of Ongaro's thesis).
-    ReadIndex,
-}
-
-/// The leader's answer to a [`ForwardRequest`].
-#[derive(Debug, Serialize, Deserialize)]
-enum Forwarded {
-    Applied(CommandResult),
-    NotLeader,
-    Failed(String),
-    /// The read index; `None` while the log is empty.
-    ReadIndex(Option<u64>),
 }
 
 /// A node's handle on the metadata group.
@@ -333,12 +242,8 @@ impl Meta {
             return Err(format!("leader has an invalid name {}", leader.name));
         };
         self.transport.set_peer(name.clone(), leader.peer_addr.clone());
-        let reply = self
-            .transport
-            .call(&name, MessageKind::MetaForward, concord_rpc::encode(request), timeout)
-            .await
-            .map_err(|e| format!("forwarding to leader {name}: {e}"))?;
-        concord_rpc::decode::<Forwarded>(&reply).map_err(|e| e.to_string())
+        let call = self.transport.call_rpc(&name, request, timeout);
+        call.await.map_err(|e| format!("forwarding to leader {name}: {e}"))
     }
 
     /// Brings this node's applied metadata up to everything committed before the call: gets
@@ -422,45 +327,6 @@ impl Meta {
                     Err(_) => Forwarded::Failed("the leader did not confirm in time".into()),
                 }
             }
-        }
-    }
-
-    /// Serves the metadata message kinds sent by peers; `from` is the peer the connection's
-    /// handshake named.
-    pub async fn handle(
-        &self,
-        from: &NodeId,
-        kind: MessageKind,
-        payload: Bytes,
-    ) -> Result<Bytes, String> {
-        let decode_err = |e: concord_rpc::RpcError| format!("bad {kind:?} payload: {e}");
-        match kind {
-            MessageKind::RaftAppend => {
-                let request: AppendEntriesRequest<TypeConfig> =
-                    concord_rpc::decode(&payload).map_err(decode_err)?;
-                Ok(concord_rpc::encode(&self.raft.append_entries(request).await))
-            }
-            MessageKind::RaftVote => {
-                let request: VoteRequest<u64> =
-                    concord_rpc::decode(&payload).map_err(decode_err)?;
-                Ok(concord_rpc::encode(&self.raft.vote(request).await))
-            }
-            MessageKind::RaftSnapshot => {
-                let request: InstallSnapshotRequest<TypeConfig> =
-                    concord_rpc::decode(&payload).map_err(decode_err)?;
-                let answer: Result<_, RaftError<u64, InstallSnapshotError>> =
-                    self.raft.install_snapshot(request).await;
-                Ok(concord_rpc::encode(&answer))
-            }
-            MessageKind::Join => {
-                let request = JoinRequest::decode(&payload)?;
-                Ok(concord_rpc::encode(&self.join(from, request).await))
-            }
-            MessageKind::MetaForward => {
-                let request: ForwardRequest = concord_rpc::decode(&payload).map_err(decode_err)?;
-                Ok(concord_rpc::encode(&self.serve_forwarded(request).await))
-            }
-            other => Err(format!("{other:?} is not a metadata message")),
         }
     }
 
@@ -580,6 +446,62 @@ impl Meta {
     }
 }
 
+impl Meta {
+    /// Registers the metadata layer's endpoints with the node's router: `Join`, `MetaForward`
+    /// and the three Raft RPCs.
+    pub fn register(self: &Arc<Self>, router: &mut Router) {
+        router
+            .endpoint::<JoinRequest, _>(self.clone())
+            .endpoint::<ForwardRequest, _>(self.clone())
+            .endpoint::<RaftAppend, _>(self.clone())
+            .endpoint::<RaftVote, _>(self.clone())
+            .endpoint::<RaftSnapshot, _>(self.clone());
+    }
+}
+
+/// A `Join` is admitted only for the node that said hello on the connection (`from`).
+impl Endpoint<JoinRequest> for Meta {
+    async fn handle(&self, from: &NodeId, request: JoinRequest) -> Result<JoinReply, String> {
+        Ok(self.join(from, request).await)
+    }
+}
+
+impl Endpoint<ForwardRequest> for Meta {
+    async fn handle(&self, _from: &NodeId, request: ForwardRequest) -> Result<Forwarded, String> {
+        Ok(self.serve_forwarded(request).await)
+    }
+}
+
+impl Endpoint<RaftAppend> for Meta {
+    async fn handle(
+        &self,
+        _from: &NodeId,
+        RaftAppend(request): RaftAppend,
+    ) -> Result<<RaftAppend as Rpc>::Reply, String> {
+        Ok(self.raft.append_entries(request).await)
+    }
+}
+
+impl Endpoint<RaftVote> for Meta {
+    async fn handle(
+        &self,
+        _from: &NodeId,
+        RaftVote(request): RaftVote,
+    ) -> Result<<RaftVote as Rpc>::Reply, String> {
+        Ok(self.raft.vote(request).await)
+    }
+}
+
+impl Endpoint<RaftSnapshot> for Meta {
+    async fn handle(
+        &self,
+        _from: &NodeId,
+        RaftSnapshot(request): RaftSnapshot,
+    ) -> Result<<RaftSnapshot as Rpc>::Reply, String> {
+        Ok(self.raft.install_snapshot(request).await)
+    }
+}
+
 /// The voter set the leader steers towards: keep current voters that are still owning
 /// members, fill up from the other members in name order, shrink leaving ones first, and keep
 /// the count odd.
@@ -640,53 +562,5 @@ async fn reconcile(meta: std::sync::Weak<Meta>) {
         if let Err(e) = meta.reconcile_once().await {
             tracing::debug!(error = %e, "metadata reconcile failed; retrying");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn payload(node: &str, http_addr: &str, peer_addr: &str) -> Bytes {
-        concord_rpc::encode(&(node, http_addr, peer_addr, 3u64))
-    }
-
-    /// Regression (issue 19, defect 2): a `Join` for a 300-byte node name decoded, and the
-    /// member it added made the first hint stored for it panic. It is refused when decoded now,
-    /// as is every request with a name or an address no node could have.
-    #[test]
-    fn join_requests_are_validated_when_decoded() {
-        let request = JoinRequest::decode(&payload("n4", "10.0.0.4:8080", "node4.local:7070"));
-        let request = request.unwrap();
-        assert_eq!(request.node.as_str(), "n4");
-        assert_eq!((request.http_addr.as_str(), request.incarnation), ("10.0.0.4:8080", 3));
-        let long = "n".repeat(300);
-        let refused = [
-            (payload(&long, "h:1", "h:2"), "invalid value in JoinPayload at field `[0]`"),
-            (payload("N4", "h:1", "h:2"), "invalid value in JoinPayload at field `[0]`"),
-            (payload("n4", "h", "h:2"), "http_addr \"h\" is not host:port"),
-            (payload("n4", "h:1", "h:99999"), "peer_addr \"h:99999\" has no valid port number"),
-            (payload("n4", ":1", "h:2"), "http_addr \":1\" has no valid host"),
-            (payload("n4", "h:1", &long), "is longer than 261 bytes (300)"),
-        ];
-        for (bytes, expected) in refused {
-            let error = JoinRequest::decode(&bytes).unwrap_err();
-            assert!(error.contains(expected), "expected {expected:?}, got {error:?}");
-        }
-        // A valid request encodes to exactly what decodes back.
-        let again = JoinRequest::decode(&concord_rpc::encode(&request)).unwrap();
-        assert_eq!(concord_rpc::encode(&again), concord_rpc::encode(&request));
-    }
-
-    #[test]
-    fn addresses_are_host_and_port() {
-        for good in ["127.0.0.1:7070", "[::1]:7070", "node-3.example.com:1", "h:0"] {
-            assert_eq!(check_addr("peer_addr", good), Ok(()), "{good}");
-        }
-        for bad in ["", "h", ":7070", "h:", "h:port", "a b:1", "h/x:1", "u@h:1", "h:70700"] {
-            assert!(check_addr("peer_addr", bad).is_err(), "{bad}");
-        }
-        let error = check_addr("peer_addr", &format!("{}:1", "x".repeat(100_000))).unwrap_err();
-        assert!(error.len() < 200, "the error quotes a bounded part: {error}");
     }
 }

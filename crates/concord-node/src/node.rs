@@ -20,7 +20,8 @@ use concord_replica::{
 };
 use concord_ring::PartitionCount;
 use concord_rpc::{
-    Faults, Local, MessageKind, RpcServer, ServerLimits, TcpTransport, Transport, TransportConfig,
+    Calls, Faults, Local, MessageKind, RpcServer, ServerLimits, TcpTransport, Transport,
+    TransportConfig,
 };
 use concord_storage::{
     Durability, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
@@ -34,7 +35,7 @@ use crate::config::DurabilityMode;
 use crate::database::{Database, DatabaseParts};
 use crate::identity::{DataDirLock, draw_incarnation, lock_data_dir};
 use crate::namespaces::Namespaces;
-use crate::peers::{PeerHandler, SwimPeers, SwimTransport};
+use crate::peers::{SwimPeers, SwimTransport};
 use crate::tasks::BackgroundTasks;
 use crate::{Config, Error, Identity, Metrics};
 
@@ -223,13 +224,8 @@ impl Node {
             background: Background::new("concord-bulk", BULK_THREADS, config.cluster.handoff_nice)
                 .map_err(|e| Error::Startup(format!("starting the background lane: {e}")))?,
         });
-        let handler = Arc::new(PeerHandler {
-            meta: meta.clone(),
-            replica: replica.clone(),
-            membership: membership.clone(),
-            clock: clock.clone(),
-            transport: transport.clone(),
-        });
+        let handler =
+            Arc::new(crate::peers::router(&meta, &replica, &membership, transport.clone()));
         let rpc = RpcServer::serve(
             listener,
             local.clone(),
@@ -359,10 +355,9 @@ async fn join(
 ) -> Result<Identity, Error> {
     let mut errors = Vec::new();
     for seed in seeds {
-        let payload = concord_rpc::encode(request);
-        match transport.call_addr(seed, MessageKind::Join, payload, JOIN_TIMEOUT).await {
-            Ok((_, cluster_id, reply)) => match concord_rpc::decode(&reply) {
-                Ok(concord_meta::JoinReply::Accepted { partitions }) => {
+        match transport.call_addr_rpc(seed, request, JOIN_TIMEOUT).await {
+            Ok((_, cluster_id, reply)) => match reply {
+                concord_meta::JoinReply::Accepted { partitions } => {
                     tracing::info!(%seed, cluster = %cluster_id, "joined the cluster");
                     return Ok(Identity {
                         node_id: request.node.clone(),
@@ -371,10 +366,9 @@ async fn join(
                         incarnation: request.incarnation,
                     });
                 }
-                Ok(concord_meta::JoinReply::Refused(why)) => {
+                concord_meta::JoinReply::Refused(why) => {
                     return Err(Error::Startup(format!("{seed} refused the join: {why}")));
                 }
-                Err(e) => errors.push(format!("{seed}: {e}")),
             },
             Err(concord_rpc::RpcError::Rejected(why)) => {
                 return Err(Error::Startup(format!(

@@ -1,76 +1,39 @@
-//! Wiring between the node's layers and the peer transport: the handler that routes each
-//! incoming message kind to the layer that owns it, SWIM's network seam, and SWIM's view as the
-//! replica layer and the cluster view need it.
+//! Wiring between the node's layers and the peer transport: the router made of every layer's
+//! endpoints, SWIM's network seam, and SWIM's view as the replica layer and the cluster view
+//! need it.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use concord_membership::MembershipHandle;
+use concord_membership::{MembershipHandle, SwimPacket, TimeProbe};
 use concord_meta::Meta;
 use concord_replica::Replica;
-use concord_rpc::{BoxFuture, Handler, MessageKind, Transport};
-use concord_types::{NodeId, WallClock};
+use concord_rpc::{Calls, MessageKind, Router, Transport};
+use concord_types::NodeId;
 
 use crate::database::PeerStatus;
 
-/// Routes peer messages to the metadata, membership and replica layers.
-pub(crate) struct PeerHandler {
-    pub(crate) meta: Arc<Meta>,
-    pub(crate) replica: Arc<Replica>,
-    pub(crate) membership: MembershipHandle,
-    pub(crate) clock: Arc<dyn WallClock>,
-    /// Told when a peer connects, so a restarted peer is called again at once.
-    pub(crate) transport: Arc<dyn Transport>,
-}
-
-impl Handler for PeerHandler {
-    fn handle(
-        &self,
-        from: NodeId,
-        kind: MessageKind,
-        payload: Bytes,
-    ) -> BoxFuture<'static, Result<Bytes, String>> {
-        match kind {
-            MessageKind::Join
-            | MessageKind::MetaForward
-            | MessageKind::RaftAppend
-            | MessageKind::RaftVote
-            | MessageKind::RaftSnapshot => {
-                let meta = self.meta.clone();
-                Box::pin(async move { meta.handle(&from, kind, payload).await })
-            }
-            MessageKind::TimeProbe => {
-                let clock = self.clock.clone();
-                let answer = concord_membership::answer_time_probe(&move || clock.now_ms());
-                Box::pin(async move { Ok(concord_rpc::encode(&answer)) })
-            }
-            MessageKind::ReplicaRead
-            | MessageKind::ReplicaWrite
-            | MessageKind::ReplicaMerge
-            | MessageKind::ReplicaList
-            | MessageKind::ReplicaHint
-            | MessageKind::TreeRoot
-            | MessageKind::TreeLeaves
-            | MessageKind::SegmentObjects
-            | MessageKind::MergeBatch
-            | MessageKind::PurgeTombstones
-            | MessageKind::HandoffFetch => {
-                let replica = self.replica.clone();
-                Box::pin(async move { replica.handle(kind, payload).await })
-            }
-            other => Box::pin(async move { Err(format!("{other:?} is not a request kind")) }),
-        }
-    }
-
-    fn handle_one_way(&self, from: NodeId, kind: MessageKind, payload: Bytes) {
-        if kind == MessageKind::Swim {
-            self.membership.handle_incoming(from, payload);
-        }
-    }
-
-    fn connected(&self, from: &NodeId) {
-        self.transport.heard_from(from);
-    }
+/// The node's peer handler: each layer registers its own endpoints. Every kind but `Hello`
+/// (the transport's own) must have one; a kind left out is a programming error found here, at
+/// start-up, rather than as refusals between nodes.
+pub(crate) fn router(
+    meta: &Arc<Meta>,
+    replica: &Arc<Replica>,
+    membership: &MembershipHandle,
+    transport: Arc<dyn Transport>,
+) -> Router {
+    let mut router = Router::new();
+    meta.register(&mut router);
+    replica.register(&mut router);
+    membership.register(&mut router);
+    // A peer that connects is up and listening: a restarted peer is called again at once.
+    router.on_connected(move |from| transport.heard_from(from));
+    let unserved: Vec<MessageKind> = MessageKind::ALL
+        .into_iter()
+        .filter(|kind| *kind != MessageKind::Hello && !router.kinds().contains(kind))
+        .collect();
+    assert!(unserved.is_empty(), "message kinds without an endpoint: {unserved:?}");
+    router
 }
 
 /// SWIM's network: gossip as one-way messages, time probes as calls.
@@ -81,20 +44,12 @@ pub(crate) struct SwimTransport {
 impl concord_membership::SwimNet for SwimTransport {
     fn send(&self, to: &NodeId, payload: Bytes) {
         // Best effort by nature: SWIM retransmits what matters.
-        let _ = self.transport.send(to, MessageKind::Swim, payload);
+        let _ = self.transport.send_one_way(to, &SwimPacket(payload));
     }
 
     fn time_probe(&self, to: &NodeId) -> concord_membership::TimeProbeFuture {
-        let call = self.transport.call(
-            to,
-            MessageKind::TimeProbe,
-            Bytes::new(),
-            std::time::Duration::from_secs(1),
-        );
-        Box::pin(async move {
-            let reply = call.await.ok()?;
-            concord_rpc::decode::<(u64, u64)>(&reply).ok()
-        })
+        let call = self.transport.call_rpc(to, &TimeProbe, std::time::Duration::from_secs(1));
+        Box::pin(async move { call.await.ok() })
     }
 }
 

@@ -3,20 +3,25 @@
 //! number of cases per kind, so it runs with every `cargo test`, in CI too.
 //!
 //! For each kind: arbitrary bytes, and valid encodings of its payloads with bytes flipped, cut,
-//! appended or spliced in. For every input: no panic, and a decode either fails or yields a
-//! valid value, shown by encoding it and decoding that again (every type validates itself as it
-//! decodes, so a value that decodes twice passed every check twice) to the same bytes. SWIM
-//! packets go through the pure SWIM machine's `handle_data`, which decodes them. Stored objects
-//! carried by handoff and anti-entropy are decoded as the receiver decodes them.
+//! appended or spliced in. Each is decoded as the kind's request type and as its reply type
+//! (`concord_rpc::Rpc`, so exactly the decoders the router and the typed calls use; the test
+//! also checks each type travels as the kind it is fuzzed for). For every input: no panic, and
+//! a decode either fails or yields a valid value, shown by encoding it and decoding that again
+//! (every type validates itself as it decodes, so a value that decodes twice passed every check
+//! twice) to the same bytes. SWIM packets go through the pure SWIM machine's `handle_data`,
+//! which decodes them. Stored objects carried by handoff and anti-entropy are decoded as the
+//! receiver decodes them.
 //!
 //! Every run prints its seed; `CONCORD_TEST_SEED=<seed>` replays it.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use concord_membership::{Output, Swim, SwimConfig, SwimId, SwimTimer};
+use bytes::Bytes;
+use concord_membership::{Output, Swim, SwimConfig, SwimId, SwimPacket, SwimTimer, TimeProbe};
+use concord_meta::messages::{ForwardRequest, Forwarded, RaftAppend, RaftSnapshot, RaftVote};
 use concord_meta::{Command, CommandResult, JoinReply, JoinRequest, TypeConfig};
-use concord_replica::exchange::{MergeBatch, SegmentRequest};
+use concord_replica::exchange::{MergeBatch, SegmentObjects, SegmentRequest, TreeLeavesRequest};
 use concord_replica::hints::HintRequest;
 use concord_replica::list::{ListReply, ListRequest};
 use concord_replica::messages::{
@@ -24,8 +29,8 @@ use concord_replica::messages::{
 };
 use concord_replica::tombstones::PurgeRequest;
 use concord_replica::verify::{TreeRoot, TreeRootRequest};
-use concord_rpc::MessageKind;
 use concord_rpc::handshake::Hello;
+use concord_rpc::{MessageKind, Payload, Rpc};
 use concord_storage::{ObjectStore, StoredState};
 use concord_types::{
     ActorId, ClusterId, ConflictPolicy, Content, Dot, DvvSet, Key, NamespaceConfig, NamespaceId,
@@ -38,8 +43,6 @@ use openraft::raft::{
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 /// Cases per message kind.
 const CASES: u32 = 2000;
@@ -48,25 +51,25 @@ type RaftId = u64;
 
 /// Decodes `bytes` as `T`; if that works, the value re-encodes to bytes that decode again and
 /// encode the same: the decoded value is in the valid domain of `T`.
-fn round_trip<T: Serialize + DeserializeOwned>(bytes: &[u8]) {
-    if let Ok(value) = concord_rpc::decode::<T>(bytes) {
-        let again = concord_rpc::encode(&value);
-        let back: T = concord_rpc::decode(&again)
+fn round_trip<T: Payload>(bytes: &[u8]) {
+    if let Ok(value) = T::from_payload(Bytes::copy_from_slice(bytes)) {
+        let again = value.to_payload();
+        let back = T::from_payload(again.clone())
             .unwrap_or_else(|e| panic!("a decoded {} does not decode again: {e}", name::<T>()));
-        assert_eq!(concord_rpc::encode(&back), again, "{} is not stable", name::<T>());
+        assert_eq!(back.to_payload(), again, "{} is not stable", name::<T>());
     }
+}
+
+/// Decodes `bytes` as the request `R` and as its reply, each as [`round_trip`]; `R` must be the
+/// request that travels as `kind`.
+fn rpc<R: Rpc>(kind: MessageKind, bytes: &[u8]) {
+    assert_eq!(R::KIND, kind, "{} is fuzzed as {kind:?}", name::<R>());
+    round_trip::<R>(bytes);
+    round_trip::<R::Reply>(bytes);
 }
 
 fn name<T>() -> &'static str {
     std::any::type_name::<T>()
-}
-
-/// The reply to `MetaForward`, as `concord-meta` encodes it (its type is private there).
-#[derive(Serialize, serde::Deserialize)]
-enum Forwarded {
-    Applied(CommandResult),
-    NotLeader,
-    Failed(String),
 }
 
 /// Objects as a peer stores them: decoded (and validated) as handoff and anti-entropy do.
@@ -81,80 +84,42 @@ fn decode_as(kind: MessageKind, bytes: &[u8], swim: &RefCell<Swim>, from: &NodeI
     round_trip::<String>(bytes); // any kind's error response
     match kind {
         MessageKind::Hello => round_trip::<Hello>(bytes),
-        MessageKind::Join => {
-            if let Ok(request) = JoinRequest::decode(bytes) {
-                let again = JoinRequest::decode(&concord_rpc::encode(&request)).expect("valid");
-                assert_eq!(concord_rpc::encode(&again), concord_rpc::encode(&request));
-            }
-            round_trip::<JoinReply>(bytes);
+        MessageKind::Join => rpc::<JoinRequest>(kind, bytes),
+        MessageKind::MetaForward => rpc::<ForwardRequest>(kind, bytes),
+        MessageKind::RaftAppend => rpc::<RaftAppend>(kind, bytes),
+        MessageKind::RaftVote => rpc::<RaftVote>(kind, bytes),
+        MessageKind::RaftSnapshot => rpc::<RaftSnapshot>(kind, bytes),
+        MessageKind::Swim => {
+            round_trip::<SwimPacket>(bytes);
+            drop(swim.borrow_mut().handle_data(from, bytes));
         }
-        MessageKind::MetaForward => {
-            round_trip::<Command>(bytes);
-            round_trip::<Forwarded>(bytes);
-        }
-        MessageKind::RaftAppend => {
-            round_trip::<AppendEntriesRequest<TypeConfig>>(bytes);
-            round_trip::<Result<AppendEntriesResponse<RaftId>, openraft::error::RaftError<RaftId>>>(
-                bytes,
-            );
-        }
-        MessageKind::RaftVote => {
-            round_trip::<VoteRequest<RaftId>>(bytes);
-            round_trip::<Result<VoteResponse<RaftId>, openraft::error::RaftError<RaftId>>>(bytes);
-        }
-        MessageKind::RaftSnapshot => {
-            round_trip::<InstallSnapshotRequest<TypeConfig>>(bytes);
-            round_trip::<
-                Result<
-                    InstallSnapshotResponse<RaftId>,
-                    openraft::error::RaftError<RaftId, openraft::error::InstallSnapshotError>,
-                >,
-            >(bytes);
-        }
-        MessageKind::Swim => drop(swim.borrow_mut().handle_data(from, bytes)),
-        MessageKind::TimeProbe => round_trip::<(u64, u64)>(bytes),
-        MessageKind::ReplicaRead => {
-            round_trip::<ReadRequest>(bytes);
-            round_trip::<ReadReply>(bytes);
-        }
-        MessageKind::ReplicaWrite => {
-            round_trip::<WriteRequest>(bytes);
-            round_trip::<WriteReply>(bytes);
-        }
-        MessageKind::ReplicaMerge => round_trip::<MergeRequest>(bytes),
-        MessageKind::ReplicaList => {
-            round_trip::<ListRequest>(bytes);
-            round_trip::<ListReply>(bytes);
-        }
-        MessageKind::ReplicaHint => round_trip::<HintRequest>(bytes),
+        MessageKind::TimeProbe => rpc::<TimeProbe>(kind, bytes),
+        MessageKind::ReplicaRead => rpc::<ReadRequest>(kind, bytes),
+        MessageKind::ReplicaWrite => rpc::<WriteRequest>(kind, bytes),
+        MessageKind::ReplicaMerge => rpc::<MergeRequest>(kind, bytes),
+        MessageKind::ReplicaList => rpc::<ListRequest>(kind, bytes),
+        MessageKind::ReplicaHint => rpc::<HintRequest>(kind, bytes),
         MessageKind::HandoffFetch => {
-            round_trip::<FetchRequest>(bytes);
-            round_trip::<FetchReply>(bytes);
-            if let Ok(reply) = concord_rpc::decode::<FetchReply>(bytes) {
+            rpc::<FetchRequest>(kind, bytes);
+            if let Ok(reply) = FetchReply::from_payload(Bytes::copy_from_slice(bytes)) {
                 stored_objects(reply.objects);
             }
         }
-        MessageKind::TreeRoot => {
-            round_trip::<TreeRootRequest>(bytes);
-            round_trip::<TreeRoot>(bytes);
-        }
-        MessageKind::TreeLeaves => round_trip::<Vec<u64>>(bytes),
+        MessageKind::TreeRoot => rpc::<TreeRootRequest>(kind, bytes),
+        MessageKind::TreeLeaves => rpc::<TreeLeavesRequest>(kind, bytes),
         MessageKind::SegmentObjects => {
-            round_trip::<SegmentRequest>(bytes);
-            if let Ok(objects) = concord_rpc::decode::<Vec<(Key, StoredState)>>(bytes) {
-                stored_objects(objects);
+            rpc::<SegmentRequest>(kind, bytes);
+            if let Ok(reply) = SegmentObjects::from_payload(Bytes::copy_from_slice(bytes)) {
+                stored_objects(reply.objects);
             }
         }
         MessageKind::MergeBatch => {
-            round_trip::<MergeBatch>(bytes);
-            if let Ok(batch) = concord_rpc::decode::<MergeBatch>(bytes) {
+            rpc::<MergeBatch>(kind, bytes);
+            if let Ok(batch) = MergeBatch::from_payload(Bytes::copy_from_slice(bytes)) {
                 stored_objects(batch.objects);
             }
         }
-        MessageKind::PurgeTombstones => {
-            round_trip::<PurgeRequest>(bytes);
-            round_trip::<Vec<bool>>(bytes);
-        }
+        MessageKind::PurgeTombstones => rpc::<PurgeRequest>(kind, bytes),
     }
 }
 
@@ -232,8 +197,11 @@ fn samples(kind: MessageKind) -> Vec<Vec<u8>> {
             e(&JoinReply::Accepted { partitions: 64 }),
         ],
         MessageKind::MetaForward => {
-            let mut out: Vec<Vec<u8>> = commands().iter().map(|c| e(c)).collect();
+            let mut out: Vec<Vec<u8>> =
+                commands().into_iter().map(|c| e(&ForwardRequest::Propose(c))).collect();
+            out.push(e(&ForwardRequest::ReadIndex));
             out.push(e(&Forwarded::Applied(CommandResult::NamespaceCreated(ns))));
+            out.push(e(&Forwarded::ReadIndex(Some(12))));
             out
         }
         MessageKind::RaftAppend => {
@@ -261,12 +229,23 @@ fn samples(kind: MessageKind) -> Vec<Vec<u8>> {
             vec![e(&VoteRequest::new(Vote::new(3, 11), Some(log_id(4)))), e(&reply)]
         }
         MessageKind::RaftSnapshot => {
+            let request = InstallSnapshotRequest::<TypeConfig> {
+                vote: Vote::new_committed(3, 11),
+                meta: openraft::SnapshotMeta {
+                    last_log_id: Some(log_id(7)),
+                    last_membership: openraft::StoredMembership::default(),
+                    snapshot_id: "3-11-7".into(),
+                },
+                offset: 0,
+                data: b"snapshot bytes".to_vec(),
+                done: true,
+            };
             let reply: Result<_, openraft::error::RaftError<RaftId>> =
                 Ok(InstallSnapshotResponse { vote: Vote::new_committed(3, 11) });
-            vec![e(&reply)]
+            vec![e(&request), e(&reply)]
         }
         MessageKind::Swim => Vec::new(), // filled from a live SWIM machine by the caller
-        MessageKind::TimeProbe => vec![e(&(1_000u64, 1_002u64))],
+        MessageKind::TimeProbe => vec![e(&TimeProbe), e(&(1_000u64, 1_002u64))],
         MessageKind::ReplicaRead => {
             vec![
                 e(&ReadRequest { namespace: ns, key: key("k") }),
@@ -336,7 +315,7 @@ fn samples(kind: MessageKind) -> Vec<Vec<u8>> {
                 segments: vec![1, 900],
                 max_objects: 50,
             }),
-            e(&vec![(key("a"), stored())]),
+            e(&SegmentObjects { objects: vec![(key("a"), stored())] }),
         ],
         MessageKind::MergeBatch => vec![e(&MergeBatch {
             namespace: ns,

@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use concord_rpc::MessageKind;
+use concord_rpc::{Calls, Encoded, MessageKind, Rpc};
 use concord_storage::{Durability, ObjectStore, StoredState};
 use concord_types::{ConflictPolicy, Key, NamespaceId, NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
@@ -21,6 +20,20 @@ use tokio::sync::watch;
 
 use crate::Replica;
 use crate::verify::{TreeRoot, TreeRootRequest};
+
+/// `TreeLeaves`: the leaf hashes of one partition replica's tree, answered with its
+/// [`SEGMENTS`](concord_storage::tree::SEGMENTS) leaves (8 KiB). Laid out as
+/// [`TreeRootRequest`], which earlier builds sent for both kinds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TreeLeavesRequest {
+    pub namespace: NamespaceId,
+    pub partition: PartitionId,
+}
+
+impl Rpc for TreeLeavesRequest {
+    const KIND: MessageKind = MessageKind::TreeLeaves;
+    type Reply = Vec<u64>;
+}
 
 /// `SegmentObjects`: the stored objects of some segments of a partition.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,6 +44,19 @@ pub struct SegmentRequest {
     pub max_objects: u32,
 }
 
+/// The answer to a [`SegmentRequest`]: keys with their states as stored. A struct of one field
+/// is written as that field, so the bytes are those of the plain list earlier builds sent.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SegmentObjects {
+    pub objects: Vec<(Key, StoredState)>,
+}
+
+/// Served and received in the background lane: up to [`BATCH_BYTES_MAX`] of objects.
+impl Rpc for SegmentRequest {
+    const KIND: MessageKind = MessageKind::SegmentObjects;
+    type Reply = SegmentObjects;
+}
+
 /// `MergeBatch`: objects of one partition to merge, as stored by the sender.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MergeBatch {
@@ -38,6 +64,12 @@ pub struct MergeBatch {
     pub partition: PartitionId,
     pub policy: ConflictPolicy,
     pub objects: Vec<(Key, StoredState)>,
+}
+
+/// Answered with nothing once merged (and durable); decoded in the background lane.
+impl Rpc for MergeBatch {
+    const KIND: MessageKind = MessageKind::MergeBatch;
+    type Reply = ();
 }
 
 /// Most bytes of keys and stored states in one message of objects (a `SegmentObjects` reply,
@@ -105,60 +137,6 @@ pub struct Repaired {
 }
 
 impl Replica {
-    /// Serves `TreeLeaves`, `SegmentObjects` and `MergeBatch`.
-    pub(crate) async fn handle_exchange(
-        &self,
-        kind: MessageKind,
-        payload: Bytes,
-    ) -> Result<Bytes, String> {
-        let bad = move |e: concord_rpc::RpcError| format!("bad {kind:?} payload: {e}");
-        let check = |partition: PartitionId| {
-            if partition.0 >= self.partitions.get() {
-                return Err(format!("no partition {partition}"));
-            }
-            Ok(())
-        };
-        match kind {
-            MessageKind::TreeLeaves => {
-                let request: TreeRootRequest = concord_rpc::decode(&payload).map_err(bad)?;
-                check(request.partition)?;
-                let tree = self.objects.trees().get(request.namespace, request.partition);
-                Ok(concord_rpc::encode(&tree.leaves().to_vec()))
-            }
-            MessageKind::SegmentObjects => {
-                let request: SegmentRequest = concord_rpc::decode(&payload).map_err(bad)?;
-                check(request.partition)?;
-                let segments: BTreeSet<usize> =
-                    request.segments.iter().map(|s| usize::from(*s)).collect();
-                let max = (request.max_objects as usize).clamp(1, 10_000);
-                let objects = self
-                    .segment_objects(request.namespace, request.partition, segments, max)
-                    .await?;
-                Ok(concord_rpc::encode(&objects))
-            }
-            MessageKind::MergeBatch => {
-                // Up to a frame of parsing and copying: in the background lane.
-                let decoded = self
-                    .background
-                    .run(move || {
-                        let batch: MergeBatch = concord_rpc::decode(&payload).map_err(bad)?;
-                        let objects = ObjectStore::decode_states(batch.objects)?;
-                        Ok::<_, String>((batch.namespace, batch.partition, batch.policy, objects))
-                    })
-                    .await
-                    .map_err(|e| format!("decoding a merge batch: {e}"))??;
-                let (namespace, partition, policy, objects) = decoded;
-                check(partition)?;
-                self.objects
-                    .merge_all(namespace, partition, objects, policy, Durability::Sync)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(Bytes::new())
-            }
-            other => Err(format!("{other:?} is not an exchange message")),
-        }
-    }
-
     /// The stored objects of `segments` of a partition, at most `max` and [`BATCH_BYTES_MAX`]:
     /// a scan of the partition, run in the background lane.
     async fn segment_objects(
@@ -194,18 +172,6 @@ impl Replica {
             .map_err(|e| e.to_string())
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        peer: &NodeId,
-        kind: MessageKind,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<T, String> {
-        let reply =
-            self.transport.call(peer, kind, payload, timeout).await.map_err(|e| e.to_string())?;
-        concord_rpc::decode(&reply).map_err(|e| format!("bad {kind:?} reply: {e}"))
-    }
-
     /// One exchange of a partition of a namespace with `peer`.
     pub async fn exchange(
         &self,
@@ -216,9 +182,10 @@ impl Replica {
         config: &ExchangeConfig,
     ) -> Result<Repaired, String> {
         let timeout = config.request_timeout;
-        let request = concord_rpc::encode(&TreeRootRequest { namespace, partition });
+        let failed = |e: concord_rpc::RpcError| e.to_string();
+        let ask_root = TreeRootRequest { namespace, partition };
         let theirs: TreeRoot =
-            self.call(peer, MessageKind::TreeRoot, request.clone(), timeout).await?;
+            self.transport.call_rpc(peer, &ask_root, timeout).await.map_err(failed)?;
         let tree = self.objects.trees().get(namespace, partition);
         if theirs.root == tree.root() {
             self.exchange_stats
@@ -228,7 +195,8 @@ impl Replica {
                 .insert((namespace, partition), Instant::now());
             return Ok(Repaired::default());
         }
-        let leaves: Vec<u64> = self.call(peer, MessageKind::TreeLeaves, request, timeout).await?;
+        let ask_leaves = TreeLeavesRequest { namespace, partition };
+        let leaves = self.transport.call_rpc(peer, &ask_leaves, timeout).await.map_err(failed)?;
         if leaves.len() != tree.leaves().len() {
             return Err(format!("{peer} sent {} leaves", leaves.len()));
         }
@@ -240,19 +208,20 @@ impl Replica {
             segments: segments.iter().map(|s| *s as u16).collect(),
             max_objects: config.max_objects as u32,
         };
-        let remote: Vec<(Key, StoredState)> = self
-            .call(peer, MessageKind::SegmentObjects, concord_rpc::encode(&ask), timeout)
-            .await?;
+        let reply = self.transport.call_encoded(peer, Encoded::new(&ask), timeout).await;
+        let reply = reply.map_err(failed)?;
+        // Up to a frame of parsing and copying: in the background lane.
+        let remote = self.background.run(move || reply.decode()).await;
+        let remote =
+            remote.map_err(|e| format!("decoding segment objects: {e}"))?.map_err(failed)?;
+        let remote = remote.objects;
         let wanted: BTreeSet<usize> = segments.into_iter().collect();
         let local = self.segment_objects(namespace, partition, wanted, config.max_objects).await?;
         let (to_here, to_there) = differences(remote, local);
         let repaired = Repaired { here: to_here.len(), there: to_there.len() };
         for objects in in_batches(to_there, BATCH_BYTES_MAX) {
             let batch = MergeBatch { namespace, partition, policy, objects };
-            self.transport
-                .call(peer, MessageKind::MergeBatch, concord_rpc::encode(&batch), timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.transport.call_rpc(peer, &batch, timeout).await.map_err(failed)?;
         }
         if !to_here.is_empty() {
             self.merge_raw(namespace, partition, to_here, policy).await?;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use concord_meta::{Command, MetaState, Move};
-use concord_rpc::MessageKind;
+use concord_rpc::{Calls, Encoded};
 use concord_storage::{Durability, ObjectStore};
 use concord_types::{DvvSet, Key, NamespaceId, NodeId, PartitionId};
 use futures_util::StreamExt;
@@ -411,13 +411,12 @@ async fn pull(
             max_objects: 4096,
             max_bytes: streams.config.chunk_bytes,
         };
-        let call = replica.transport.call(
+        let request = Encoded::new(&request);
+        tokio::spawn(replica.transport.call_encoded(
             source,
-            MessageKind::HandoffFetch,
-            concord_rpc::encode(&request),
+            request,
             streams.config.request_timeout,
-        );
-        tokio::spawn(call)
+        ))
     };
     let policy = replica
         .meta
@@ -464,8 +463,8 @@ async fn pull(
 }
 
 /// The objects of one fetched chunk, decoded, and whether more follow.
-fn decode_chunk(reply: &[u8]) -> Result<(Vec<(Key, DvvSet)>, bool), String> {
-    let reply: FetchReply = concord_rpc::decode(reply).map_err(|e| e.to_string())?;
+fn decode_chunk(reply: &Encoded<FetchReply>) -> Result<(Vec<(Key, DvvSet)>, bool), String> {
+    let reply = reply.decode().map_err(|e| e.to_string())?;
     let objects =
         ObjectStore::decode_states(reply.objects).map_err(|e| format!("source sent a {e}"))?;
     Ok((objects, reply.more))

@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
-use concord_rpc::MessageKind;
+use concord_rpc::{Calls, MessageKind, Rpc};
 use concord_storage::tombstones::older_than;
 use concord_storage::{Hint, HintKey, ObjectKey, Update};
 use concord_types::{ConflictPolicy, DvvSet, FailureLogs, Key, NamespaceId, NodeId};
@@ -34,6 +33,12 @@ pub struct HintRequest {
     #[serde(deserialize_with = "crate::messages::valid::dvv_set")]
     pub state: DvvSet,
     pub policy: ConflictPolicy,
+}
+
+/// Answered with nothing once the hint is stored (durably).
+impl Rpc for HintRequest {
+    const KIND: MessageKind = MessageKind::ReplicaHint;
+    type Reply = ();
 }
 
 /// Settings of hinted handoff.
@@ -142,14 +147,13 @@ impl Replica {
     }
 
     /// Serves `ReplicaHint`.
-    pub(crate) async fn handle_hint(&self, request: HintRequest) -> Result<Bytes, String> {
+    pub(crate) async fn handle_hint(&self, request: HintRequest) -> Result<(), String> {
         if request.target == self.me {
             return Err("a hint for the node that holds it".into());
         }
         let partition = self.partition_of(request.namespace, &request.key);
         let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
-        self.hold_hint(&request.target, object, request.state, request.policy).await?;
-        Ok(Bytes::new())
+        self.hold_hint(&request.target, object, request.state, request.policy).await
     }
 
     /// Delivers one hint: to its target if it still holds the partition, else to the
@@ -177,16 +181,13 @@ impl Replica {
                 self.objects.update(object, update).await.map_err(|e| e.to_string())?;
                 continue;
             }
-            let merge = concord_rpc::encode(&crate::messages::MergeRequest {
+            let merge = crate::messages::MergeRequest {
                 namespace: object.namespace,
                 key: object.key.clone(),
                 state: hint.state.clone(),
                 policy,
-            });
-            self.transport
-                .call(&node, MessageKind::ReplicaMerge, merge, timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+            };
+            self.transport.call_rpc(&node, &merge, timeout).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -2,10 +2,12 @@
 //! replica requests, and partition handoff when the ring changes (DESIGN.md §5).
 //!
 //! - [`service`]: [`Replica`], the coordinator and the replica-side handlers.
+//! - `endpoints.rs`: the layer's RPC endpoints ([`Replica::register`]); every request's
+//!   partition is checked against the cluster's count where it enters.
 //! - [`handoff`]: pulling gained partitions, dropping moved-away ones.
 //! - [`list`]: key listings gathered from one replica of every partition.
 //! - [`actors`]: replica incarnations (the actor in every dot).
-//! - [`messages`]: the payloads of the replica message kinds.
+//! - [`messages`]: the payloads of the replica message kinds, with their kinds and replies.
 //! - [`quorum`]: acknowledgement tracking of a coordinated write, sloppy or strict, and the
 //!   one shape of a quorum failure, [`quorum::Shortfall`] (pure).
 //! - [`write_round`]: the decisions of a coordinated write, `on(event) -> actions` (pure).
@@ -19,6 +21,7 @@
 
 pub mod actors;
 pub mod background;
+mod endpoints;
 pub mod exchange;
 pub mod fallback_round;
 pub mod handoff;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use concord_rpc::MessageKind;
+use concord_rpc::{Calls, MessageKind, Rpc};
 use concord_storage::Listing;
 use concord_types::{Key, NamespaceId, PartitionId};
 use futures_util::StreamExt;
@@ -33,6 +33,11 @@ pub struct ListReply {
     /// Set when the replica stopped at its bound of keys looked at: the last one. Every live
     /// key of the partition up to it is in `keys`.
     pub stopped_at: Option<Key>,
+}
+
+impl Rpc for ListRequest {
+    const KIND: MessageKind = MessageKind::ReplicaList;
+    type Reply = ListReply;
 }
 
 /// A page of keys: at most `limit`, and where the next page starts, if there may be one.
@@ -160,18 +165,10 @@ impl Replica {
         if owners.is_empty() || owners.contains(&self.me) {
             return self.list_local(request).await;
         }
-        let payload = concord_rpc::encode(&request);
         let mut failures = Vec::new();
         for owner in owners {
-            match self
-                .transport
-                .call(&owner, MessageKind::ReplicaList, payload.clone(), timeout)
-                .await
-            {
-                Ok(reply) => match concord_rpc::decode::<ListReply>(&reply) {
-                    Ok(reply) => return Ok(reply),
-                    Err(e) => failures.push((owner.to_string(), e.to_string())),
-                },
+            match self.transport.call_rpc(&owner, &request, timeout).await {
+                Ok(reply) => return Ok(reply),
                 Err(e) => failures.push((owner.to_string(), e.to_string())),
             }
         }

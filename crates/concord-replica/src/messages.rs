@@ -1,36 +1,22 @@
-//! Payloads of the replica message kinds. The framing and the encoding are `concord-rpc`'s;
-//! these are the shapes. Everything decoded from a peer is validated when decoded, one place
-//! per type: keys and node ids by their types, DVV sets with `is_well_formed` ([`valid`]), and
-//! quorum counts by their range. A partition id can only be checked against the cluster's
-//! partition count, which a decoder does not know: [`decode_request`] checks it where a request
-//! enters the replica layer ([`crate::Replica::handle`]).
+//! Payloads of the replica message kinds, each with its kind and reply type
+//! ([`concord_rpc::Rpc`]; the rest of the layer's messages sit with the code that sends them:
+//! hints, listing, verification, exchange, tombstones). The framing and the encoding are
+//! `concord-rpc`'s; these are the shapes. Everything decoded from a peer is validated when
+//! decoded, one place per type: keys and node ids by their types, DVV sets with
+//! `is_well_formed` ([`valid`]), and quorum counts by their range. A partition id can only be
+//! checked against the cluster's partition count, which a decoder does not know: every request
+//! says which partition it names (`Scoped`), and the replica's endpoints check it where the
+//! request enters the layer (`crate::endpoints`).
 
+use concord_rpc::{MessageKind, Rpc};
 use concord_storage::StoredState;
-use concord_types::{
-    ConflictPolicy, DvvSet, Key, NamespaceId, PartitionId, ValidationError, VersionVector,
-};
-use serde::de::DeserializeOwned;
+use concord_types::{ConflictPolicy, DvvSet, Key, NamespaceId, PartitionId, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// A request that may name a partition, which must exist.
 pub(crate) trait Scoped {
     /// The partition the request names, if it names one.
     fn partition(&self) -> Option<PartitionId>;
-}
-
-/// Decodes a request of `kind` from a peer and checks the partition it names against the
-/// cluster's `partitions`: the one place where a peer's partition ids are checked.
-pub(crate) fn decode_request<T: DeserializeOwned + Scoped>(
-    kind: concord_rpc::MessageKind,
-    payload: &[u8],
-    partitions: u16,
-) -> Result<T, String> {
-    let request: T =
-        concord_rpc::decode(payload).map_err(|e| format!("bad {kind:?} payload: {e}"))?;
-    if let Some(partition) = request.partition() {
-        partition.check(partitions).map_err(|e: ValidationError| e.to_string())?;
-    }
-    Ok(request)
 }
 
 /// The requests that name no partition: it follows from their key.
@@ -59,6 +45,7 @@ unscoped!(ReadRequest, MergeRequest, WriteRequest, crate::hints::HintRequest);
 scoped!(
     FetchRequest,
     crate::verify::TreeRootRequest,
+    crate::exchange::TreeLeavesRequest,
     crate::list::ListRequest,
     crate::tombstones::PurgeRequest,
     crate::exchange::SegmentRequest,
@@ -149,6 +136,11 @@ pub struct ReadReply {
     pub state: Option<DvvSet>,
 }
 
+impl Rpc for ReadRequest {
+    const KIND: MessageKind = MessageKind::ReplicaRead;
+    type Reply = ReadReply;
+}
+
 /// `ReplicaMerge`: merge the coordinator's state of a key into this replica's.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MergeRequest {
@@ -157,6 +149,12 @@ pub struct MergeRequest {
     #[serde(deserialize_with = "valid::dvv_set")]
     pub state: DvvSet,
     pub policy: ConflictPolicy,
+}
+
+/// Answered with nothing once merged (and durable).
+impl Rpc for MergeRequest {
+    const KIND: MessageKind = MessageKind::ReplicaMerge;
+    type Reply = ();
 }
 
 /// What a client write does.
@@ -201,6 +199,11 @@ pub enum WriteReply {
     Failed(Failure),
 }
 
+impl Rpc for WriteRequest {
+    const KIND: MessageKind = MessageKind::ReplicaWrite;
+    type Reply = WriteReply;
+}
+
 /// Why a replica operation failed, as carried back to the node that asked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Failure {
@@ -231,9 +234,14 @@ pub struct FetchReply {
     pub more: bool,
 }
 
+/// Served and received in the background lane: a chunk is megabytes to encode and decode.
+impl Rpc for FetchRequest {
+    const KIND: MessageKind = MessageKind::HandoffFetch;
+    type Reply = FetchReply;
+}
+
 #[cfg(test)]
 mod tests {
-    use concord_rpc::MessageKind;
     use concord_types::{ActorId, Content, Dot, Sibling, Timestamp};
 
     use super::*;
@@ -289,27 +297,6 @@ mod tests {
         assert!(concord_rpc::decode::<WriteRequest>(&write(0)).is_err());
         assert!(concord_rpc::decode::<WriteRequest>(&write(8)).is_err());
         assert!(concord_rpc::decode::<WriteRequest>(&write(u32::MAX)).is_err());
-    }
-
-    /// The partition a request names is checked against the cluster's count where it enters
-    /// the replica layer.
-    #[test]
-    fn a_request_for_a_partition_the_cluster_lacks_is_refused() {
-        let fetch = |partition: u16| {
-            concord_rpc::encode(&FetchRequest {
-                namespace: NamespaceId(1),
-                partition: PartitionId(partition),
-                after: None,
-                max_objects: 10,
-                max_bytes: 1000,
-            })
-        };
-        let decoded = decode_request::<FetchRequest>(MessageKind::HandoffFetch, &fetch(63), 64);
-        assert_eq!(decoded.unwrap().partition, PartitionId(63));
-        let refused = decode_request::<FetchRequest>(MessageKind::HandoffFetch, &fetch(64), 64);
-        assert_eq!(refused.unwrap_err(), "partition 64 does not exist: the cluster has 64");
-        let garbage = decode_request::<FetchRequest>(MessageKind::HandoffFetch, &[0xff], 64);
-        assert!(garbage.unwrap_err().starts_with("bad HandoffFetch payload"));
     }
 
     /// Stored states are byte strings on the wire: the encoding is the one a plain

@@ -11,10 +11,9 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use concord_meta::{Meta, MetaState};
 use concord_ring::PartitionCount;
-use concord_rpc::{MessageKind, RpcError, Transport};
+use concord_rpc::{Calls, Encoded, RpcError, Transport};
 use concord_storage::{ObjectKey, ObjectStore, StorageError, Update};
 use concord_types::{
     Content, Dot, DvvSet, Hlc, Key, NamespaceConfig, NamespaceId, NodeId, PartitionId, WallClock,
@@ -27,10 +26,7 @@ use crate::fallback_round::{
     Action as FallbackAction, Event as FallbackEvent, FallbackRound, FallbackSetup,
 };
 use crate::hints::{HintConfig, HintLedger, HintRequest};
-use crate::messages::{
-    Failure, FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, WriteOp, WriteReply,
-    WriteRequest, decode_request,
-};
+use crate::messages::{Failure, MergeRequest, ReadRequest, WriteOp, WriteReply, WriteRequest};
 use crate::quorum::Shortfall;
 pub use crate::read_round::ReadResult;
 use crate::read_round::{Action as ReadAction, Event as ReadEvent, ReadRound, ReadSetup};
@@ -219,8 +215,8 @@ struct Outgoing {
     /// The coordinator's state of the key after the write.
     state: DvvSet,
     policy: concord_types::ConflictPolicy,
-    /// The encoded `ReplicaMerge` carrying `state`.
-    merge: Bytes,
+    /// The `ReplicaMerge` carrying `state`, encoded once for every replica.
+    merge: Encoded<MergeRequest>,
     deadline: Instant,
 }
 
@@ -387,15 +383,10 @@ impl Replica {
                 let update = Update::Merge { state: merged, policy };
                 self.objects.update(&object, update).await.map(|_| ()).map_err(|e| e.to_string())
             } else {
-                let merge = concord_rpc::encode(&MergeRequest {
-                    namespace,
-                    key: key.clone(),
-                    state: merged,
-                    policy,
-                });
+                let merge = MergeRequest { namespace, key: key.clone(), state: merged, policy };
                 let budget = Duration::from_secs(5);
-                let call = self.transport.call(&node, MessageKind::ReplicaMerge, merge, budget);
-                call.await.map(|_| ()).map_err(|e| e.to_string())
+                let call = self.transport.call_rpc(&node, &merge, budget);
+                call.await.map_err(|e| e.to_string())
             };
             if let Err(e) = outcome {
                 tracing::debug!(%node, error = %e, "read repair not delivered");
@@ -413,20 +404,18 @@ impl Replica {
         if node == &self.me {
             return self.read_local(namespace, key).map_err(|e| format!("error: {e}"));
         }
-        let request = concord_rpc::encode(&ReadRequest { namespace, key });
-        let reply = self
-            .transport
-            .call(node, MessageKind::ReplicaRead, request, timeout)
-            .await
-            .map_err(|e| cause(&*self.liveness, node, &e))?;
         // Decoding checks the state is well formed.
-        let reply: ReadReply =
-            concord_rpc::decode(&reply).map_err(|e| format!("error: bad reply: {e}"))?;
+        let call = self.transport.call_rpc(node, &ReadRequest { namespace, key }, timeout);
+        let reply = call.await.map_err(|e| cause(&*self.liveness, node, &e))?;
         Ok(reply.state)
     }
 
     /// This replica's stored state of a key.
-    fn read_local(&self, namespace: NamespaceId, key: Key) -> Result<Option<DvvSet>, StorageError> {
+    pub(crate) fn read_local(
+        &self,
+        namespace: NamespaceId,
+        key: Key,
+    ) -> Result<Option<DvvSet>, StorageError> {
         let partition = self.partition_of(namespace, &key);
         self.objects.get(&ObjectKey { namespace, partition, key })
     }
@@ -455,7 +444,7 @@ impl Replica {
             strict: quorum.strict,
             timeout_ms: timeout.as_millis() as u64,
         };
-        let payload = concord_rpc::encode(&request);
+        let payload = Encoded::new(&request);
         let mut failures = Vec::new();
         for owner in self.live_first(&owners) {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -465,10 +454,9 @@ impl Replica {
             // The coordinator needs the whole timeout for its own replicas; allow a little more
             // for the hop.
             let hop = remaining + Duration::from_millis(200);
-            match self.transport.call(&owner, MessageKind::ReplicaWrite, payload.clone(), hop).await
-            {
+            match self.transport.call_encoded(&owner, payload.clone(), hop).await {
                 Ok(reply) => {
-                    return match concord_rpc::decode::<WriteReply>(&reply) {
+                    return match reply.decode() {
                         Ok(WriteReply::Done { state, answered, required }) => Ok(WriteResult {
                             state,
                             answered: answered as usize,
@@ -544,9 +532,14 @@ impl Replica {
         written
             .write(&context, Dot { actor, counter: floor }, timestamp, content, policy)
             .map_err(|e| ReplicaError::Storage(e.to_string()))?;
+        let merge = Encoded::new(&MergeRequest {
+            namespace: namespace.id,
+            key: key.clone(),
+            state: written.clone(),
+            policy,
+        });
         let object = ObjectKey { namespace: namespace.id, partition, key };
-        let write =
-            Outgoing { object, state: written.clone(), policy, merge: Bytes::new(), deadline };
+        let write = Outgoing { object, state: written.clone(), policy, merge, deadline };
 
         // One hint at a time, as the round asks for them.
         let mut actions = std::collections::VecDeque::from(first);
@@ -621,7 +614,7 @@ impl Replica {
             fallbacks: &fallbacks,
             down: &down,
         });
-        let merge = concord_rpc::encode(&MergeRequest {
+        let merge = Encoded::new(&MergeRequest {
             namespace: object.namespace,
             key: object.key.clone(),
             state: local.clone(),
@@ -707,8 +700,7 @@ impl Replica {
         let (this, write, events) = (self.arc(), write.clone(), events.clone());
         tokio::spawn(async move {
             let budget = write.deadline.saturating_duration_since(Instant::now());
-            let call =
-                this.transport.call(&node, MessageKind::ReplicaMerge, write.merge.clone(), budget);
+            let call = this.transport.call_encoded(&node, write.merge.clone(), budget);
             let event = match call.await {
                 Ok(_) => Event::Stored { node },
                 Err(e) => Event::Failed { cause: cause(&*this.liveness, &node, &e), node },
@@ -748,94 +740,15 @@ impl Replica {
             state: write.state.clone(),
             policy: write.policy,
         };
-        let payload = concord_rpc::encode(&request);
-        let call = self.transport.call(fallback, MessageKind::ReplicaHint, payload, budget);
-        call.await.map(|_| ()).map_err(|e| {
+        let call = self.transport.call_rpc(fallback, &request, budget);
+        call.await.map_err(|e| {
             tracing::debug!(%fallback, %target, error = %e, "fallback did not take a hint");
             e.to_string()
         })
     }
 
-    /// Serves the replica message kinds sent by peers. Every request is decoded, and the
-    /// partition it names checked, by [`decode_request`] here, where it enters this layer.
-    pub async fn handle(&self, kind: MessageKind, payload: Bytes) -> Result<Bytes, String> {
-        let partitions = self.partitions.get();
-        match kind {
-            MessageKind::ReplicaRead => {
-                let request: ReadRequest = decode_request(kind, &payload, partitions)?;
-                let state =
-                    self.read_local(request.namespace, request.key).map_err(|e| e.to_string())?;
-                Ok(concord_rpc::encode(&ReadReply { state }))
-            }
-            MessageKind::ReplicaMerge => {
-                let request: MergeRequest = decode_request(kind, &payload, partitions)?;
-                let partition = self.partition_of(request.namespace, &request.key);
-                let object =
-                    ObjectKey { namespace: request.namespace, partition, key: request.key };
-                let update = Update::Merge { state: request.state, policy: request.policy };
-                self.objects.update(&object, update).await.map_err(|e| e.to_string())?;
-                Ok(Bytes::new())
-            }
-            MessageKind::ReplicaWrite => {
-                let request: WriteRequest = decode_request(kind, &payload, partitions)?;
-                let reply = self.forwarded_write(request).await;
-                Ok(concord_rpc::encode(&reply))
-            }
-            MessageKind::ReplicaHint => {
-                self.handle_hint(decode_request(kind, &payload, partitions)?).await
-            }
-            MessageKind::TreeRoot => {
-                let request: crate::verify::TreeRootRequest =
-                    decode_request(kind, &payload, partitions)?;
-                Ok(concord_rpc::encode(&self.tree_root(request.namespace, request.partition)))
-            }
-            MessageKind::HandoffFetch => {
-                self.handle_fetch(decode_request(kind, &payload, partitions)?).await
-            }
-            MessageKind::ReplicaList => {
-                let request: crate::list::ListRequest = decode_request(kind, &payload, partitions)?;
-                let reply = self.list_local(request).await.map_err(|e| e.to_string())?;
-                Ok(concord_rpc::encode(&reply))
-            }
-            MessageKind::TreeLeaves | MessageKind::SegmentObjects | MessageKind::MergeBatch => {
-                self.handle_exchange(kind, payload).await
-            }
-            MessageKind::PurgeTombstones => {
-                let request: crate::tombstones::PurgeRequest =
-                    decode_request(kind, &payload, partitions)?;
-                let reply = self.handle_purge(request).await?;
-                Ok(concord_rpc::encode(&reply))
-            }
-            other => Err(format!("{other:?} is not a replica message")),
-        }
-    }
-
-    /// Serves `HandoffFetch`. A chunk is up to megabytes of reads and copying: done in the
-    /// background lane, so that no client request waits behind it, on this async worker or for
-    /// a core.
-    async fn handle_fetch(&self, request: FetchRequest) -> Result<Bytes, String> {
-        let objects = self.objects.clone();
-        let scan = move || {
-            let chunk = objects.scan_objects(
-                request.namespace,
-                request.partition,
-                request.after.as_ref(),
-                (request.max_objects as usize).clamp(1, 10_000),
-                (request.max_bytes as usize).clamp(1, crate::exchange::BATCH_BYTES_MAX),
-            )?;
-            Ok::<_, StorageError>(concord_rpc::encode(&FetchReply {
-                objects: chunk.objects,
-                more: chunk.more,
-            }))
-        };
-        self.background
-            .run(scan)
-            .await
-            .map_err(|e| format!("handoff scan: {e}"))?
-            .map_err(|e| e.to_string())
-    }
-
-    async fn forwarded_write(&self, request: WriteRequest) -> WriteReply {
+    /// Serves `ReplicaWrite`: coordinates a write another node forwarded here.
+    pub(crate) async fn forwarded_write(&self, request: WriteRequest) -> WriteReply {
         let state = self.meta.state();
         let Some((_, entry)) = state.namespace_by_id(request.namespace) else {
             return WriteReply::Failed(Failure::NamespaceNotFound(format!(

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use concord_rpc::MessageKind;
+use concord_rpc::{Calls, MessageKind, Rpc};
 use concord_storage::tombstones::expired;
 use concord_storage::{ObjectKey, Sweep};
 use concord_types::{DvvSet, Key, NamespaceId, NodeId, PartitionId};
@@ -70,6 +70,11 @@ pub struct PurgeRequest {
     pub check: bool,
     #[serde(deserialize_with = "crate::messages::valid::keyed_dvv_sets")]
     pub tombstones: Vec<(Key, DvvSet)>,
+}
+
+impl Rpc for PurgeRequest {
+    const KIND: MessageKind = MessageKind::PurgeTombstones;
+    type Reply = Vec<bool>;
 }
 
 impl Replica {
@@ -173,14 +178,9 @@ impl Replica {
     }
 
     async fn ask_purge(&self, peer: &NodeId, request: &PurgeRequest) -> Result<Vec<bool>, String> {
-        let payload = concord_rpc::encode(request);
         let timeout = self.tombstone_config.request_timeout;
-        let reply = self
-            .transport
-            .call(peer, MessageKind::PurgeTombstones, payload, timeout)
-            .await
-            .map_err(|e| format!("{peer}: {e}"))?;
-        let held: Vec<bool> = concord_rpc::decode(&reply).map_err(|e| format!("{peer}: {e}"))?;
+        let call = self.transport.call_rpc(peer, request, timeout);
+        let held = call.await.map_err(|e| format!("{peer}: {e}"))?;
         if held.len() != request.tombstones.len() {
             return Err(format!(
                 "{peer} answered for {} of {}",

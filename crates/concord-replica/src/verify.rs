@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use concord_rpc::MessageKind;
+use concord_rpc::{Calls, MessageKind, Rpc};
 use concord_types::{NamespaceId, NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,11 @@ pub struct TreeRootRequest {
 pub struct TreeRoot {
     pub root: u64,
     pub keys: u64,
+}
+
+impl Rpc for TreeRootRequest {
+    const KIND: MessageKind = MessageKind::TreeRoot;
+    type Reply = TreeRoot;
 }
 
 /// One replica's answer.
@@ -52,22 +57,18 @@ impl Replica {
         let state = self.meta.state();
         let n = state.effective_replicas(&namespace.config);
         let replicas = state.read_replicas(partition, n);
-        let request = concord_rpc::encode(&TreeRootRequest { namespace: namespace.id, partition });
+        let request = TreeRootRequest { namespace: namespace.id, partition };
         let timeout = timeout.min(VERIFY_WAIT_MAX);
         let asks = replicas.into_iter().map(|node| {
-            let request = request.clone();
+            let request = &request;
             async move {
                 let tree = if node == self.me {
                     Ok(self.tree_root(namespace.id, partition))
                 } else if self.liveness.is_down(&node) {
                     Err("down".to_string())
                 } else {
-                    match self.transport.call(&node, MessageKind::TreeRoot, request, timeout).await
-                    {
-                        Ok(reply) => concord_rpc::decode::<TreeRoot>(&reply)
-                            .map_err(|e| format!("bad reply: {e}")),
-                        Err(e) => Err(e.to_string()),
-                    }
+                    let call = self.transport.call_rpc(&node, request, timeout);
+                    call.await.map_err(|e| e.to_string())
                 };
                 ReplicaTree { node, tree }
             }

@@ -28,7 +28,8 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, RpcError> {
         Err(error) => return Err(RpcError::Decode(explain::<T>(payload, &error))),
     };
     if !rest.is_empty() {
-        return Err(RpcError::Decode(format!("{} trailing bytes", rest.len())));
+        let name = short_type_name::<T>();
+        return Err(RpcError::Decode(format!("{} trailing bytes after {name}", rest.len())));
     }
     Ok(value)
 }
@@ -43,9 +44,7 @@ fn explain<T: DeserializeOwned>(payload: &[u8], error: &postcard::Error) -> Stri
         postcard::Error::SerdeDeCustom => "invalid value".to_string(),
         other => other.to_string(),
     };
-    let full_name = std::any::type_name::<T>();
-    let name = full_name.split('<').next().unwrap_or(full_name);
-    let name = name.rsplit("::").next().unwrap_or(name);
+    let name = short_type_name::<T>();
     let mut deserializer = postcard::Deserializer::from_bytes(payload);
     match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
         Err(tracked) if tracked.path().iter().next().is_some() => {
@@ -53,6 +52,14 @@ fn explain<T: DeserializeOwned>(payload: &[u8], error: &postcard::Error) -> Stri
         }
         _ => format!("{what} in {name}"),
     }
+}
+
+/// `T`'s name without its path or generic arguments (`HintRequest`, `Result`), as errors
+/// show it.
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full_name = std::any::type_name::<T>();
+    let name = full_name.split('<').next().unwrap_or(full_name);
+    name.rsplit("::").next().unwrap_or(name)
 }
 
 #[cfg(test)]
@@ -78,7 +85,8 @@ mod tests {
     fn trailing_bytes_are_refused() {
         let mut bytes = encode(&5u32).to_vec();
         bytes.push(0);
-        assert!(matches!(decode::<u32>(&bytes), Err(RpcError::Decode(_))));
+        let refused = decode::<u32>(&bytes);
+        assert_eq!(refused, Err(RpcError::Decode("1 trailing bytes after u32".into())));
     }
 
     /// A type that refuses a value as it decodes: postcard keeps no message, so the error names

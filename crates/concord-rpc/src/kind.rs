@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-/// Every message one node sends another. The payload of each is opaque bytes at this layer; the
-/// crate that owns the message (meta, membership, replica) defines its type and encodes it with
-/// [`crate::encode`].
+/// Every message one node sends another. The crate that owns a message (meta, membership,
+/// replica) defines its type and ties it to its kind ([`crate::Rpc`], [`crate::OneWay`]), so
+/// one type travels as each kind.
 ///
 /// Numbers are grouped by owner with spare numbers left in each group:
 /// 1–9 transport and cluster entry, 10–19 Raft, 20–29 membership, 30–39 replica reads and writes,

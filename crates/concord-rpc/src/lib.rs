@@ -1,9 +1,11 @@
 //! Node-to-node transport: the message kinds, the wire codec, the [`Transport`] trait and its
 //! TCP implementation (connection pools, deadlines, bounded everything), and fault injection.
 //!
-//! This crate knows the wire format and nothing above it: payloads are opaque bytes that the
-//! owning crates (meta, membership, replica) encode with [`encode`] and [`decode`]. It must not
-//! know about HTTP or about what messages mean.
+//! This crate knows the wire format and nothing above it. The crates that own the messages
+//! (meta, membership, replica) define their types and say, per type, which kind it travels as
+//! and what it is answered with ([`Rpc`], [`OneWay`]); each layer registers an endpoint per
+//! type with the node's [`Router`], and callers use the typed [`Calls`]. It must not know about
+//! HTTP or about what messages mean.
 //!
 //! # Layout
 //!
@@ -11,6 +13,15 @@
 //!   [`FrameError`]).
 //! - [`MessageKind`] (`kind.rs`): every node-to-node message, with its wire number.
 //! - `codec.rs`: [`encode`] / [`decode`] of payloads (postcard).
+//! - `message.rs`: [`Payload`] (how a value is written and read back), [`Rpc`] (a request's
+//!   kind and reply type), [`OneWay`], and [`Encoded`] (a payload still in bytes, typed).
+//! - `endpoint.rs`: the handlers layers register: [`Endpoint`], [`EncodedEndpoint`] (bulk
+//!   messages that decode and encode themselves off the async workers), [`OneWayEndpoint`].
+//! - `router.rs`: [`Router`], the [`Handler`] made of the registered endpoints: decodes (a
+//!   refusal names the kind and type), dispatches, encodes; an unknown kind is answered with an
+//!   error; a kind registered twice panics at start-up.
+//! - `calls.rs`: [`Calls`], typed calls on any [`Transport`]: `call_rpc::<R>` pairs a request
+//!   with its reply type at compile time.
 //! - [`handshake`]: the `Hello` exchange as pure decisions.
 //! - [`Local`]: this node's id and (possibly not yet known) cluster id.
 //! - [`Transport`] and [`Handler`] (`transport.rs`): the seams upper crates use.
@@ -67,25 +78,34 @@
 //! inbound connections ([`ServerLimits`]), a write timeout on every socket, and reconnect
 //! backoff capped at [`TransportConfig::backoff_max`].
 
+mod calls;
 mod codec;
 mod config;
+mod endpoint;
 mod error;
 mod faults;
 pub mod frame;
 pub mod handshake;
 mod kind;
 mod local;
+mod message;
 mod metrics;
+mod router;
 mod tcp;
 mod transport;
 
+pub use calls::{AddrReply, Calls};
+
 pub use codec::{decode, encode};
 pub use config::{ServerLimits, TransportConfig};
+pub use endpoint::{EncodedEndpoint, Endpoint, OneWayEndpoint};
 pub use error::RpcError;
 pub use faults::{FaultRules, Faults};
 pub use frame::{Frame, FrameError, FrameType, MAX_FRAME_DEFAULT, PROTOCOL_VERSION};
 pub use kind::MessageKind;
 pub use local::{ClusterIdConflict, Local};
+pub use message::{Encoded, OneWay, Payload, Rpc};
 pub use metrics::{DropReason, RejectReason, RpcMetrics, call_outcome};
+pub use router::Router;
 pub use tcp::{RpcServer, TcpTransport};
 pub use transport::{BoxFuture, Handler, Transport};

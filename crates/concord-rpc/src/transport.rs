@@ -62,7 +62,7 @@ pub trait Transport: Send + Sync {
 
 /// Answers the requests and one-way messages that arrive from peers. The server calls it only
 /// after a successful handshake, with the peer's node id, and never with `Hello` (which the
-/// transport answers itself).
+/// transport answers itself). A node's handler is its [`crate::Router`].
 pub trait Handler: Send + Sync + 'static {
     /// Answers a request. `Err(reason)` reaches the caller as [`RpcError::Remote`]. Requests
     /// of one connection run concurrently; a future still running when its connection closes

@@ -1,0 +1,254 @@
+//! The replica layer's endpoints: how each replica message a peer sends is served.
+//! [`Replica::register`] adds them all to the node's router.
+//!
+//! Every request enters through [`Entry`], and every one that names a partition has it checked
+//! against the cluster's partition count by [`admit`], the one place a peer's partition ids are
+//! checked (a decoder cannot: it does not know the count). Requests that are small to decode
+//! are decoded by the router and served by [`Served::serve`] once admitted; the three bulk
+//! messages (`HandoffFetch`, `SegmentObjects`, `MergeBatch`) are [`EncodedEndpoint`]s that
+//! decode, scan and encode their megabytes in the background lane, off the async workers.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use concord_rpc::{Encoded, EncodedEndpoint, Endpoint, Router, Rpc};
+use concord_storage::{Durability, ObjectKey, ObjectStore, StorageError, Update};
+use concord_types::NodeId;
+
+use crate::Replica;
+use crate::exchange::TreeLeavesRequest;
+use crate::exchange::{BATCH_BYTES_MAX, MergeBatch, SegmentObjects, SegmentRequest};
+use crate::hints::HintRequest;
+use crate::list::ListRequest;
+use crate::messages::{
+    FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, Scoped, WriteReply,
+    WriteRequest,
+};
+use crate::tombstones::PurgeRequest;
+use crate::verify::{TreeRoot, TreeRootRequest};
+
+impl Replica {
+    /// Registers every replica endpoint with the node's router.
+    pub fn register(self: &Arc<Self>, router: &mut Router) {
+        let entry = Arc::new(Entry(self.clone()));
+        router
+            .endpoint::<ReadRequest, _>(entry.clone())
+            .endpoint::<WriteRequest, _>(entry.clone())
+            .endpoint::<MergeRequest, _>(entry.clone())
+            .endpoint::<ListRequest, _>(entry.clone())
+            .endpoint::<HintRequest, _>(entry.clone())
+            .endpoint::<TreeRootRequest, _>(entry.clone())
+            .endpoint::<TreeLeavesRequest, _>(entry.clone())
+            .endpoint::<PurgeRequest, _>(entry.clone())
+            .encoded_endpoint::<FetchRequest, _>(entry.clone())
+            .encoded_endpoint::<SegmentRequest, _>(entry.clone())
+            .encoded_endpoint::<MergeBatch, _>(entry);
+    }
+}
+
+/// The replica service as peers reach it.
+struct Entry(Arc<Replica>);
+
+/// Lets `request` into the replica layer if the partition it names exists: it is below the
+/// cluster's `partitions`.
+fn admit<R: Scoped>(partitions: u16, request: R) -> Result<R, String> {
+    if let Some(partition) = request.partition() {
+        partition.check(partitions).map_err(|e| e.to_string())?;
+    }
+    Ok(request)
+}
+
+/// A request the router decodes, served once [`admit`]ted.
+trait Served: Rpc + Scoped {
+    fn serve(
+        replica: &Replica,
+        request: Self,
+    ) -> impl Future<Output = Result<Self::Reply, String>> + Send;
+}
+
+impl<R: Served> Endpoint<R> for Entry {
+    async fn handle(&self, _from: &NodeId, request: R) -> Result<R::Reply, String> {
+        let request = admit(self.0.partitions.get(), request)?;
+        R::serve(&self.0, request).await
+    }
+}
+
+impl Served for ReadRequest {
+    async fn serve(replica: &Replica, request: Self) -> Result<ReadReply, String> {
+        let state = replica.read_local(request.namespace, request.key);
+        Ok(ReadReply { state: state.map_err(|e| e.to_string())? })
+    }
+}
+
+impl Served for WriteRequest {
+    async fn serve(replica: &Replica, request: Self) -> Result<WriteReply, String> {
+        Ok(replica.forwarded_write(request).await)
+    }
+}
+
+impl Served for MergeRequest {
+    async fn serve(replica: &Replica, request: Self) -> Result<(), String> {
+        let partition = replica.partition_of(request.namespace, &request.key);
+        let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
+        let update = Update::Merge { state: request.state, policy: request.policy };
+        replica.objects.update(&object, update).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+impl Served for ListRequest {
+    async fn serve(replica: &Replica, request: Self) -> Result<crate::list::ListReply, String> {
+        replica.list_local(request).await.map_err(|e| e.to_string())
+    }
+}
+
+impl Served for HintRequest {
+    async fn serve(replica: &Replica, request: Self) -> Result<(), String> {
+        replica.handle_hint(request).await
+    }
+}
+
+impl Served for TreeRootRequest {
+    async fn serve(replica: &Replica, request: Self) -> Result<TreeRoot, String> {
+        Ok(replica.tree_root(request.namespace, request.partition))
+    }
+}
+
+impl Served for TreeLeavesRequest {
+    async fn serve(replica: &Replica, request: Self) -> Result<Vec<u64>, String> {
+        let tree = replica.objects.trees().get(request.namespace, request.partition);
+        Ok(tree.leaves().to_vec())
+    }
+}
+
+impl Served for PurgeRequest {
+    async fn serve(replica: &Replica, request: Self) -> Result<Vec<bool>, String> {
+        replica.handle_purge(request).await
+    }
+}
+
+/// `HandoffFetch`. A chunk is up to megabytes of reads and copying: scanned and encoded in the
+/// background lane, so that no client request waits behind it, on an async worker or for a core.
+impl EncodedEndpoint<FetchRequest> for Entry {
+    async fn handle(
+        &self,
+        _from: &NodeId,
+        request: Encoded<FetchRequest>,
+    ) -> Result<Encoded<FetchReply>, String> {
+        let request = admit(self.0.partitions.get(), request.decode_request()?)?;
+        let objects = self.0.objects.clone();
+        let scan = move || {
+            let chunk = objects.scan_objects(
+                request.namespace,
+                request.partition,
+                request.after.as_ref(),
+                (request.max_objects as usize).clamp(1, 10_000),
+                (request.max_bytes as usize).clamp(1, BATCH_BYTES_MAX),
+            )?;
+            let reply = FetchReply { objects: chunk.objects, more: chunk.more };
+            Ok::<_, StorageError>(Encoded::new(&reply))
+        };
+        let scanned = self.0.background.run(scan).await;
+        scanned.map_err(|e| format!("handoff scan: {e}"))?.map_err(|e| e.to_string())
+    }
+}
+
+/// `SegmentObjects`: a scan of the partition for the objects of some segments, at most the
+/// request's `max_objects` (1 to 10 000) and [`BATCH_BYTES_MAX`], scanned and encoded in the
+/// background lane.
+impl EncodedEndpoint<SegmentRequest> for Entry {
+    async fn handle(
+        &self,
+        _from: &NodeId,
+        request: Encoded<SegmentRequest>,
+    ) -> Result<Encoded<SegmentObjects>, String> {
+        let request = admit(self.0.partitions.get(), request.decode_request()?)?;
+        let segments: BTreeSet<usize> = request.segments.iter().map(|s| usize::from(*s)).collect();
+        let max = (request.max_objects as usize).clamp(1, 10_000);
+        let (namespace, partition) = (request.namespace, request.partition);
+        let objects = self.0.objects.clone();
+        let scan = move || {
+            let found = objects.objects_in_segments(
+                namespace,
+                partition,
+                &segments,
+                max,
+                BATCH_BYTES_MAX,
+            )?;
+            Ok::<_, StorageError>(Encoded::new(&SegmentObjects { objects: found }))
+        };
+        let scanned = self.0.background.run(scan).await;
+        scanned.map_err(|e| format!("segment scan: {e}"))?.map_err(|e| e.to_string())
+    }
+}
+
+/// `MergeBatch`: up to a frame of objects, decoded (and so validated) in the background lane,
+/// then merged through the committer and synced before the answer.
+impl EncodedEndpoint<MergeBatch> for Entry {
+    async fn handle(
+        &self,
+        _from: &NodeId,
+        request: Encoded<MergeBatch>,
+    ) -> Result<Encoded<()>, String> {
+        let partitions = self.0.partitions.get();
+        let decode = move || {
+            let batch = admit(partitions, request.decode_request()?)?;
+            let objects = ObjectStore::decode_states(batch.objects)?;
+            Ok::<_, String>((batch.namespace, batch.partition, batch.policy, objects))
+        };
+        let decoded = self.0.background.run(decode).await;
+        let (namespace, partition, policy, objects) =
+            decoded.map_err(|e| format!("decoding a merge batch: {e}"))??;
+        let merged =
+            self.0.objects.merge_all(namespace, partition, objects, policy, Durability::Sync);
+        merged.await.map_err(|e| e.to_string())?;
+        Ok(Encoded::new(&()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concord_rpc::Payload;
+    use concord_storage::StoredState;
+    use concord_types::{Key, NamespaceId, PartitionId};
+
+    use super::*;
+
+    fn fetch(partition: u16) -> FetchRequest {
+        FetchRequest {
+            namespace: NamespaceId(1),
+            partition: PartitionId(partition),
+            after: None,
+            max_objects: 10,
+            max_bytes: 1000,
+        }
+    }
+
+    /// The partition a request names is checked against the cluster's count where it enters
+    /// the replica layer; a request that names none (its key decides) passes.
+    #[test]
+    fn a_request_for_a_partition_the_cluster_lacks_is_refused() {
+        assert_eq!(admit(64, fetch(63)).unwrap().partition, PartitionId(63));
+        assert_eq!(
+            admit(64, fetch(64)).unwrap_err(),
+            "partition 64 does not exist: the cluster has 64"
+        );
+        let read = ReadRequest { namespace: NamespaceId(1), key: Key::new(b"k".to_vec()).unwrap() };
+        assert_eq!(read.partition(), None);
+        assert!(admit(1, read).is_ok());
+    }
+
+    /// `TreeLeaves` requests are laid out as `TreeRoot` requests, which earlier builds sent for
+    /// both kinds; and a `SegmentObjects` reply as the plain list they sent.
+    #[test]
+    fn reshaped_messages_keep_their_bytes() {
+        let root = TreeRootRequest { namespace: NamespaceId(3), partition: PartitionId(9) };
+        let leaves = TreeLeavesRequest { namespace: NamespaceId(3), partition: PartitionId(9) };
+        assert_eq!(root.to_payload(), leaves.to_payload());
+        let objects =
+            vec![(Key::new(b"a".to_vec()).unwrap(), StoredState::from_bytes(vec![1, 2, 3]))];
+        let plain: Vec<(Vec<u8>, Vec<u8>)> = vec![(b"a".to_vec(), vec![1, 2, 3])];
+        let reply = SegmentObjects { objects };
+        assert_eq!(reply.to_payload(), concord_rpc::encode(&plain));
+    }
+}
