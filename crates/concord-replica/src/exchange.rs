@@ -146,11 +146,11 @@ impl Replica {
         segments: BTreeSet<usize>,
         max: usize,
     ) -> Result<Vec<(Key, StoredState)>, String> {
-        let objects = self.objects.clone();
+        let objects = self.shared.objects.clone();
         let scan = move || {
             objects.objects_in_segments(namespace, partition, &segments, max, BATCH_BYTES_MAX)
         };
-        let scanned = self.background.run(scan).await;
+        let scanned = self.shared.background.run(scan).await;
         scanned.map_err(|e| format!("segment scan: {e}"))?.map_err(|e| e.to_string())
     }
 
@@ -164,9 +164,14 @@ impl Replica {
         policy: ConflictPolicy,
     ) -> Result<(), String> {
         let decode = move || ObjectStore::decode_states(objects);
-        let decoded =
-            self.background.run(decode).await.map_err(|e| format!("decoding objects: {e}"))??;
-        self.objects
+        let decoded = self
+            .shared
+            .background
+            .run(decode)
+            .await
+            .map_err(|e| format!("decoding objects: {e}"))??;
+        self.shared
+            .objects
             .merge_all(namespace, partition, decoded, policy, Durability::Sync)
             .await
             .map_err(|e| e.to_string())
@@ -185,8 +190,8 @@ impl Replica {
         let failed = |e: concord_rpc::RpcError| e.to_string();
         let ask_root = TreeRootRequest { namespace, partition };
         let theirs: TreeRoot =
-            self.transport.call_rpc(peer, &ask_root, timeout).await.map_err(failed)?;
-        let tree = self.objects.trees().get(namespace, partition);
+            self.shared.transport.call_rpc(peer, &ask_root, timeout).await.map_err(failed)?;
+        let tree = self.shared.objects.trees().get(namespace, partition);
         if theirs.root == tree.root() {
             self.exchange_stats
                 .clean
@@ -196,7 +201,8 @@ impl Replica {
             return Ok(Repaired::default());
         }
         let ask_leaves = TreeLeavesRequest { namespace, partition };
-        let leaves = self.transport.call_rpc(peer, &ask_leaves, timeout).await.map_err(failed)?;
+        let leaves =
+            self.shared.transport.call_rpc(peer, &ask_leaves, timeout).await.map_err(failed)?;
         if leaves.len() != tree.leaves().len() {
             return Err(format!("{peer} sent {} leaves", leaves.len()));
         }
@@ -208,10 +214,10 @@ impl Replica {
             segments: segments.iter().map(|s| *s as u16).collect(),
             max_objects: config.max_objects as u32,
         };
-        let reply = self.transport.call_encoded(peer, Encoded::new(&ask), timeout).await;
+        let reply = self.shared.transport.call_encoded(peer, Encoded::new(&ask), timeout).await;
         let reply = reply.map_err(failed)?;
         // Up to a frame of parsing and copying: in the background lane.
-        let remote = self.background.run(move || reply.decode()).await;
+        let remote = self.shared.background.run(move || reply.decode()).await;
         let remote =
             remote.map_err(|e| format!("decoding segment objects: {e}"))?.map_err(failed)?;
         let remote = remote.objects;
@@ -221,12 +227,12 @@ impl Replica {
         let repaired = Repaired { here: to_here.len(), there: to_there.len() };
         for objects in in_batches(to_there, BATCH_BYTES_MAX) {
             let batch = MergeBatch { namespace, partition, policy, objects };
-            self.transport.call_rpc(peer, &batch, timeout).await.map_err(failed)?;
+            self.shared.transport.call_rpc(peer, &batch, timeout).await.map_err(failed)?;
         }
         if !to_here.is_empty() {
             self.merge_raw(namespace, partition, to_here, policy).await?;
         }
-        self.metrics.ae_keys_repaired.inc_by((repaired.here + repaired.there) as u64);
+        self.shared.metrics.ae_keys_repaired.inc_by((repaired.here + repaired.there) as u64);
         Ok(repaired)
     }
 }
@@ -290,7 +296,7 @@ pub async fn run(
             if *stop.borrow() {
                 return;
             }
-            replica.metrics.ae_exchanges.inc();
+            replica.shared.metrics.ae_exchanges.inc();
             let outcome = replica.exchange(namespace, policy, partition, &peer, &config).await;
             let failure = outcome.as_ref().err().map(|e| format!("partition {partition}: {e}"));
             crate::peer_log::log_outcome(
@@ -311,31 +317,15 @@ pub async fn run(
 }
 
 impl Replica {
-    /// Every (namespace, partition) whose current replicas include this node, with its
-    /// conflict policy and those replicas.
-    pub(crate) fn placed_here(
-        &self,
-    ) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, Vec<NodeId>)> {
-        let state = self.meta.state();
-        let mut placed = Vec::new();
-        for entry in state.namespaces.values() {
-            let n = state.effective_replicas(&entry.config);
-            for partition in self.partitions.all() {
-                let replicas = state.read_replicas(partition, n);
-                if replicas.contains(&self.me) {
-                    placed.push((entry.id, entry.config.conflicts, partition, replicas));
-                }
-            }
-        }
-        placed
-    }
-
     /// Every (namespace, partition, peer) this node exchanges: partitions it is a current
     /// replica of, with each other current replica that has a larger id and is not down.
     fn exchange_plan(&self) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, NodeId)> {
         let mut plan = Vec::new();
-        for (namespace, policy, partition, replicas) in self.placed_here() {
-            for peer in replicas.into_iter().filter(|p| *p > self.me && !self.liveness.is_down(p)) {
+        for (namespace, policy, partition, replicas) in self.shared.placed_here() {
+            for peer in replicas
+                .into_iter()
+                .filter(|p| *p > self.shared.me && !self.shared.liveness.is_down(p))
+            {
                 plan.push((namespace, policy, partition, peer));
             }
         }
@@ -344,7 +334,8 @@ impl Replica {
 
     /// Partition replicas this node holds now, per the current ring.
     pub fn held_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
-        self.placed_here()
+        self.shared
+            .placed_here()
             .into_iter()
             .map(|(namespace, _, partition, _)| (namespace, partition))
             .collect()

@@ -211,7 +211,7 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
     let streams =
         Streams { pacer: Mutex::new(Pacer::new(config.rate_bytes, Instant::now())), config };
     let config = &streams.config;
-    let mut states = replica.meta.subscribe();
+    let mut states = replica.shared.meta.subscribe();
     let mut settled_since: Option<(u64, Instant)> = None;
     // The settled epoch whose moved-away data was last dropped.
     let mut dropped_at: Option<u64> = None;
@@ -219,8 +219,8 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
         if *stop.borrow() {
             return;
         }
-        let state = replica.meta.state();
-        let planned: Vec<Move> = state.moves_to(&replica.me).cloned().collect();
+        let state = replica.shared.meta.state();
+        let planned: Vec<Move> = state.moves_to(&replica.shared.me).cloned().collect();
         let partitions: Vec<PartitionId> = planned.iter().map(|m| m.partition).collect();
         replica.progress.retain_planned(&partitions);
         // A failing move waits out its backoff; the others go now.
@@ -288,10 +288,10 @@ async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: R
         Ok(()) => {
             let done = Command::MoveDone {
                 partition,
-                node: replica.me.clone(),
+                node: replica.shared.me.clone(),
                 target_epoch: state.target_epoch,
             };
-            match replica.meta.propose(done).await {
+            match replica.shared.meta.propose(done).await {
                 Ok(_) => {
                     replica.progress.moves_done.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%partition, "partition received");
@@ -302,7 +302,7 @@ async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: R
         }
         Err(e) => Err(e),
     };
-    let now_ms = replica.clock.now_ms();
+    let now_ms = replica.shared.clock.now_ms();
     match replica.progress.record(partition, &outcome, now_ms, Instant::now()) {
         MoveChange::StartedFailing => {
             let error = outcome.err().unwrap_or_default();
@@ -332,13 +332,13 @@ async fn receive(
     let partition = planned.partition;
     for entry in state.namespaces.values() {
         let n = state.effective_replicas(&entry.config);
-        if !target.replicas(partition, n).contains(&replica.me)
-            || current.replicas(partition, n).contains(&replica.me)
+        if !target.replicas(partition, n).contains(&replica.shared.me)
+            || current.replicas(partition, n).contains(&replica.shared.me)
         {
             continue;
         }
         let sources = source_order(
-            &replica.me,
+            &replica.shared.me,
             &state.read_replicas(partition, n),
             &state.target_replicas(partition, n),
         );
@@ -348,7 +348,7 @@ async fn receive(
         let mut after = None;
         let mut errors = Vec::new();
         let mut finished = false;
-        for source in replica.live_first(&sources) {
+        for source in replica.shared.live_first(&sources) {
             match pull(replica, streams, &source, entry.id, partition, &mut after).await {
                 Ok(()) => {
                     finished = true;
@@ -363,7 +363,7 @@ async fn receive(
     }
     // The chunks were merged without a sync each; the move is reported done only once they
     // are durable.
-    replica.objects.persist().await.map_err(|e| format!("syncing the received objects: {e}"))
+    replica.shared.objects.persist().await.map_err(|e| format!("syncing the received objects: {e}"))
 }
 
 /// The current holders of a partition `me` is gaining, in the order to pull from: first the
@@ -412,13 +412,14 @@ async fn pull(
             max_bytes: streams.config.chunk_bytes,
         };
         let request = Encoded::new(&request);
-        tokio::spawn(replica.transport.call_encoded(
+        tokio::spawn(replica.shared.transport.call_encoded(
             source,
             request,
             streams.config.request_timeout,
         ))
     };
     let policy = replica
+        .shared
         .meta
         .state()
         .namespace_by_id(namespace)
@@ -434,6 +435,7 @@ async fn pull(
         // Decoding a chunk is megabytes of parsing and copying: done in the background lane, so
         // that no client request waits behind it, on this async worker or for a core.
         let (mut objects, more) = replica
+            .shared
             .background
             .run(move || decode_chunk(&reply))
             .await
@@ -447,6 +449,7 @@ async fn pull(
         while !objects.is_empty() {
             let rest = objects.split_off(objects.len().min(MERGE_SLICE));
             replica
+                .shared
                 .objects
                 .merge_all(namespace, partition, objects, policy, Durability::Buffered)
                 .await
@@ -479,10 +482,11 @@ async fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), Str
     for entry in state.namespaces.values() {
         let n = state.effective_replicas(&entry.config);
         for partition in ring.partitions().all() {
-            if ring.replicas(partition, n).contains(&replica.me) {
+            if ring.replicas(partition, n).contains(&replica.shared.me) {
                 continue;
             }
             let dropped = replica
+                .shared
                 .objects
                 .drop_partition(entry.id, partition)
                 .await
@@ -490,7 +494,7 @@ async fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), Str
             if dropped == 0 {
                 continue; // not held here
             }
-            replica.actors.renew(partition);
+            replica.shared.actors.renew(partition);
             replica.progress.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%partition, namespace = entry.id.0, keys = dropped, "dropped a partition replica that moved away");
         }

@@ -21,6 +21,7 @@
 
 pub mod actors;
 pub mod background;
+mod context;
 mod endpoints;
 pub mod exchange;
 pub mod fallback_round;

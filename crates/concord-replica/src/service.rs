@@ -22,10 +22,11 @@ use tokio::sync::mpsc::Sender;
 use tokio::time::Instant;
 
 use crate::background::Background;
+use crate::context::Shared;
 use crate::fallback_round::{
     Action as FallbackAction, Event as FallbackEvent, FallbackRound, FallbackSetup,
 };
-use crate::hints::{HintConfig, HintLedger, HintRequest};
+use crate::hints::{HintConfig, HintRequest, Hints};
 use crate::messages::{Failure, MergeRequest, ReadRequest, WriteOp, WriteReply, WriteRequest};
 use crate::quorum::Shortfall;
 pub use crate::read_round::ReadResult;
@@ -187,26 +188,18 @@ pub struct ReplicaParts {
     pub background: Background,
 }
 
+/// The replica service of one node: a facade over its components, which share one
+/// [`Shared`] context.
 pub struct Replica {
     /// This service itself, for the tasks it spawns that outlive a request.
     this: Weak<Replica>,
-    pub(crate) me: NodeId,
-    pub(crate) partitions: PartitionCount,
-    pub(crate) objects: Arc<ObjectStore>,
-    pub(crate) actors: Arc<Actors>,
+    pub(crate) shared: Arc<Shared>,
     hlc: Mutex<Hlc>,
-    pub(crate) clock: Arc<dyn WallClock>,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) meta: Arc<Meta>,
-    pub(crate) liveness: Arc<dyn Liveness>,
     pub(crate) progress: HandoffProgress,
-    pub(crate) ledger: HintLedger,
-    pub(crate) hint_config: HintConfig,
+    pub(crate) hints: Arc<Hints>,
     pub(crate) tombstone_config: crate::tombstones::TombstoneConfig,
     read_repair_wait: Duration,
-    pub(crate) metrics: ReplicaMetrics,
     pub(crate) exchange_stats: crate::exchange::ExchangeStats,
-    pub(crate) background: Background,
 }
 
 /// A coordinated write on its way to the other replicas.
@@ -235,25 +228,28 @@ fn cause(liveness: &dyn Liveness, node: &NodeId, e: &RpcError) -> String {
 
 impl Replica {
     pub fn new(parts: ReplicaParts) -> Arc<Replica> {
-        Arc::new_cyclic(|this| Replica {
-            this: this.clone(),
-            ledger: HintLedger::default(),
-            hint_config: parts.hints,
-            tombstone_config: parts.tombstones,
-            read_repair_wait: parts.read_repair_wait,
-            metrics: parts.metrics,
-            exchange_stats: Default::default(),
+        let shared = Arc::new(Shared {
             me: parts.me,
             partitions: parts.partitions,
             objects: parts.objects,
             actors: parts.actors,
-            hlc: Mutex::new(Hlc::new()),
             clock: parts.clock,
             transport: parts.transport,
             meta: parts.meta,
             liveness: parts.liveness,
-            progress: HandoffProgress::default(),
+            metrics: parts.metrics,
             background: parts.background,
+        });
+        let hints = Hints::new(shared.clone(), parts.hints, parts.tombstones.grace);
+        Arc::new_cyclic(|this| Replica {
+            this: this.clone(),
+            shared,
+            hlc: Mutex::new(Hlc::new()),
+            progress: HandoffProgress::default(),
+            hints: Arc::new(hints),
+            tombstone_config: parts.tombstones,
+            read_repair_wait: parts.read_repair_wait,
+            exchange_stats: Default::default(),
         })
     }
 
@@ -262,11 +258,21 @@ impl Replica {
     }
 
     pub fn objects(&self) -> &Arc<ObjectStore> {
-        &self.objects
+        &self.shared.objects
     }
 
     pub fn partition_of(&self, namespace: NamespaceId, key: &Key) -> PartitionId {
-        self.partitions.partition_of(namespace, key)
+        self.shared.partition_of(namespace, key)
+    }
+
+    /// Hints this node holds for `target`.
+    pub fn hints_pending(&self, target: &NodeId) -> u64 {
+        self.hints.pending(target)
+    }
+
+    /// Recounts the hints held, per target, from storage.
+    pub fn recount_hints(&self) -> Result<(), String> {
+        self.hints.recount()
     }
 
     /// The metadata now, the key's partition, and the namespace's placed replica count.
@@ -275,18 +281,10 @@ impl Replica {
         namespace: &NamespaceRef,
         key: &Key,
     ) -> (Arc<MetaState>, PartitionId, usize) {
-        let state = self.meta.state();
+        let state = self.shared.meta.state();
         let partition = self.partition_of(namespace.id, key);
         let n = state.effective_replicas(&namespace.config);
         (state, partition, n)
-    }
-
-    /// `nodes` with the ones SWIM reports down moved to the end (kept: SWIM may be wrong).
-    pub(crate) fn live_first(&self, nodes: &[NodeId]) -> Vec<NodeId> {
-        let (mut up, down): (Vec<NodeId>, Vec<NodeId>) =
-            nodes.iter().cloned().partition(|n| !self.liveness.is_down(n));
-        up.extend(down);
-        up
     }
 
     fn arc(&self) -> Arc<Replica> {
@@ -307,7 +305,7 @@ impl Replica {
         let (state, partition, n) = self.placement(namespace, &key);
         let replicas = state.read_replicas(partition, n);
         let down: Vec<NodeId> =
-            replicas.iter().filter(|node| self.liveness.is_down(node)).cloned().collect();
+            replicas.iter().filter(|node| self.shared.liveness.is_down(node)).cloned().collect();
         let policy = namespace.config.conflicts;
         let (mut round, mut actions) =
             ReadRound::start(ReadSetup { replicas: &replicas, down: &down, required, policy });
@@ -376,16 +374,21 @@ impl Replica {
             _ => None,
         });
         for (node, merged) in behind {
-            self.metrics.read_repairs.inc();
-            let outcome = if node == self.me {
+            self.shared.metrics.read_repairs.inc();
+            let outcome = if node == self.shared.me {
                 let partition = self.partition_of(namespace, &key);
                 let object = ObjectKey { namespace, partition, key: key.clone() };
                 let update = Update::Merge { state: merged, policy };
-                self.objects.update(&object, update).await.map(|_| ()).map_err(|e| e.to_string())
+                self.shared
+                    .objects
+                    .update(&object, update)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             } else {
                 let merge = MergeRequest { namespace, key: key.clone(), state: merged, policy };
                 let budget = Duration::from_secs(5);
-                let call = self.transport.call_rpc(&node, &merge, budget);
+                let call = self.shared.transport.call_rpc(&node, &merge, budget);
                 call.await.map_err(|e| e.to_string())
             };
             if let Err(e) = outcome {
@@ -401,12 +404,12 @@ impl Replica {
         key: Key,
         timeout: Duration,
     ) -> Result<Option<DvvSet>, String> {
-        if node == &self.me {
+        if node == &self.shared.me {
             return self.read_local(namespace, key).map_err(|e| format!("error: {e}"));
         }
         // Decoding checks the state is well formed.
-        let call = self.transport.call_rpc(node, &ReadRequest { namespace, key }, timeout);
-        let reply = call.await.map_err(|e| cause(&*self.liveness, node, &e))?;
+        let call = self.shared.transport.call_rpc(node, &ReadRequest { namespace, key }, timeout);
+        let reply = call.await.map_err(|e| cause(&*self.shared.liveness, node, &e))?;
         Ok(reply.state)
     }
 
@@ -417,7 +420,7 @@ impl Replica {
         key: Key,
     ) -> Result<Option<DvvSet>, StorageError> {
         let partition = self.partition_of(namespace, &key);
-        self.objects.get(&ObjectKey { namespace, partition, key })
+        self.shared.objects.get(&ObjectKey { namespace, partition, key })
     }
 
     /// Writes a key: coordinated here if this node is a current replica, else forwarded to the
@@ -432,7 +435,7 @@ impl Replica {
     ) -> Result<WriteResult, ReplicaError> {
         let (state, partition, n) = self.placement(namespace, &key);
         let owners = state.read_replicas(partition, n);
-        if owners.contains(&self.me) || owners.is_empty() {
+        if owners.contains(&self.shared.me) || owners.is_empty() {
             return self.coordinate(namespace, key, op, quorum, timeout).await;
         }
         let deadline = Instant::now() + timeout;
@@ -446,7 +449,7 @@ impl Replica {
         };
         let payload = Encoded::new(&request);
         let mut failures = Vec::new();
-        for owner in self.live_first(&owners) {
+        for owner in self.shared.live_first(&owners) {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
@@ -454,7 +457,7 @@ impl Replica {
             // The coordinator needs the whole timeout for its own replicas; allow a little more
             // for the hop.
             let hop = remaining + Duration::from_millis(200);
-            match self.transport.call_encoded(&owner, payload.clone(), hop).await {
+            match self.shared.transport.call_encoded(&owner, payload.clone(), hop).await {
                 Ok(reply) => {
                     return match reply.decode() {
                         Ok(WriteReply::Done { state, answered, required }) => Ok(WriteResult {
@@ -469,10 +472,10 @@ impl Replica {
                 // Not delivered: the next owner may take it. A timeout may have been applied,
                 // so it is not retried elsewhere.
                 Err(e @ (RpcError::Unreachable(_) | RpcError::Rejected(_))) => {
-                    failures.push((owner.to_string(), cause(&*self.liveness, &owner, &e)))
+                    failures.push((owner.to_string(), cause(&*self.shared.liveness, &owner, &e)))
                 }
                 Err(e) => {
-                    failures.push((owner.to_string(), cause(&*self.liveness, &owner, &e)));
+                    failures.push((owner.to_string(), cause(&*self.shared.liveness, &owner, &e)));
                     return Err(ReplicaError::Quorum {
                         required: quorum.required,
                         answered: 0,
@@ -505,9 +508,9 @@ impl Replica {
         let targets = state.write_replicas(partition, n);
         let fallbacks = fallbacks(&state, partition, n, &targets);
         let down: Vec<NodeId> =
-            fallbacks.iter().filter(|node| self.liveness.is_down(node)).cloned().collect();
+            fallbacks.iter().filter(|node| self.shared.liveness.is_down(node)).cloned().collect();
         let (mut round, first) = FallbackRound::start(FallbackSetup {
-            me: &self.me,
+            me: &self.shared.me,
             targets: &targets,
             fallbacks: &fallbacks,
             down: &down,
@@ -526,9 +529,9 @@ impl Replica {
             }
         };
         let policy = namespace.config.conflicts;
-        let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms());
+        let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.shared.clock.now_ms());
         let mut written = DvvSet::new();
-        let (actor, floor) = self.actors.fallback();
+        let (actor, floor) = self.shared.actors.fallback();
         written
             .write(&context, Dot { actor, counter: floor }, timestamp, content, policy)
             .map_err(|e| ReplicaError::Storage(e.to_string()))?;
@@ -553,7 +556,7 @@ impl Replica {
                     actions.extend(round.on(event));
                 }
                 FallbackAction::Answer(outcome) => {
-                    self.metrics.fallback_writes.inc();
+                    self.shared.metrics.fallback_writes.inc();
                     let answered = outcome?;
                     return Ok(WriteResult { state: written, answered, required });
                 }
@@ -580,33 +583,36 @@ impl Replica {
         let (state, partition, n) = self.placement(namespace, &key);
         let owners = state.read_replicas(partition, n);
         let targets = state.write_replicas(partition, n);
-        let actor = self.actors.get(partition);
-        let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms());
+        let actor = self.shared.actors.get(partition);
+        let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.shared.clock.now_ms());
         let policy = namespace.config.conflicts;
         let update = update_for(op, actor, timestamp, policy);
         let object = ObjectKey { namespace: namespace.id, partition, key: key.clone() };
-        let local = match tokio::time::timeout_at(deadline, self.objects.update(&object, update))
-            .await
-        {
-            Err(_) => return Err(ReplicaError::Timeout { timeout_ms: timeout.as_millis() as u64 }),
-            Ok(Err(StorageError::TooManySiblings { count, max })) => {
-                return Err(ReplicaError::TooManySiblings { count, max });
-            }
-            Ok(result) => result?,
-        };
+        let local =
+            match tokio::time::timeout_at(deadline, self.shared.objects.update(&object, update))
+                .await
+            {
+                Err(_) => {
+                    return Err(ReplicaError::Timeout { timeout_ms: timeout.as_millis() as u64 });
+                }
+                Ok(Err(StorageError::TooManySiblings { count, max })) => {
+                    return Err(ReplicaError::TooManySiblings { count, max });
+                }
+                Ok(result) => result?,
+            };
         let local_done = Instant::now();
-        self.metrics.write_phases.local.observe((local_done - started).as_secs_f64());
+        self.shared.metrics.write_phases.local.observe((local_done - started).as_secs_f64());
 
         let incoming = state.target_replicas(partition, n);
         let fallbacks = fallbacks(&state, partition, n, &targets);
         let down: Vec<NodeId> = targets
             .iter()
             .chain(&fallbacks)
-            .filter(|n| self.liveness.is_down(n))
+            .filter(|n| self.shared.liveness.is_down(n))
             .cloned()
             .collect();
         let round = WriteRound::start(RoundSetup {
-            me: &self.me,
+            me: &self.shared.me,
             owners: &owners,
             incoming: &incoming,
             required: quorum.required,
@@ -628,7 +634,7 @@ impl Replica {
         // write, and the ones that do not still get a hint.
         tokio::spawn(async move { this.drive(round, &outgoing, half, answer).await });
         let answer = answered.await;
-        self.metrics.write_phases.quorum.observe(local_done.elapsed().as_secs_f64());
+        self.shared.metrics.write_phases.quorum.observe(local_done.elapsed().as_secs_f64());
         match answer {
             Ok(Ok(answered)) => {
                 Ok(WriteResult { state: local, answered, required: quorum.required })
@@ -689,7 +695,7 @@ impl Replica {
                 && !round.strict()
                 && !round.answered()
             {
-                self.metrics.sloppy_acks.inc();
+                self.shared.metrics.sloppy_acks.inc();
             }
             actions = round.on(event);
         }
@@ -700,10 +706,10 @@ impl Replica {
         let (this, write, events) = (self.arc(), write.clone(), events.clone());
         tokio::spawn(async move {
             let budget = write.deadline.saturating_duration_since(Instant::now());
-            let call = this.transport.call_encoded(&node, write.merge.clone(), budget);
+            let call = this.shared.transport.call_encoded(&node, write.merge.clone(), budget);
             let event = match call.await {
                 Ok(_) => Event::Stored { node },
-                Err(e) => Event::Failed { cause: cause(&*this.liveness, &node, &e), node },
+                Err(e) => Event::Failed { cause: cause(&*this.shared.liveness, &node, &e), node },
             };
             let _ = events.send(event).await;
         });
@@ -725,7 +731,7 @@ impl Replica {
     async fn hint_once(&self, target: &NodeId, via: &Via, write: &Outgoing) -> Result<(), String> {
         let Via::Fallback(fallback) = via else {
             let (object, state) = (write.object.clone(), write.state.clone());
-            return self.hold_hint(target, object, state, write.policy).await.map_err(|e| {
+            return self.hints.hold(target, object, state, write.policy).await.map_err(|e| {
                 tracing::warn!(%target, error = %e, "hint not stored");
                 e.to_string()
             });
@@ -740,7 +746,7 @@ impl Replica {
             state: write.state.clone(),
             policy: write.policy,
         };
-        let call = self.transport.call_rpc(fallback, &request, budget);
+        let call = self.shared.transport.call_rpc(fallback, &request, budget);
         call.await.map_err(|e| {
             tracing::debug!(%fallback, %target, error = %e, "fallback did not take a hint");
             e.to_string()
@@ -749,7 +755,7 @@ impl Replica {
 
     /// Serves `ReplicaWrite`: coordinates a write another node forwarded here.
     pub(crate) async fn forwarded_write(&self, request: WriteRequest) -> WriteReply {
-        let state = self.meta.state();
+        let state = self.shared.meta.state();
         let Some((_, entry)) = state.namespace_by_id(request.namespace) else {
             return WriteReply::Failed(Failure::NamespaceNotFound(format!(
                 "id {}",

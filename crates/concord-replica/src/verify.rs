@@ -41,7 +41,7 @@ pub struct ReplicaTree {
 impl Replica {
     /// This node's tree of one partition replica.
     pub fn tree_root(&self, namespace: NamespaceId, partition: PartitionId) -> TreeRoot {
-        let tree = self.objects.trees().get(namespace, partition);
+        let tree = self.shared.objects.trees().get(namespace, partition);
         TreeRoot { root: tree.root(), keys: tree.keys() }
     }
 
@@ -54,7 +54,7 @@ impl Replica {
         partition: PartitionId,
         timeout: Duration,
     ) -> (Vec<ReplicaTree>, bool) {
-        let state = self.meta.state();
+        let state = self.shared.meta.state();
         let n = state.effective_replicas(&namespace.config);
         let replicas = state.read_replicas(partition, n);
         let request = TreeRootRequest { namespace: namespace.id, partition };
@@ -62,12 +62,12 @@ impl Replica {
         let asks = replicas.into_iter().map(|node| {
             let request = &request;
             async move {
-                let tree = if node == self.me {
+                let tree = if node == self.shared.me {
                     Ok(self.tree_root(namespace.id, partition))
-                } else if self.liveness.is_down(&node) {
+                } else if self.shared.liveness.is_down(&node) {
                     Err("down".to_string())
                 } else {
-                    let call = self.transport.call_rpc(&node, request, timeout);
+                    let call = self.shared.transport.call_rpc(&node, request, timeout);
                     call.await.map_err(|e| e.to_string())
                 };
                 ReplicaTree { node, tree }
