@@ -26,7 +26,7 @@ use crate::messages::{
     FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, Scoped, WriteReply,
     WriteRequest,
 };
-use crate::tombstones::PurgeRequest;
+use crate::tombstones::{PurgeRequest, Tombstones};
 use crate::verify::{TreeRoot, TreeRootRequest};
 
 impl Replica {
@@ -34,6 +34,7 @@ impl Replica {
     pub fn register(self: &Arc<Self>, router: &mut Router) {
         let entry = Arc::new(Entry(self.clone()));
         let hints = Arc::new(Entry(self.hints.clone()));
+        let tombstones = Arc::new(Entry(self.tombstones.clone()));
         router
             .endpoint::<ReadRequest, _>(entry.clone())
             .endpoint::<WriteRequest, _>(entry.clone())
@@ -42,7 +43,7 @@ impl Replica {
             .endpoint::<HintRequest, _>(hints)
             .endpoint::<TreeRootRequest, _>(entry.clone())
             .endpoint::<TreeLeavesRequest, _>(entry.clone())
-            .endpoint::<PurgeRequest, _>(entry.clone())
+            .endpoint::<PurgeRequest, _>(tombstones)
             .encoded_endpoint::<FetchRequest, _>(entry.clone())
             .encoded_endpoint::<SegmentRequest, _>(entry.clone())
             .encoded_endpoint::<MergeBatch, _>(entry);
@@ -65,6 +66,12 @@ impl Component for Replica {
 }
 
 impl Component for Hints {
+    fn shared(&self) -> &Shared {
+        self.shared()
+    }
+}
+
+impl Component for Tombstones {
     fn shared(&self) -> &Shared {
         self.shared()
     }
@@ -141,9 +148,9 @@ impl Served<Replica> for TreeLeavesRequest {
     }
 }
 
-impl Served<Replica> for PurgeRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<Vec<bool>, String> {
-        replica.handle_purge(request).await
+impl Served<Tombstones> for PurgeRequest {
+    async fn serve(tombstones: &Tombstones, request: Self) -> Result<Vec<bool>, String> {
+        tombstones.serve(request).await
     }
 }
 

@@ -31,6 +31,7 @@ use crate::messages::{Failure, MergeRequest, ReadRequest, WriteOp, WriteReply, W
 use crate::quorum::Shortfall;
 pub use crate::read_round::ReadResult;
 use crate::read_round::{Action as ReadAction, Event as ReadEvent, ReadRound, ReadSetup};
+use crate::tombstones::{TombstoneConfig, Tombstones};
 use crate::write_round::{Action, Event, RoundSetup, Via, WriteRound};
 use crate::{Actors, HandoffProgress, ReplicaMetrics};
 
@@ -179,7 +180,7 @@ pub struct ReplicaParts {
     pub meta: Arc<Meta>,
     pub liveness: Arc<dyn Liveness>,
     pub hints: HintConfig,
-    pub tombstones: crate::tombstones::TombstoneConfig,
+    pub tombstones: TombstoneConfig,
     /// How long a read keeps waiting, after answering, for the replicas it did not need, to
     /// repair the ones that are behind.
     pub read_repair_wait: Duration,
@@ -197,7 +198,7 @@ pub struct Replica {
     hlc: Mutex<Hlc>,
     pub(crate) progress: HandoffProgress,
     pub(crate) hints: Arc<Hints>,
-    pub(crate) tombstone_config: crate::tombstones::TombstoneConfig,
+    pub(crate) tombstones: Arc<Tombstones>,
     read_repair_wait: Duration,
     pub(crate) exchange_stats: crate::exchange::ExchangeStats,
 }
@@ -241,13 +242,14 @@ impl Replica {
             background: parts.background,
         });
         let hints = Hints::new(shared.clone(), parts.hints, parts.tombstones.grace);
+        let tombstones = Arc::new(Tombstones::new(shared.clone(), parts.tombstones));
         Arc::new_cyclic(|this| Replica {
             this: this.clone(),
             shared,
             hlc: Mutex::new(Hlc::new()),
             progress: HandoffProgress::default(),
             hints: Arc::new(hints),
-            tombstone_config: parts.tombstones,
+            tombstones,
             read_repair_wait: parts.read_repair_wait,
             exchange_stats: Default::default(),
         })

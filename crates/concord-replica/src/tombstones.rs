@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::Replica;
+use crate::context::Shared;
 
 /// Most tombstones one `PurgeTombstones` request carries.
 const PURGE_BATCH_MAX: usize = 10_000;
@@ -77,16 +78,31 @@ impl Rpc for PurgeRequest {
     type Reply = Vec<bool>;
 }
 
-impl Replica {
+/// The tombstone purge on this node: it sweeps the partitions it leads and serves the other
+/// sweepers' checks and purges.
+pub struct Tombstones {
+    shared: Arc<Shared>,
+    config: TombstoneConfig,
+}
+
+impl Tombstones {
+    pub(crate) fn new(shared: Arc<Shared>, config: TombstoneConfig) -> Self {
+        Self { shared, config }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// Serves `PurgeTombstones`.
-    pub(crate) async fn handle_purge(&self, request: PurgeRequest) -> Result<Vec<bool>, String> {
+    pub(crate) async fn serve(&self, request: PurgeRequest) -> Result<Vec<bool>, String> {
         // The partition was checked where the request entered the layer.
         if request.tombstones.len() > PURGE_BATCH_MAX {
             return Err(format!("more than {PURGE_BATCH_MAX} tombstones in one request"));
         }
         let PurgeRequest { namespace, partition, check, tombstones } = request;
         let outcomes = tombstones.into_iter().map(|(key, state)| async move {
-            if self.partition_of(namespace, &key) != partition || !self.purgeable(&state) {
+            if self.shared.partition_of(namespace, &key) != partition || !self.purgeable(&state) {
                 return Ok(false);
             }
             let object = ObjectKey { namespace, partition, key };
@@ -110,7 +126,7 @@ impl Replica {
 
     /// Whether `state` is a tombstone past the grace by this node's clock.
     fn purgeable(&self, state: &DvvSet) -> bool {
-        let grace = self.tombstone_config.grace.as_millis() as u64;
+        let grace = self.config.grace.as_millis() as u64;
         expired(state, self.shared.clock.now_ms(), grace)
     }
 
@@ -123,7 +139,7 @@ impl Replica {
         replicas: &[NodeId],
         stop: &watch::Receiver<bool>,
     ) -> Result<usize, String> {
-        let config = &self.tombstone_config;
+        let config = &self.config;
         let others: Vec<&NodeId> = replicas.iter().filter(|n| **n != self.shared.me).collect();
         let mut after: Option<Key> = None;
         let mut purged = 0;
@@ -168,7 +184,7 @@ impl Replica {
                     }
                 }
                 // This replica purges by the same rules it asks of the others.
-                let here = self.handle_purge(request).await?;
+                let here = self.serve(request).await?;
                 purged += here.iter().filter(|p| **p).count();
             }
             match page.next {
@@ -181,7 +197,7 @@ impl Replica {
     }
 
     async fn ask_purge(&self, peer: &NodeId, request: &PurgeRequest) -> Result<Vec<bool>, String> {
-        let timeout = self.tombstone_config.request_timeout;
+        let timeout = self.config.request_timeout;
         let call = self.shared.transport.call_rpc(peer, request, timeout);
         let held = call.await.map_err(|e| format!("{peer}: {e}"))?;
         if held.len() != request.tombstones.len() {
@@ -214,14 +230,15 @@ impl Replica {
 
 /// Sweeps for expired tombstones every `interval` until `stop` turns true.
 pub async fn run(replica: Arc<Replica>, mut stop: watch::Receiver<bool>) {
-    let interval = replica.tombstone_config.interval;
+    let tombstones = &replica.tombstones;
+    let interval = tombstones.config.interval;
     while !crate::stopped_after(interval, &mut stop).await {
         let mut purged = 0;
-        for (namespace, partition, replicas) in replica.sweep_plan() {
+        for (namespace, partition, replicas) in tombstones.sweep_plan() {
             if *stop.borrow() {
                 return;
             }
-            match replica.sweep(namespace, partition, &replicas, &stop).await {
+            match tombstones.sweep(namespace, partition, &replicas, &stop).await {
                 Ok(n) => purged += n,
                 Err(e) => tracing::debug!(%partition, error = %e, "tombstone sweep stopped"),
             }
