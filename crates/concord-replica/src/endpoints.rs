@@ -18,7 +18,7 @@ use concord_types::NodeId;
 
 use crate::Replica;
 use crate::context::Shared;
-use crate::exchange::TreeLeavesRequest;
+use crate::exchange::{AntiEntropy, TreeLeavesRequest};
 use crate::exchange::{BATCH_BYTES_MAX, MergeBatch, SegmentObjects, SegmentRequest};
 use crate::hints::{HintRequest, Hints};
 use crate::list::ListRequest;
@@ -35,18 +35,19 @@ impl Replica {
         let entry = Arc::new(Entry(self.clone()));
         let hints = Arc::new(Entry(self.hints.clone()));
         let tombstones = Arc::new(Entry(self.tombstones.clone()));
+        let anti_entropy = Arc::new(Entry(self.anti_entropy.clone()));
         router
             .endpoint::<ReadRequest, _>(entry.clone())
             .endpoint::<WriteRequest, _>(entry.clone())
             .endpoint::<MergeRequest, _>(entry.clone())
             .endpoint::<ListRequest, _>(entry.clone())
             .endpoint::<HintRequest, _>(hints)
-            .endpoint::<TreeRootRequest, _>(entry.clone())
-            .endpoint::<TreeLeavesRequest, _>(entry.clone())
+            .endpoint::<TreeRootRequest, _>(anti_entropy.clone())
+            .endpoint::<TreeLeavesRequest, _>(anti_entropy.clone())
             .endpoint::<PurgeRequest, _>(tombstones)
             .encoded_endpoint::<FetchRequest, _>(entry.clone())
-            .encoded_endpoint::<SegmentRequest, _>(entry.clone())
-            .encoded_endpoint::<MergeBatch, _>(entry);
+            .encoded_endpoint::<SegmentRequest, _>(anti_entropy.clone())
+            .encoded_endpoint::<MergeBatch, _>(anti_entropy);
     }
 }
 
@@ -67,13 +68,19 @@ impl Component for Replica {
 
 impl Component for Hints {
     fn shared(&self) -> &Shared {
-        self.shared()
+        &self.shared
+    }
+}
+
+impl Component for AntiEntropy {
+    fn shared(&self) -> &Shared {
+        &self.shared
     }
 }
 
 impl Component for Tombstones {
     fn shared(&self) -> &Shared {
-        self.shared()
+        &self.shared
     }
 }
 
@@ -135,15 +142,15 @@ impl Served<Hints> for HintRequest {
     }
 }
 
-impl Served<Replica> for TreeRootRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<TreeRoot, String> {
-        Ok(replica.tree_root(request.namespace, request.partition))
+impl Served<AntiEntropy> for TreeRootRequest {
+    async fn serve(anti_entropy: &AntiEntropy, request: Self) -> Result<TreeRoot, String> {
+        Ok(anti_entropy.tree_root(request.namespace, request.partition))
     }
 }
 
-impl Served<Replica> for TreeLeavesRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<Vec<u64>, String> {
-        let tree = replica.shared.objects.trees().get(request.namespace, request.partition);
+impl Served<AntiEntropy> for TreeLeavesRequest {
+    async fn serve(anti_entropy: &AntiEntropy, request: Self) -> Result<Vec<u64>, String> {
+        let tree = anti_entropy.shared().objects.trees().get(request.namespace, request.partition);
         Ok(tree.leaves().to_vec())
     }
 }
@@ -162,8 +169,8 @@ impl EncodedEndpoint<FetchRequest> for Entry<Replica> {
         _from: &NodeId,
         request: Encoded<FetchRequest>,
     ) -> Result<Encoded<FetchReply>, String> {
-        let request = admit(self.0.shared.partitions.get(), request.decode_request()?)?;
-        let objects = self.0.shared.objects.clone();
+        let request = admit(self.0.shared().partitions.get(), request.decode_request()?)?;
+        let objects = self.0.shared().objects.clone();
         let scan = move || {
             let chunk = objects.scan_objects(
                 request.namespace,
@@ -175,7 +182,7 @@ impl EncodedEndpoint<FetchRequest> for Entry<Replica> {
             let reply = FetchReply { objects: chunk.objects, more: chunk.more };
             Ok::<_, StorageError>(Encoded::new(&reply))
         };
-        let scanned = self.0.shared.background.run(scan).await;
+        let scanned = self.0.shared().background.run(scan).await;
         scanned.map_err(|e| format!("handoff scan: {e}"))?.map_err(|e| e.to_string())
     }
 }
@@ -183,17 +190,17 @@ impl EncodedEndpoint<FetchRequest> for Entry<Replica> {
 /// `SegmentObjects`: a scan of the partition for the objects of some segments, at most the
 /// request's `max_objects` (1 to 10 000) and [`BATCH_BYTES_MAX`], scanned and encoded in the
 /// background lane.
-impl EncodedEndpoint<SegmentRequest> for Entry<Replica> {
+impl EncodedEndpoint<SegmentRequest> for Entry<AntiEntropy> {
     async fn handle(
         &self,
         _from: &NodeId,
         request: Encoded<SegmentRequest>,
     ) -> Result<Encoded<SegmentObjects>, String> {
-        let request = admit(self.0.shared.partitions.get(), request.decode_request()?)?;
+        let request = admit(self.0.shared().partitions.get(), request.decode_request()?)?;
         let segments: BTreeSet<usize> = request.segments.iter().map(|s| usize::from(*s)).collect();
         let max = (request.max_objects as usize).clamp(1, 10_000);
         let (namespace, partition) = (request.namespace, request.partition);
-        let objects = self.0.shared.objects.clone();
+        let objects = self.0.shared().objects.clone();
         let scan = move || {
             let found = objects.objects_in_segments(
                 namespace,
@@ -204,29 +211,29 @@ impl EncodedEndpoint<SegmentRequest> for Entry<Replica> {
             )?;
             Ok::<_, StorageError>(Encoded::new(&SegmentObjects { objects: found }))
         };
-        let scanned = self.0.shared.background.run(scan).await;
+        let scanned = self.0.shared().background.run(scan).await;
         scanned.map_err(|e| format!("segment scan: {e}"))?.map_err(|e| e.to_string())
     }
 }
 
 /// `MergeBatch`: up to a frame of objects, decoded (and so validated) in the background lane,
 /// then merged through the committer and synced before the answer.
-impl EncodedEndpoint<MergeBatch> for Entry<Replica> {
+impl EncodedEndpoint<MergeBatch> for Entry<AntiEntropy> {
     async fn handle(
         &self,
         _from: &NodeId,
         request: Encoded<MergeBatch>,
     ) -> Result<Encoded<()>, String> {
-        let partitions = self.0.shared.partitions.get();
+        let partitions = self.0.shared().partitions.get();
         let decode = move || {
             let batch = admit(partitions, request.decode_request()?)?;
             let objects = ObjectStore::decode_states(batch.objects)?;
             Ok::<_, String>((batch.namespace, batch.partition, batch.policy, objects))
         };
-        let decoded = self.0.shared.background.run(decode).await;
+        let decoded = self.0.shared().background.run(decode).await;
         let (namespace, partition, policy, objects) =
             decoded.map_err(|e| format!("decoding a merge batch: {e}"))??;
-        let merged = self.0.shared.objects.merge_all(
+        let merged = self.0.shared().objects.merge_all(
             namespace,
             partition,
             objects,

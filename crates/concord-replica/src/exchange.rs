@@ -9,7 +9,7 @@
 //! paced, and each pair of replicas is exchanged by one side only (the smaller node id).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use concord_rpc::{Calls, Encoded, MessageKind, Rpc};
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::Replica;
+use crate::context::Shared;
 use crate::verify::{TreeRoot, TreeRootRequest};
 
 /// `TreeLeaves`: the leaf hashes of one partition replica's tree, answered with its
@@ -136,7 +137,18 @@ pub struct Repaired {
     pub there: usize,
 }
 
-impl Replica {
+/// Anti-entropy on this node: it exchanges the partitions it holds with their other replicas,
+/// serves the peers' side of exchanges and verifications, and keeps what they found.
+pub struct AntiEntropy {
+    pub(crate) shared: Arc<Shared>,
+    stats: ExchangeStats,
+}
+
+impl AntiEntropy {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared, stats: ExchangeStats::default() }
+    }
+
     /// The stored objects of `segments` of a partition, at most `max` and [`BATCH_BYTES_MAX`]:
     /// a scan of the partition, run in the background lane.
     async fn segment_objects(
@@ -193,7 +205,7 @@ impl Replica {
             self.shared.transport.call_rpc(peer, &ask_root, timeout).await.map_err(failed)?;
         let tree = self.shared.objects.trees().get(namespace, partition);
         if theirs.root == tree.root() {
-            self.exchange_stats
+            self.stats
                 .clean
                 .lock()
                 .expect("exchange stats lock")
@@ -279,11 +291,8 @@ fn in_batches(objects: Vec<(Key, StoredState)>, max_bytes: usize) -> Vec<Vec<(Ke
 }
 
 /// Runs exchange rounds until `stop` turns true.
-pub async fn run(
-    replica: std::sync::Arc<Replica>,
-    config: ExchangeConfig,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(replica: Arc<Replica>, config: ExchangeConfig, mut stop: watch::Receiver<bool>) {
+    let anti_entropy = &replica.anti_entropy;
     if !config.enabled {
         return;
     }
@@ -292,12 +301,12 @@ pub async fn run(
     let mut failures = crate::peer_log::failure_logs();
     while !crate::stopped_after(config.interval, &mut stop).await {
         let mut repaired = 0;
-        for (namespace, policy, partition, peer) in replica.exchange_plan() {
+        for (namespace, policy, partition, peer) in anti_entropy.exchange_plan() {
             if *stop.borrow() {
                 return;
             }
-            replica.shared.metrics.ae_exchanges.inc();
-            let outcome = replica.exchange(namespace, policy, partition, &peer, &config).await;
+            anti_entropy.shared.metrics.ae_exchanges.inc();
+            let outcome = anti_entropy.exchange(namespace, policy, partition, &peer, &config).await;
             let failure = outcome.as_ref().err().map(|e| format!("partition {partition}: {e}"));
             crate::peer_log::log_outcome(
                 &mut failures,
@@ -316,7 +325,7 @@ pub async fn run(
     }
 }
 
-impl Replica {
+impl AntiEntropy {
     /// Every (namespace, partition, peer) this node exchanges: partitions it is a current
     /// replica of, with each other current replica that has a larger id and is not down.
     fn exchange_plan(&self) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, NodeId)> {
@@ -342,7 +351,7 @@ impl Replica {
     }
 
     pub fn exchange_stats(&self) -> &ExchangeStats {
-        &self.exchange_stats
+        &self.stats
     }
 }
 
@@ -368,7 +377,7 @@ mod tests {
         concord_storage::ObjectKey { namespace: NS, partition: P, key }
     }
 
-    /// One exchange between two local stores, by the same steps as [`Replica::exchange`] minus
+    /// One exchange between two local stores, by the same steps as [`AntiEntropy::exchange`] minus
     /// the network: differing segments, both sides' objects in them, each side merges what it
     /// lacks or holds differently.
     async fn exchange_locally(a: &ObjectStore, b: &ObjectStore) {

@@ -103,7 +103,7 @@ impl HintLedger {
 
 /// Hinted handoff on this node: the hints it holds, their bound, and their replay.
 pub struct Hints {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// How many hints are held per target, for the bound and the gauge.
     ledger: HintLedger,
     config: HintConfig,
@@ -114,10 +114,6 @@ pub struct Hints {
 impl Hints {
     pub(crate) fn new(shared: Arc<Shared>, config: HintConfig, grace: Duration) -> Self {
         Self { shared, ledger: HintLedger::default(), config, grace }
-    }
-
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
     }
 
     /// Hints this node holds for `target`.

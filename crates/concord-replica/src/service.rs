@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::background::Background;
 use crate::context::Shared;
+use crate::exchange::{AntiEntropy, ExchangeStats};
 use crate::fallback_round::{
     Action as FallbackAction, Event as FallbackEvent, FallbackRound, FallbackSetup,
 };
@@ -32,6 +33,7 @@ use crate::quorum::Shortfall;
 pub use crate::read_round::ReadResult;
 use crate::read_round::{Action as ReadAction, Event as ReadEvent, ReadRound, ReadSetup};
 use crate::tombstones::{TombstoneConfig, Tombstones};
+use crate::verify::ReplicaTree;
 use crate::write_round::{Action, Event, RoundSetup, Via, WriteRound};
 use crate::{Actors, HandoffProgress, ReplicaMetrics};
 
@@ -200,7 +202,7 @@ pub struct Replica {
     pub(crate) hints: Arc<Hints>,
     pub(crate) tombstones: Arc<Tombstones>,
     read_repair_wait: Duration,
-    pub(crate) exchange_stats: crate::exchange::ExchangeStats,
+    pub(crate) anti_entropy: Arc<AntiEntropy>,
 }
 
 /// A coordinated write on its way to the other replicas.
@@ -243,6 +245,7 @@ impl Replica {
         });
         let hints = Hints::new(shared.clone(), parts.hints, parts.tombstones.grace);
         let tombstones = Arc::new(Tombstones::new(shared.clone(), parts.tombstones));
+        let anti_entropy = Arc::new(AntiEntropy::new(shared.clone()));
         Arc::new_cyclic(|this| Replica {
             this: this.clone(),
             shared,
@@ -251,7 +254,7 @@ impl Replica {
             hints: Arc::new(hints),
             tombstones,
             read_repair_wait: parts.read_repair_wait,
-            exchange_stats: Default::default(),
+            anti_entropy,
         })
     }
 
@@ -275,6 +278,26 @@ impl Replica {
     /// Recounts the hints held, per target, from storage.
     pub fn recount_hints(&self) -> Result<(), String> {
         self.hints.recount()
+    }
+
+    /// Partition replicas this node holds now, per the current ring.
+    pub fn held_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
+        self.anti_entropy.held_partitions()
+    }
+
+    pub fn exchange_stats(&self) -> &ExchangeStats {
+        self.anti_entropy.exchange_stats()
+    }
+
+    /// Every current replica's tree of `partition`, and whether they agree (see
+    /// [`AntiEntropy::verify`]).
+    pub async fn verify(
+        &self,
+        namespace: &NamespaceRef,
+        partition: PartitionId,
+        timeout: Duration,
+    ) -> (Vec<ReplicaTree>, bool) {
+        self.anti_entropy.verify(namespace, partition, timeout).await
     }
 
     /// The metadata now, the key's partition, and the namespace's placed replica count.

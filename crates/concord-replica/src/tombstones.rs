@@ -81,17 +81,13 @@ impl Rpc for PurgeRequest {
 /// The tombstone purge on this node: it sweeps the partitions it leads and serves the other
 /// sweepers' checks and purges.
 pub struct Tombstones {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     config: TombstoneConfig,
 }
 
 impl Tombstones {
     pub(crate) fn new(shared: Arc<Shared>, config: TombstoneConfig) -> Self {
         Self { shared, config }
-    }
-
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
     }
 
     /// Serves `PurgeTombstones`.

@@ -7,7 +7,8 @@ use concord_rpc::{Calls, MessageKind, Rpc};
 use concord_types::{NamespaceId, NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 
-use crate::{NamespaceRef, Replica};
+use crate::NamespaceRef;
+use crate::exchange::AntiEntropy;
 
 /// The longest a verification waits for one replica's root.
 pub const VERIFY_WAIT_MAX: Duration = Duration::from_secs(2);
@@ -38,7 +39,7 @@ pub struct ReplicaTree {
     pub tree: Result<TreeRoot, String>,
 }
 
-impl Replica {
+impl AntiEntropy {
     /// This node's tree of one partition replica.
     pub fn tree_root(&self, namespace: NamespaceId, partition: PartitionId) -> TreeRoot {
         let tree = self.shared.objects.trees().get(namespace, partition);
