@@ -20,6 +20,7 @@ use crate::Replica;
 use crate::context::Shared;
 use crate::exchange::{AntiEntropy, TreeLeavesRequest};
 use crate::exchange::{BATCH_BYTES_MAX, MergeBatch, SegmentObjects, SegmentRequest};
+use crate::handoff::Handoff;
 use crate::hints::{HintRequest, Hints};
 use crate::list::ListRequest;
 use crate::messages::{
@@ -36,6 +37,7 @@ impl Replica {
         let hints = Arc::new(Entry(self.hints.clone()));
         let tombstones = Arc::new(Entry(self.tombstones.clone()));
         let anti_entropy = Arc::new(Entry(self.anti_entropy.clone()));
+        let handoff = Arc::new(Entry(self.handoff.clone()));
         router
             .endpoint::<ReadRequest, _>(entry.clone())
             .endpoint::<WriteRequest, _>(entry.clone())
@@ -45,7 +47,7 @@ impl Replica {
             .endpoint::<TreeRootRequest, _>(anti_entropy.clone())
             .endpoint::<TreeLeavesRequest, _>(anti_entropy.clone())
             .endpoint::<PurgeRequest, _>(tombstones)
-            .encoded_endpoint::<FetchRequest, _>(entry.clone())
+            .encoded_endpoint::<FetchRequest, _>(handoff)
             .encoded_endpoint::<SegmentRequest, _>(anti_entropy.clone())
             .encoded_endpoint::<MergeBatch, _>(anti_entropy);
     }
@@ -73,6 +75,12 @@ impl Component for Hints {
 }
 
 impl Component for AntiEntropy {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Component for Handoff {
     fn shared(&self) -> &Shared {
         &self.shared
     }
@@ -163,7 +171,7 @@ impl Served<Tombstones> for PurgeRequest {
 
 /// `HandoffFetch`. A chunk is up to megabytes of reads and copying: scanned and encoded in the
 /// background lane, so that no client request waits behind it, on an async worker or for a core.
-impl EncodedEndpoint<FetchRequest> for Entry<Replica> {
+impl EncodedEndpoint<FetchRequest> for Entry<Handoff> {
     async fn handle(
         &self,
         _from: &NodeId,

@@ -27,6 +27,7 @@ use crate::exchange::{AntiEntropy, ExchangeStats};
 use crate::fallback_round::{
     Action as FallbackAction, Event as FallbackEvent, FallbackRound, FallbackSetup,
 };
+use crate::handoff::Handoff;
 use crate::hints::{HintConfig, HintRequest, Hints};
 use crate::messages::{Failure, MergeRequest, ReadRequest, WriteOp, WriteReply, WriteRequest};
 use crate::quorum::Shortfall;
@@ -198,7 +199,7 @@ pub struct Replica {
     this: Weak<Replica>,
     pub(crate) shared: Arc<Shared>,
     hlc: Mutex<Hlc>,
-    pub(crate) progress: HandoffProgress,
+    pub(crate) handoff: Arc<Handoff>,
     pub(crate) hints: Arc<Hints>,
     pub(crate) tombstones: Arc<Tombstones>,
     read_repair_wait: Duration,
@@ -246,11 +247,12 @@ impl Replica {
         let hints = Hints::new(shared.clone(), parts.hints, parts.tombstones.grace);
         let tombstones = Arc::new(Tombstones::new(shared.clone(), parts.tombstones));
         let anti_entropy = Arc::new(AntiEntropy::new(shared.clone()));
+        let handoff = Arc::new(Handoff::new(shared.clone()));
         Arc::new_cyclic(|this| Replica {
             this: this.clone(),
             shared,
             hlc: Mutex::new(Hlc::new()),
-            progress: HandoffProgress::default(),
+            handoff,
             hints: Arc::new(hints),
             tombstones,
             read_repair_wait: parts.read_repair_wait,
@@ -259,7 +261,7 @@ impl Replica {
     }
 
     pub fn progress(&self) -> &HandoffProgress {
-        &self.progress
+        &self.handoff.progress
     }
 
     pub fn objects(&self) -> &Arc<ObjectStore> {
