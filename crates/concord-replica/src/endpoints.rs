@@ -18,6 +18,7 @@ use concord_types::NodeId;
 
 use crate::Replica;
 use crate::context::Shared;
+use crate::coordinator::Coordinator;
 use crate::exchange::{AntiEntropy, TreeLeavesRequest};
 use crate::exchange::{BATCH_BYTES_MAX, MergeBatch, SegmentObjects, SegmentRequest};
 use crate::handoff::Handoff;
@@ -33,16 +34,16 @@ use crate::verify::{TreeRoot, TreeRootRequest};
 impl Replica {
     /// Registers every replica endpoint with the node's router.
     pub fn register(self: &Arc<Self>, router: &mut Router) {
-        let entry = Arc::new(Entry(self.clone()));
+        let coordinator = Arc::new(Entry(self.coordinator.clone()));
         let hints = Arc::new(Entry(self.hints.clone()));
         let tombstones = Arc::new(Entry(self.tombstones.clone()));
         let anti_entropy = Arc::new(Entry(self.anti_entropy.clone()));
         let handoff = Arc::new(Entry(self.handoff.clone()));
         router
-            .endpoint::<ReadRequest, _>(entry.clone())
-            .endpoint::<WriteRequest, _>(entry.clone())
-            .endpoint::<MergeRequest, _>(entry.clone())
-            .endpoint::<ListRequest, _>(entry.clone())
+            .endpoint::<ReadRequest, _>(coordinator.clone())
+            .endpoint::<WriteRequest, _>(coordinator.clone())
+            .endpoint::<MergeRequest, _>(coordinator.clone())
+            .endpoint::<ListRequest, _>(coordinator)
             .endpoint::<HintRequest, _>(hints)
             .endpoint::<TreeRootRequest, _>(anti_entropy.clone())
             .endpoint::<TreeLeavesRequest, _>(anti_entropy.clone())
@@ -62,7 +63,7 @@ trait Component: Send + Sync + 'static {
     fn shared(&self) -> &Shared;
 }
 
-impl Component for Replica {
+impl Component for Coordinator {
     fn shared(&self) -> &Shared {
         &self.shared
     }
@@ -116,31 +117,40 @@ impl<C: Component, R: Served<C>> Endpoint<R> for Entry<C> {
     }
 }
 
-impl Served<Replica> for ReadRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<ReadReply, String> {
-        let state = replica.read_local(request.namespace, request.key);
+impl Served<Coordinator> for ReadRequest {
+    async fn serve(coordinator: &Coordinator, request: Self) -> Result<ReadReply, String> {
+        let state = coordinator.read_local(request.namespace, request.key);
         Ok(ReadReply { state: state.map_err(|e| e.to_string())? })
     }
 }
 
-impl Served<Replica> for WriteRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<WriteReply, String> {
-        Ok(replica.forwarded_write(request).await)
+impl Served<Coordinator> for WriteRequest {
+    async fn serve(coordinator: &Coordinator, request: Self) -> Result<WriteReply, String> {
+        Ok(coordinator.forwarded_write(request).await)
     }
 }
 
-impl Served<Replica> for MergeRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<(), String> {
-        let partition = replica.partition_of(request.namespace, &request.key);
+impl Served<Coordinator> for MergeRequest {
+    async fn serve(coordinator: &Coordinator, request: Self) -> Result<(), String> {
+        let partition = coordinator.shared.partition_of(request.namespace, &request.key);
         let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
         let update = Update::Merge { state: request.state, policy: request.policy };
-        replica.shared.objects.update(&object, update).await.map(|_| ()).map_err(|e| e.to_string())
+        coordinator
+            .shared
+            .objects
+            .update(&object, update)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
-impl Served<Replica> for ListRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<crate::list::ListReply, String> {
-        replica.list_local(request).await.map_err(|e| e.to_string())
+impl Served<Coordinator> for ListRequest {
+    async fn serve(
+        coordinator: &Coordinator,
+        request: Self,
+    ) -> Result<crate::list::ListReply, String> {
+        coordinator.list_local(request).await.map_err(|e| e.to_string())
     }
 }
 

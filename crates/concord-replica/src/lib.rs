@@ -22,6 +22,7 @@
 pub mod actors;
 pub mod background;
 mod context;
+pub mod coordinator;
 mod endpoints;
 pub mod exchange;
 pub mod fallback_round;

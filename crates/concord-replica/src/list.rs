@@ -15,7 +15,8 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
-use crate::{NamespaceRef, Replica, ReplicaError};
+use crate::coordinator::Coordinator;
+use crate::{NamespaceRef, ReplicaError};
 
 /// `ReplicaList`: live keys of one partition with `prefix`, after `after`, at most `limit`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,7 +94,7 @@ pub fn merge_pages(pages: Vec<ListReply>, limit: usize) -> KeyPage {
     KeyPage { keys, next: bound }
 }
 
-impl Replica {
+impl Coordinator {
     /// Lists one partition here, in the background lane.
     pub(crate) async fn list_local(&self, request: ListRequest) -> Result<ListReply, ReplicaError> {
         if request.partition.0 >= self.shared.partitions.get() {
