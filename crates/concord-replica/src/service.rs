@@ -1,12 +1,7 @@
-//! The replica service of one node: coordinating reads and writes across a key's replicas, and
-//! answering other nodes' replica requests.
-//!
-//! Placement comes from the metadata ring: the current replicas of a key serve reads and
-//! coordinate writes; during a ring transition a write also goes to the target replicas and
-//! must be held by a quorum of them too (or by every new owner, as a copy or a hint), so the
-//! settled ring finds every acknowledged write where its reads look.
-//! A write is coordinated by a current replica (it mints the dot with its actor); any other node
-//! forwards the write to the first reachable one.
+//! The replica service of one node: [`Replica`], a thin facade over the components that do the
+//! work (the [`Coordinator`], [`Hints`], [`Handoff`], [`AntiEntropy`], [`Tombstones`]), each
+//! holding the one `Shared` context; and the layer's public types: what it is built from
+//! ([`ReplicaParts`]), how it fails ([`ReplicaError`]), and the shapes of reads and writes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,7 +145,7 @@ pub struct ReplicaParts {
 }
 
 /// The replica service of one node: a facade over its components, which share one
-/// [`Shared`] context.
+/// `Shared` context.
 pub struct Replica {
     pub(crate) shared: Arc<Shared>,
     pub(crate) coordinator: Arc<Coordinator>,
