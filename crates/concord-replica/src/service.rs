@@ -147,11 +147,18 @@ pub struct ReplicaParts {
 /// The replica service of one node: a facade over its components, which share one
 /// `Shared` context.
 pub struct Replica {
+    /// The context the components share, for the accessors below (`objects`, `partition_of`).
     pub(crate) shared: Arc<Shared>,
+    /// Reads, writes and listings, and the peers' reads, writes and merges.
     pub(crate) coordinator: Arc<Coordinator>,
+    /// Moves of partitions to this node and drops of the ones it lost.
     pub(crate) handoff: Arc<Handoff>,
+    /// Hints held here, their bound and their replay (also the coordinator's, which holds its
+    /// own hints through it).
     pub(crate) hints: Arc<Hints>,
+    /// Sweeps of expired tombstones.
     pub(crate) tombstones: Arc<Tombstones>,
+    /// Exchanges and verifications of the partitions' hash trees.
     pub(crate) anti_entropy: Arc<AntiEntropy>,
 }
 
