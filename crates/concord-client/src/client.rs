@@ -20,6 +20,8 @@ use crate::kv::{
 use crate::namespace::{NamespaceConfig, NamespaceList, NamespaceView};
 use crate::path::{self, Query};
 
+mod admin;
+
 /// Header carrying the causal context of a key.
 pub const CONTEXT_HEADER: &str = "Concord-Context";
 /// Header carrying `answered/required` replica counts.
@@ -261,7 +263,8 @@ impl Client {
         self.post_json(&path::node_action_path(node, "leave")?, StatusCode::ACCEPTED).await
     }
 
-    /// Removes a dead `node` at once; its replicas are rebuilt from the others.
+    /// Removes a dead `node` at once; its replicas are rebuilt from the others. A node that is
+    /// not down is refused with `409 node_up` (see [`Client::force_remove`]).
     pub async fn remove(&self, node: &str) -> Result<MembershipChange> {
         self.post_json(&path::node_action_path(node, "remove")?, StatusCode::ACCEPTED).await
     }

@@ -43,7 +43,7 @@ pub mod startup;
 
 pub use client::{CONTEXT_HEADER, Client, ClientConfig, REPLICAS_HEADER};
 pub use cluster::{
-    ClusterStatus, FaultRules, MembershipChange, Moves, NodeStatus, PartitionReplicas,
+    AntiEntropy, ClusterStatus, FaultRules, MembershipChange, Moves, NodeStatus, PartitionReplicas,
     PartitionTrees, ReplicaTree, Ring,
 };
 pub use error::{Error, Result};

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub use service::{JoinReply, JoinRequest, Meta, MetaConfig, MetaError};
 pub use state::{
-    Command, CommandResult, Founding, Member, MemberState, MetaState, Move, NamespaceEntry,
+    Command, CommandResult, Departure, DepartureKind, Founding, Member, MemberState, MetaState,
+    Move, NamespaceEntry,
 };
 
 /// How a member is known to Raft: its name and where to reach it.

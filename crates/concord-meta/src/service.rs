@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::network::Network;
-use crate::state::{Command, CommandResult, MemberState, MetaState};
+use crate::state::{Command, CommandResult, Departure, MemberState, MetaState};
 use crate::store::{LogStore, StateMachineStore};
 use crate::{MetaNode, TypeConfig, raft_id};
 
@@ -138,6 +138,10 @@ enum ForwardRequest {
     /// Answer the read index: the leader's commit index, once it has confirmed with a quorum
     /// that it is still the leader (Raft's read-only queries, §6.4 of Ongaro's thesis).
     ReadIndex,
+    /// Whether this node's metadata records the departure of `node`'s data dir of
+    /// `incarnation`. Any member answers, from its own view: a node restarting on the data dir
+    /// of a member removed while it was down learns of it only this way.
+    Departure { node: NodeId, incarnation: u64 },
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -148,6 +152,8 @@ enum Forwarded {
     Failed(String),
     /// The read index; `None` while the log is empty.
     ReadIndex(Option<u64>),
+    /// The answer to [`ForwardRequest::Departure`].
+    Departure(Option<Departure>),
 }
 
 /// A node's handle on the metadata group.
@@ -318,7 +324,7 @@ impl Meta {
             Forwarded::Applied(result) => Ok(result),
             Forwarded::NotLeader => Err(format!("{} is no longer the leader", leader.name)),
             Forwarded::Failed(e) => Err(e),
-            Forwarded::ReadIndex(_) => Err("the leader answered a read index".into()),
+            other => Err(format!("the leader answered a proposal with {other:?}")),
         }
     }
 
@@ -391,7 +397,7 @@ impl Meta {
                     Forwarded::ReadIndex(index) => Ok(index),
                     Forwarded::NotLeader => Err(format!("{} is no longer the leader", leader.name)),
                     Forwarded::Failed(e) => Err(e),
-                    Forwarded::Applied(_) => Err("the leader answered a proposal".into()),
+                    other => Err(format!("the leader answered a read index with {other:?}")),
                 }
             }
             Err(e) => Err(e.to_string()),
@@ -422,7 +428,47 @@ impl Meta {
                     Err(_) => Forwarded::Failed("the leader did not confirm in time".into()),
                 }
             }
+            ForwardRequest::Departure { node, incarnation } => {
+                Forwarded::Departure(self.state().departure(&node, incarnation).cloned())
+            }
         }
+    }
+
+    /// Asks the other members this node's metadata lists whether they record the departure of
+    /// `node`'s data dir of `incarnation`: a node removed while it was down still finds itself
+    /// a member in its own metadata. The first member that knows of the departure answers it;
+    /// members that do not answer within `timeout` are skipped (a whole cluster may be
+    /// restarting), so `None` means none said so.
+    pub async fn departure_known_to_others(
+        &self,
+        node: &NodeId,
+        incarnation: u64,
+        timeout: Duration,
+    ) -> Option<Departure> {
+        let request =
+            concord_rpc::encode(&ForwardRequest::Departure { node: node.clone(), incarnation });
+        let mut asks = tokio::task::JoinSet::new();
+        for (name, member) in &self.state().members {
+            if name == node {
+                continue;
+            }
+            let (transport, name, request) =
+                (self.transport.clone(), name.clone(), request.clone());
+            transport.set_peer(name.clone(), member.peer_addr.clone());
+            asks.spawn(async move {
+                let reply = transport.call(&name, MessageKind::MetaForward, request, timeout).await;
+                match concord_rpc::decode::<Forwarded>(&reply.ok()?) {
+                    Ok(Forwarded::Departure(departure)) => departure,
+                    _ => None,
+                }
+            });
+        }
+        while let Some(answer) = asks.join_next().await {
+            if let Ok(Some(departure)) = answer {
+                return Some(departure);
+            }
+        }
+        None
     }
 
     /// Serves the metadata message kinds sent by peers; `from` is the peer the connection's

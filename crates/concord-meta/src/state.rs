@@ -3,6 +3,9 @@
 //! Pure: `MetaState::apply` takes a committed [`Command`] and returns its result. Every node
 //! applies the same commands in the same order and so computes the same rings (DESIGN.md §6).
 //! Raft, storage and the network live in the other modules.
+//!
+//! Members that left or were removed are remembered in [`departures`], so that their data dirs
+//! cannot slip back in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +15,10 @@ use concord_types::{
     PartitionId,
 };
 use serde::{Deserialize, Serialize};
+
+mod departures;
+
+pub use departures::{DEPARTED_MAX, Departure, DepartureKind};
 
 /// Where a member stands in the cluster's lifecycle. Liveness (up, suspect, down) is SWIM's
 /// business and never stored here.
@@ -129,7 +136,11 @@ pub struct MetaState {
     /// Seals the contexts clients get, so that none they make up is accepted. Drawn by the
     /// founding node; `None` before bootstrap.
     pub context_key: Option<ContextKey>,
-    /// Bumped by every change to members, rings, moves or namespaces.
+    /// Counts the changes an operator makes or sees settle: bumped by a join (or a member's
+    /// new addresses), a leave, a removal, a ring transition that completes, and a namespace
+    /// created. The partition moves reported along a transition do not count, so a fresh
+    /// three-node cluster is at epoch 5 (bootstrap, two joins, two transitions), not at one
+    /// more per partition moved.
     pub epoch: u64,
     pub members: BTreeMap<NodeId, Member>,
     /// Who owns what now. `None` before bootstrap.
@@ -144,6 +155,9 @@ pub struct MetaState {
     pub completed: BTreeMap<(PartitionId, NodeId), usize>,
     pub namespaces: BTreeMap<NamespaceName, NamespaceEntry>,
     pub next_namespace_id: u32,
+    /// Members that left or were removed, oldest first, at most [`DEPARTED_MAX`]: the data dir
+    /// each had (its incarnation) may not join again, and a node that finds itself here stops.
+    pub departed: Vec<Departure>,
 }
 
 impl MetaState {
@@ -161,10 +175,20 @@ impl MetaState {
             }
             Command::CreateNamespace { name, config } => self.create_namespace(name, config),
         };
-        if matches!(result, CommandResult::Ok | CommandResult::NamespaceCreated(_)) {
+        if self.counts_as_change(command, &result) {
             self.epoch += 1;
         }
         result
+    }
+
+    /// Whether applying `command` with `result` bumps the epoch: a change an operator makes or
+    /// sees settle. A move report counts only when it completes the transition.
+    fn counts_as_change(&self, command: &Command, result: &CommandResult) -> bool {
+        match (command, result) {
+            (Command::MoveDone { .. }, CommandResult::Ok) => !self.in_transition(),
+            (_, CommandResult::Ok | CommandResult::NamespaceCreated(_)) => true,
+            _ => false,
+        }
     }
 
     /// Whether a ring transition is in progress.
@@ -278,6 +302,9 @@ impl MetaState {
         if self.ring.is_none() {
             return CommandResult::Refused("the cluster is not bootstrapped".into());
         }
+        if let Some(departure) = self.departure(node, incarnation) {
+            return CommandResult::Refused(departure.refusal());
+        }
         if let Some(member) = self.members.get_mut(node) {
             if member.incarnation != incarnation {
                 return CommandResult::Refused(format!(
@@ -310,6 +337,8 @@ impl MetaState {
                 incarnation,
             },
         );
+        // A fresh data dir under a departed member's name is a new member.
+        self.departed.retain(|departure| &departure.node != node);
         self.replan()
     }
 
@@ -336,7 +365,9 @@ impl MetaState {
         if self.members.len() <= 1 {
             return CommandResult::Refused(format!("{node} is the last member"));
         }
-        self.members.remove(node);
+        if let Some(member) = self.members.remove(node) {
+            self.record_departure(node, member.incarnation, DepartureKind::Removed);
+        }
         self.moves.retain(|m| &m.node != node);
         self.completed.retain(|(_, n), _| n != node);
         self.replan()
@@ -436,7 +467,16 @@ impl MetaState {
             self.ring = Some(target);
         }
         self.completed.clear();
-        self.members.retain(|_, m| m.state != MemberState::Leaving);
+        let left: Vec<(NodeId, u64)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.state == MemberState::Leaving)
+            .map(|(id, m)| (id.clone(), m.incarnation))
+            .collect();
+        for (node, incarnation) in left {
+            self.members.remove(&node);
+            self.record_departure(&node, incarnation, DepartureKind::Left);
+        }
         for member in self.members.values_mut() {
             member.state = MemberState::Active;
         }

@@ -178,8 +178,10 @@ pub struct PartitionView {
     pub partition: u16,
     pub namespace: String,
     pub replicas: Vec<ReplicaTreeView>,
-    /// Every replica answered with the same root.
+    /// Every replica that answered holds the same root.
     pub agree: bool,
+    /// The replicas that did not answer: nothing is known of their data.
+    pub unreachable: Vec<String>,
 }
 
 /// Liveness and clock estimates of the other members, from SWIM.
@@ -191,6 +193,8 @@ pub trait PeerStatus: Send + Sync + 'static {
     /// Whether this node's calls to `node` may connect now (not backing off after failed
     /// connects).
     fn reachable(&self, node: &NodeId) -> bool;
+    /// Whether SWIM has declared `node` down (suspected, then not refuted in time).
+    fn is_down(&self, node: &NodeId) -> bool;
 }
 
 /// A partition replica stored on this node (see [`Database::holdings`]).
@@ -489,8 +493,10 @@ impl Database {
         let bytes_moved = progress.bytes_moved.load(Ordering::Relaxed);
         let done = progress.moves_done.load(Ordering::Relaxed);
         let pending = state.moves.len() as u64;
-        // Remaining bytes are estimated from the average size of the moves this node finished.
-        let estimate = bytes_moved.checked_div(done).map_or(0, |per_move| per_move * pending);
+        // This node's remaining bytes are estimated from the average size of the moves it
+        // finished, times the moves to it still pending (not the cluster's).
+        let mine = state.moves_to(&self.identity.node_id).count() as u64;
+        let estimate = bytes_moved.checked_div(done).map_or(0, |per_move| per_move * mine);
         let failing = failing_moves(progress, &mut alarms);
         ClusterView {
             cluster_id: state.cluster_id.unwrap_or(self.identity.cluster_id).to_string(),
@@ -509,7 +515,7 @@ impl Database {
             anti_entropy: {
                 let (exchanges, keys_repaired, tombstones_purged) =
                     self.metrics.replica().anti_entropy();
-                let held = self.replica.held_partitions();
+                let held = self.replica.exchanged_partitions();
                 let oldest = self.replica.exchange_stats().oldest_clean_age(&held);
                 AntiEntropyView {
                     exchanges,
@@ -548,7 +554,7 @@ impl Database {
                 "no partition {partition}: the cluster has {count} (0..{count})"
             )));
         }
-        let (trees, agree) = self
+        let (trees, verdict) = self
             .replica
             .verify(&namespace, concord_types::PartitionId(partition), self.request_timeout)
             .await;
@@ -559,7 +565,13 @@ impl Database {
                 tree: t.tree.map(|t| (format!("{:016x}", t.root), t.keys)),
             })
             .collect();
-        Ok(PartitionView { partition, namespace: ns.to_string(), replicas, agree })
+        Ok(PartitionView {
+            partition,
+            namespace: ns.to_string(),
+            replicas,
+            agree: verdict.agree,
+            unreachable: verdict.unreachable.iter().map(ToString::to_string).collect(),
+        })
     }
 
     /// Starts decommissioning `node`: its partitions move away, then it is removed.
@@ -568,9 +580,20 @@ impl Database {
         self.membership_change(Command::Leave { node: node.clone() }, &node).await
     }
 
-    /// Removes `node` (dead) at once; its replicas are rebuilt from the others.
-    pub async fn remove(&self, node: &str) -> Result<(), Error> {
+    /// Removes `node` (dead) at once; its replicas are rebuilt from the others. Refused for a
+    /// node that SWIM does not see down, unless `force`: removing a live node throws its
+    /// replicas away while it still serves, where a leave moves them first.
+    pub async fn remove(&self, node: &str, force: bool) -> Result<(), Error> {
         let node = NodeId::new(node)?;
+        let member = self.meta.state().members.contains_key(&node);
+        if member && !force && !self.peers.is_down(&node) {
+            let state = if node == self.identity.node_id {
+                "up (it is the node answering this request)"
+            } else {
+                self.peers.liveness(&node).unwrap_or("up")
+            };
+            return Err(Error::NodeUp { node: node.to_string(), state });
+        }
         self.membership_change(Command::Remove { node: node.clone() }, &node).await
     }
 

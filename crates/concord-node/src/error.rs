@@ -51,6 +51,14 @@ pub enum Error {
     Forbidden(String),
     #[error("node {0:?} is not a member of the cluster")]
     NodeNotFound(String),
+    /// A removal of a node that is not down: removal is for dead nodes.
+    #[error(
+        "{node} is {state}: removal is for dead nodes, and would throw its replicas away while \
+         it still serves. To decommission a live node, run `concord cluster leave {node}` (its \
+         partitions move to the others first, then it stops); to remove it anyway, `concord \
+         cluster remove {node} --force`"
+    )]
+    NodeUp { node: String, state: &'static str },
     /// The node cannot start (bad config, data dir of another node or in use).
     #[error("{0}")]
     Startup(String),

@@ -823,7 +823,7 @@ impl Replica {
             MessageKind::TreeRoot => {
                 let request: crate::verify::TreeRootRequest =
                     decode_request(kind, &payload, partitions)?;
-                Ok(concord_rpc::encode(&self.tree_root(request.namespace, request.partition)))
+                Ok(concord_rpc::encode(&self.answer_tree_root(request)))
             }
             MessageKind::HandoffFetch => {
                 self.handle_fetch(decode_request(kind, &payload, partitions)?).await

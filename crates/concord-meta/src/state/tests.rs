@@ -272,3 +272,80 @@ fn desired_voters_are_odd_and_at_most_five() {
         assert!(voters.iter().all(|v| ids(&state).contains(v)));
     }
 }
+
+/// Regression (issue 20, item 10): a fresh three-node cluster showed epoch 131, one bump per
+/// partition move reported. The epoch counts the changes an operator makes or sees settle:
+/// bootstrap, each join, and each transition that completes.
+#[test]
+fn the_epoch_counts_changes_not_partition_moves() {
+    let mut state = bootstrapped(64);
+    assert_eq!(state.epoch, 1, "bootstrap");
+    add(&mut state, "n2");
+    assert_eq!(state.epoch, 2, "n2 joins");
+    let moves = state.moves.len();
+    assert!(moves >= 64, "{moves} moves to n2");
+    finish_moves(&mut state);
+    assert_eq!(state.epoch, 3, "n2's transition completes, after {moves} move reports");
+    add(&mut state, "n3");
+    finish_moves(&mut state);
+    assert_eq!(state.epoch, 5, "a fresh three-node cluster");
+    // A transition's target epoch is still unique: the command that plans it bumps the epoch.
+    add(&mut state, "n4");
+    assert_eq!((state.epoch, state.target_epoch), (6, 6));
+}
+
+/// A member that left is remembered with its data dir's incarnation: that data dir's join is
+/// refused with the way back in, while a fresh data dir under the same name joins as new.
+#[test]
+fn a_departed_data_dir_is_refused_and_a_fresh_one_joins() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    add(&mut state, "n3");
+    finish_moves(&mut state);
+    state.apply(&Command::Leave { node: node("n3") });
+    assert_eq!(state.departure(&node("n3"), 1), None, "still leaving");
+    finish_moves(&mut state);
+    let left = Departure { node: node("n3"), incarnation: 1, how: DepartureKind::Left };
+    assert_eq!(state.departure(&node("n3"), 1), Some(&left));
+    assert_eq!(state.apply(&Command::Remove { node: node("n2") }), CommandResult::Ok);
+    let removed = Departure { node: node("n2"), incarnation: 1, how: DepartureKind::Removed };
+    assert_eq!(state.departed, [left, removed]);
+
+    let before = state.clone();
+    match add(&mut state, "n3") {
+        CommandResult::Refused(why) => {
+            assert!(why.starts_with("n3 left the cluster"), "{why}");
+            assert!(why.contains("empty its data dir and start it with --join"), "{why}");
+        }
+        other => panic!("the departed data dir of n3 joined: {other:?}"),
+    }
+    assert!(
+        matches!(add(&mut state, "n2"), CommandResult::Refused(why) if why.starts_with("n2 was removed"))
+    );
+    assert_eq!(state, before, "refused joins change nothing");
+
+    let fresh = Command::AddNode {
+        node: node("n3"),
+        http_addr: "h".into(),
+        peer_addr: "p".into(),
+        incarnation: 2,
+    };
+    assert_eq!(state.apply(&fresh), CommandResult::Ok);
+    assert_eq!(state.departure(&node("n3"), 1), None, "forgotten once the name is a member");
+    assert_eq!(state.departed.len(), 1);
+}
+
+/// At most [`DEPARTED_MAX`] departures are remembered, the oldest forgotten first.
+#[test]
+fn departures_are_bounded_oldest_first() {
+    let mut state = bootstrapped(8);
+    for i in 0..DEPARTED_MAX + 2 {
+        let name = format!("x{i}");
+        add(&mut state, &name);
+        assert_eq!(state.apply(&Command::Remove { node: node(&name) }), CommandResult::Ok);
+    }
+    assert_eq!(state.departed.len(), DEPARTED_MAX);
+    assert_eq!(state.departed[0].node, node("x2"));
+    assert_eq!(state.departed[DEPARTED_MAX - 1].node, node(&format!("x{}", DEPARTED_MAX + 1)));
+}

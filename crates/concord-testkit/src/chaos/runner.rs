@@ -197,7 +197,9 @@ pub async fn run(
                 }
             })
             .await?;
-        cluster.stop(i)?;
+        // A node that left stops on its own.
+        let exited = cluster.wait_exit(i, UP_TIMEOUT)?;
+        anyhow::ensure!(exited.status.success(), "{id} exited with {}", exited.status);
     }
     let all_up = cluster
         .wait_for("every node up everywhere after heal", UP_TIMEOUT, async || {
