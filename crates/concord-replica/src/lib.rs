@@ -6,8 +6,11 @@
 //! - [`list`]: key listings gathered from one replica of every partition.
 //! - [`actors`]: replica incarnations (the actor in every dot).
 //! - [`messages`]: the payloads of the replica message kinds.
-//! - [`quorum`]: acknowledgement tracking of a coordinated write, sloppy or strict (pure).
+//! - [`quorum`]: acknowledgement tracking of a coordinated write, sloppy or strict, and the
+//!   one shape of a quorum failure, [`quorum::Shortfall`] (pure).
 //! - [`write_round`]: the decisions of a coordinated write, `on(event) -> actions` (pure).
+//! - [`fallback_round`]: the decisions of a write no replica could be reached for (pure).
+//! - [`read_round`]: the decisions of a coordinated read and its read repair (pure).
 //! - [`hints`]: hinted handoff: holding writes for replicas that missed them, and replay.
 //! - [`metrics`]: hints, read repairs and sloppy acknowledgements.
 //! - [`exchange`]: anti-entropy: replicas compare hash trees and repair differences.
@@ -17,6 +20,7 @@
 pub mod actors;
 pub mod background;
 pub mod exchange;
+pub mod fallback_round;
 pub mod handoff;
 pub mod hints;
 pub mod list;
@@ -24,6 +28,9 @@ pub mod messages;
 pub mod metrics;
 mod peer_log;
 pub mod quorum;
+pub mod read_round;
+#[cfg(test)]
+mod round_fixture;
 pub mod service;
 pub mod tombstones;
 pub mod verify;

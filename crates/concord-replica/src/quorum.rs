@@ -32,7 +32,9 @@ pub struct WriteAcks {
     failures: Vec<(String, String)>,
 }
 
-/// Why a write did not reach its quorum: what answered, what was required, and each failure.
+/// Why a read or a write did not reach its quorum: what answered, what was required, and each
+/// failure. Every round ends a failure in this one shape, which becomes
+/// `ReplicaError::Quorum` and, at the HTTP layer, a 503 with these details.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shortfall {
     pub required: usize,

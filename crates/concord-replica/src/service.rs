@@ -23,12 +23,17 @@ use tokio::sync::mpsc::Sender;
 use tokio::time::Instant;
 
 use crate::background::Background;
+use crate::fallback_round::{
+    Action as FallbackAction, Event as FallbackEvent, FallbackRound, FallbackSetup,
+};
 use crate::hints::{HintConfig, HintLedger, HintRequest};
 use crate::messages::{
     Failure, FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, WriteOp, WriteReply,
     WriteRequest, decode_request,
 };
-use crate::quorum::{Shortfall, WriteAcks};
+use crate::quorum::Shortfall;
+pub use crate::read_round::ReadResult;
+use crate::read_round::{Action as ReadAction, Event as ReadEvent, ReadRound, ReadSetup};
 use crate::write_round::{Action, Event, RoundSetup, Via, WriteRound};
 use crate::{Actors, HandoffProgress, ReplicaMetrics};
 
@@ -59,7 +64,8 @@ pub enum ReplicaError {
     Storage(String),
 }
 
-/// A write round's quorum failure is the replica layer's, and the HTTP layer's, one shape.
+/// A round's quorum failure, a read's or a write's, is the replica layer's, and the HTTP
+/// layer's, one shape.
 impl From<Shortfall> for ReplicaError {
     fn from(short: Shortfall) -> Self {
         let Shortfall { required, answered, failures } = short;
@@ -114,13 +120,6 @@ pub struct NamespaceRef {
     pub config: NamespaceConfig,
 }
 
-/// The result of a coordinated read.
-#[derive(Debug, Clone)]
-pub struct ReadResult {
-    pub state: Option<DvvSet>,
-    pub answered: usize,
-}
-
 /// The result of a coordinated write.
 #[derive(Debug, Clone)]
 pub struct WriteResult {
@@ -134,14 +133,6 @@ pub struct WriteResult {
 pub struct WriteQuorum {
     pub required: usize,
     pub strict: bool,
-}
-
-/// Merges `state` into `merged`, which starts empty.
-fn merge_into(merged: &mut Option<DvvSet>, state: &DvvSet, policy: concord_types::ConflictPolicy) {
-    match merged {
-        Some(merged) => merged.merge(state, policy),
-        None => *merged = Some(state.clone()),
-    }
 }
 
 /// The coordinator's update for a client's write, minting its dot with `actor`.
@@ -230,8 +221,6 @@ struct Outgoing {
     policy: concord_types::ConflictPolicy,
     /// The encoded `ReplicaMerge` carrying `state`.
     merge: Bytes,
-    /// Where hints go, in order.
-    fallbacks: Vec<NodeId>,
     deadline: Instant,
 }
 
@@ -308,9 +297,9 @@ impl Replica {
         self.this.upgrade().expect("the replica service outlives its requests")
     }
 
-    /// Reads a key from its current replicas; answers once `required` of them have. The
-    /// replicas it did not wait for are still heard for a moment, and every replica found
-    /// behind is sent the merged object (read repair).
+    /// Reads a key from its current replicas, as its [`ReadRound`] decides: answers once
+    /// `required` of them have. The replicas it did not wait for are still heard for a moment,
+    /// and every replica found behind is sent the merged object (read repair).
     pub async fn read(
         &self,
         namespace: &NamespaceRef,
@@ -318,89 +307,90 @@ impl Replica {
         required: usize,
         timeout: Duration,
     ) -> Result<ReadResult, ReplicaError> {
+        let deadline = Instant::now() + timeout;
         let (state, partition, n) = self.placement(namespace, &key);
         let replicas = state.read_replicas(partition, n);
+        let down: Vec<NodeId> =
+            replicas.iter().filter(|node| self.liveness.is_down(node)).cloned().collect();
+        let policy = namespace.config.conflicts;
+        let (mut round, mut actions) =
+            ReadRound::start(ReadSetup { replicas: &replicas, down: &down, required, policy });
         let (answers, mut inbox) = tokio::sync::mpsc::channel(replicas.len().max(1));
-        for node in replicas.iter().cloned() {
-            let (this, key, answers, id) = (self.arc(), key.clone(), answers.clone(), namespace.id);
-            tokio::spawn(async move {
-                let answer = this.read_one(&node, id, key, timeout).await;
-                let _ = answers.send((node, answer)).await;
-            });
-        }
-        drop(answers);
-        let deadline = Instant::now() + timeout;
-        let mut heard: Vec<(NodeId, Option<DvvSet>)> = Vec::new();
-        let mut merged: Option<DvvSet> = None;
-        let mut failures = Vec::new();
-        while heard.len() < required {
-            match tokio::time::timeout_at(deadline, inbox.recv()).await {
-                Ok(Some((node, Ok(reply)))) => {
-                    if let Some(remote) = &reply {
-                        merge_into(&mut merged, remote, namespace.config.conflicts);
+        loop {
+            let mut answer = None;
+            let mut after = Vec::new();
+            for action in actions.drain(..) {
+                match action {
+                    ReadAction::Ask { node } => {
+                        let (this, key, answers) = (self.arc(), key.clone(), answers.clone());
+                        let id = namespace.id;
+                        tokio::spawn(async move {
+                            let event = match this.read_one(&node, id, key, timeout).await {
+                                Ok(state) => ReadEvent::Read { node, state },
+                                Err(cause) => ReadEvent::Failed { node, cause },
+                            };
+                            let _ = answers.send(event).await;
+                        });
                     }
-                    heard.push((node, reply));
-                }
-                Ok(Some((node, Err(e)))) => failures.push((node.to_string(), e)),
-                Ok(None) => break,
-                Err(_) => {
-                    for node in replicas.iter() {
-                        let answered = heard.iter().any(|(n, _)| n == node)
-                            || failures.iter().any(|(n, _)| n == node.as_str());
-                        if !answered {
-                            failures.push((node.to_string(), "timeout".into()));
-                        }
-                    }
-                    break;
+                    ReadAction::Answer(outcome) => answer = Some(outcome),
+                    // Hearing late replicas and repairing: after the client's answer.
+                    later @ (ReadAction::HearLate | ReadAction::Repair { .. }) => after.push(later),
                 }
             }
+            if let Some(outcome) = answer {
+                if !after.is_empty() {
+                    let this = self.arc();
+                    let round = (round, after);
+                    let id = namespace.id;
+                    tokio::spawn(
+                        async move { this.read_repair(id, key, policy, round, inbox).await },
+                    );
+                }
+                return outcome.map_err(ReplicaError::from);
+            }
+            let event = tokio::select! {
+                Some(event) = inbox.recv() => event,
+                _ = tokio::time::sleep_until(deadline) => ReadEvent::Deadline,
+            };
+            actions = round.on(event);
         }
-        let answered = heard.len();
-        if answered < required {
-            return Err(ReplicaError::Quorum { required, answered, failures });
-        }
-        if heard.len() + failures.len() < replicas.len() || merged.is_some() {
-            let this = self.arc();
-            let (id, policy) = (namespace.id, namespace.config.conflicts);
-            tokio::spawn(async move { this.read_repair(id, key, policy, heard, inbox).await });
-        }
-        Ok(ReadResult { state: merged, answered })
     }
 
-    /// Hears the replicas a read did not wait for (briefly), then sends the merge of every
-    /// answer to each replica whose answer lacked something.
+    /// A read's round after the client's answer: hears the replicas it did not wait for, until
+    /// every one has reported or the read-repair wait is over, then sends the merge to each
+    /// replica the round found behind.
     async fn read_repair(
         &self,
         namespace: NamespaceId,
         key: Key,
         policy: concord_types::ConflictPolicy,
-        mut heard: Vec<(NodeId, Option<DvvSet>)>,
-        mut inbox: tokio::sync::mpsc::Receiver<(NodeId, Result<Option<DvvSet>, String>)>,
+        (mut round, mut actions): (ReadRound, Vec<ReadAction>),
+        mut inbox: tokio::sync::mpsc::Receiver<ReadEvent>,
     ) {
         let until = Instant::now() + self.read_repair_wait;
-        while let Ok(Some((node, answer))) = tokio::time::timeout_at(until, inbox.recv()).await {
-            if let Ok(state) = answer {
-                heard.push((node, state));
-            }
+        while !round.done() {
+            let Ok(Some(event)) = tokio::time::timeout_at(until, inbox.recv()).await else {
+                actions.extend(round.on(ReadEvent::LateOver));
+                break;
+            };
+            actions.extend(round.on(event));
         }
-        let mut merged: Option<DvvSet> = None;
-        for state in heard.iter().filter_map(|(_, s)| s.as_ref()) {
-            merge_into(&mut merged, state, policy);
-        }
-        let Some(merged) = merged else { return };
-        let behind = heard.into_iter().filter(|(_, state)| state.as_ref() != Some(&merged));
-        for (node, _) in behind {
+        let behind = actions.into_iter().filter_map(|action| match action {
+            ReadAction::Repair { node, state } => Some((node, state)),
+            _ => None,
+        });
+        for (node, merged) in behind {
             self.metrics.read_repairs.inc();
             let outcome = if node == self.me {
                 let partition = self.partition_of(namespace, &key);
                 let object = ObjectKey { namespace, partition, key: key.clone() };
-                let update = Update::Merge { state: merged.clone(), policy };
+                let update = Update::Merge { state: merged, policy };
                 self.objects.update(&object, update).await.map(|_| ()).map_err(|e| e.to_string())
             } else {
                 let merge = concord_rpc::encode(&MergeRequest {
                     namespace,
                     key: key.clone(),
-                    state: merged.clone(),
+                    state: merged,
                     policy,
                 });
                 let budget = Duration::from_secs(5);
@@ -508,39 +498,45 @@ impl Replica {
     }
 
     /// Takes a write none of the key's replicas could be reached for (DESIGN.md §5: "when no
-    /// primary is reachable, the first reachable fallback"). The write is held as a hint for
-    /// each replica, here and, for W > 1, on other fallbacks. Its dot is minted by this node's
-    /// fallback actor with a counter past every dot that actor minted before: a fallback has no
-    /// history of the key, so the key's vector cannot say which dots a delivered, deleted hint
-    /// used. Strict writes and deletes without
-    /// a context (which need the stored versions) are refused.
+    /// primary is reachable, the first reachable fallback"), as its [`FallbackRound`] decides:
+    /// the write is held here as a hint for each replica and, when the quorum needs more
+    /// copies, on other fallbacks. Its dot is minted by this node's fallback actor with a
+    /// counter past every dot that actor minted before: a fallback has no history of the key,
+    /// so the key's vector cannot say which dots a delivered, deleted hint used. Strict writes
+    /// and deletes without a context (which need the stored versions) are refused.
     async fn coordinate_as_fallback(
         &self,
         namespace: &NamespaceRef,
         request: WriteRequest,
         deadline: Instant,
-        mut failures: Vec<(String, String)>,
+        failures: Vec<(String, String)>,
     ) -> Result<WriteResult, ReplicaError> {
         let WriteRequest { key, op, required, strict, .. } = request;
-        let quorum = WriteQuorum { required: required as usize, strict };
-        let refuse =
-            |failures| ReplicaError::Quorum { required: quorum.required, answered: 0, failures };
-        if quorum.strict {
-            return Err(refuse(failures));
-        }
+        let required = required as usize;
+        let (state, partition, n) = self.placement(namespace, &key);
+        let targets = state.write_replicas(partition, n);
+        let fallbacks = fallbacks(&state, partition, n, &targets);
+        let down: Vec<NodeId> =
+            fallbacks.iter().filter(|node| self.liveness.is_down(node)).cloned().collect();
+        let (mut round, first) = FallbackRound::start(FallbackSetup {
+            me: &self.me,
+            targets: &targets,
+            fallbacks: &fallbacks,
+            down: &down,
+            required,
+            strict,
+            blind_delete: matches!(op, WriteOp::Delete { context: None }),
+            unreachable: failures,
+        })?;
         let (context, content) = match op {
             WriteOp::Put { context, data, content_type } => {
                 (context, Content::Value { data, content_type })
             }
-            WriteOp::Delete { context: Some(context) } => (context, Content::Tombstone),
-            WriteOp::Delete { context: None } => {
-                let why = "a delete without a context needs a replica of the key".to_string();
-                failures.push((self.me.to_string(), format!("error: {why}")));
-                return Err(refuse(failures));
+            WriteOp::Delete { context } => {
+                let context = context.expect("the fallback round refuses a delete without one");
+                (context, Content::Tombstone)
             }
         };
-        let (state, partition, n) = self.placement(namespace, &key);
-        let targets = state.write_replicas(partition, n);
         let policy = namespace.config.conflicts;
         let timestamp = self.hlc.lock().expect("hlc lock poisoned").now(self.clock.now_ms());
         let mut written = DvvSet::new();
@@ -548,45 +544,29 @@ impl Replica {
         written
             .write(&context, Dot { actor, counter: floor }, timestamp, content, policy)
             .map_err(|e| ReplicaError::Storage(e.to_string()))?;
-        let object = ObjectKey { namespace: namespace.id, partition, key: key.clone() };
+        let object = ObjectKey { namespace: namespace.id, partition, key };
+        let write =
+            Outgoing { object, state: written.clone(), policy, merge: Bytes::new(), deadline };
 
-        let mut acks = WriteAcks::for_fallback(&targets, quorum.required);
-        for target in &targets {
-            match self.hold_hint(target, object.clone(), written.clone(), policy).await {
-                Ok(()) => acks.hinted(target, Some(&self.me)),
-                Err(e) => acks.fail(target, format!("error: hint not stored: {e}")),
-            }
-        }
-        if !acks.satisfied() && quorum.required > 1 {
-            // More copies: the other fallbacks hold hints too, each counting once.
-            let mut fallbacks = fallbacks(&state, partition, n, &targets);
-            fallbacks.retain(|f| *f != self.me);
-            let outgoing = Outgoing {
-                object,
-                state: written.clone(),
-                policy,
-                merge: Bytes::new(),
-                fallbacks,
-                deadline,
-            };
-            for target in &targets {
-                if let Ok(via) = self.hint(target, &outgoing).await {
-                    acks.hinted(target, via.holder());
+        // One hint at a time, as the round asks for them.
+        let mut actions = std::collections::VecDeque::from(first);
+        while let Some(action) = actions.pop_front() {
+            match action {
+                FallbackAction::Hint { target, via } => {
+                    let event = match self.hint_once(&target, &via, &write).await {
+                        Ok(()) => FallbackEvent::Hinted { target, holder: via },
+                        Err(cause) => FallbackEvent::HintFailed { target, cause },
+                    };
+                    actions.extend(round.on(event));
                 }
-                if acks.satisfied() {
-                    break;
+                FallbackAction::Answer(outcome) => {
+                    self.metrics.fallback_writes.inc();
+                    let answered = outcome?;
+                    return Ok(WriteResult { state: written, answered, required });
                 }
             }
         }
-        self.metrics.fallback_writes.inc();
-        match acks.finish() {
-            Ok(answered) => Ok(WriteResult { state: written, answered, required: quorum.required }),
-            Err(mut short) => {
-                failures.append(&mut short.failures);
-                short.failures = failures;
-                Err(short.into())
-            }
-        }
+        Err(ReplicaError::Storage("the fallback round ended without an answer".into()))
     }
 
     /// Applies the write here, minting the dot, then sends the result to the other replicas.
@@ -647,8 +627,7 @@ impl Replica {
             state: local.clone(),
             policy,
         });
-        let outgoing =
-            Arc::new(Outgoing { fallbacks, object, state: local.clone(), policy, merge, deadline });
+        let outgoing = Arc::new(Outgoing { object, state: local.clone(), policy, merge, deadline });
         let half = local_done + deadline.saturating_duration_since(local_done) / 2;
         let (answer, answered) = tokio::sync::oneshot::channel();
         let this = self.arc();
@@ -775,21 +754,6 @@ impl Replica {
             tracing::debug!(%fallback, %target, error = %e, "fallback did not take a hint");
             e.to_string()
         })
-    }
-
-    /// Stores a hint for `target`: on the first of two fallbacks up that takes it, else here.
-    async fn hint(&self, target: &NodeId, write: &Outgoing) -> Result<Via, String> {
-        let up = write.fallbacks.iter().filter(|f| !self.liveness.is_down(f));
-        let up = up.take(crate::write_round::FALLBACK_TRIES);
-        let tries = up.cloned().map(Via::Fallback).chain([Via::Here]);
-        let mut last = String::new();
-        for via in tries {
-            match self.hint_once(target, &via, write).await {
-                Ok(()) => return Ok(via),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
     }
 
     /// Serves the replica message kinds sent by peers. Every request is decoded, and the

@@ -3,8 +3,9 @@
 //! A [`WriteRound`] starts once the coordinator has applied the write itself. It says which
 //! replicas the write is sent to, which ones get a hint and where (a replica SWIM reports down
 //! at once, one that fails, and, at half the deadline, one that has not answered), which
-//! fallback a hint tries next when one fails (the first two fallbacks that are up, in ring
-//! order, then this node), and when the client is answered: once the quorum is met
+//! fallback a hint tries next when one fails (`HintPlaces`: the first two fallbacks that are
+//! up, in ring order, then this node; a fallback coordinator's extra copies walk the same
+//! order, see [`crate::fallback_round`]), and when the client is answered: once the quorum is met
 //! ([`WriteAcks`]' rules: joint quorum during a transition, hints on fallbacks counting unless
 //! strict), once nothing more can arrive, or at the deadline.
 //!
@@ -36,6 +37,35 @@ impl Via {
             Via::Fallback(node) => Some(node),
             Via::Here => None,
         }
+    }
+}
+
+/// Where a hint for one replica is tried, in order: the first [`FALLBACK_TRIES`] fallbacks SWIM
+/// does not report down, in ring order, then this node. A [`WriteRound`]'s hints and the extra
+/// copies of a fallback coordinator's write ([`crate::fallback_round`]) walk this one order.
+#[derive(Debug, Clone)]
+pub(crate) struct HintPlaces {
+    up: Vec<NodeId>,
+}
+
+impl HintPlaces {
+    /// `fallbacks` in ring order, less the ones in `down`.
+    pub(crate) fn new(fallbacks: &[NodeId], down: &[NodeId]) -> Self {
+        let up = fallbacks.iter().filter(|f| !down.contains(f)).take(FALLBACK_TRIES);
+        HintPlaces { up: up.cloned().collect() }
+    }
+
+    /// The `at`th place: an up fallback, or this node past them.
+    pub(crate) fn at(&self, at: usize) -> Via {
+        match self.up.get(at) {
+            Some(fallback) => Via::Fallback(fallback.clone()),
+            None => Via::Here,
+        }
+    }
+
+    /// The place tried after `at` fails; `None` once this node has failed too.
+    pub(crate) fn after(&self, at: usize) -> Option<usize> {
+        (at < self.up.len()).then_some(at + 1)
     }
 }
 
@@ -97,8 +127,8 @@ struct Target {
 pub struct WriteRound {
     acks: WriteAcks,
     targets: Vec<Target>,
-    /// The fallbacks SWIM does not report down, in ring order, at most [`FALLBACK_TRIES`].
-    fallbacks: Vec<NodeId>,
+    /// Where hints are tried.
+    places: HintPlaces,
     strict: bool,
     answered: bool,
 }
@@ -124,12 +154,7 @@ impl WriteRound {
         let mut round = WriteRound {
             acks: WriteAcks::new(me, owners, incoming, required, strict),
             targets: Vec::new(),
-            fallbacks: fallbacks
-                .iter()
-                .filter(|f| !down.contains(f))
-                .take(FALLBACK_TRIES)
-                .cloned()
-                .collect(),
+            places: HintPlaces::new(fallbacks, down),
             strict,
             answered: false,
         };
@@ -240,9 +265,9 @@ impl WriteRound {
     fn hint_failed(&mut self, node: &NodeId, cause: String, actions: &mut Vec<Action>) {
         let Some(i) = self.index(node) else { return };
         let HintState::Trying(at) = self.targets[i].hint else { return };
-        if at < self.fallbacks.len() {
+        if let Some(next) = self.places.after(at) {
             let mut target = self.targets[i].clone();
-            actions.push(self.hint_at(&mut target, at + 1));
+            actions.push(self.hint_at(&mut target, next));
             self.targets[i] = target;
         } else {
             // This node could not keep it either: the hint is lost, and said so.
@@ -253,14 +278,10 @@ impl WriteRound {
         }
     }
 
-    /// The hint for `target` at place `at`: the `at`th up fallback, or this node past them.
+    /// The hint for `target` at place `at` of [`HintPlaces`].
     fn hint_at(&self, target: &mut Target, at: usize) -> Action {
         target.hint = HintState::Trying(at);
-        let via = match self.fallbacks.get(at) {
-            Some(fallback) => Via::Fallback(fallback.clone()),
-            None => Via::Here,
-        };
-        Action::Hint { target: target.node.clone(), via }
+        Action::Hint { target: target.node.clone(), via: self.places.at(at) }
     }
 
     /// Answers the client once the quorum is met or nothing more can arrive.
@@ -279,12 +300,8 @@ impl WriteRound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node_ids as ids;
+    use crate::round_fixture::{Placement, n, shortfall};
     use Action::{Answer, Hint, Send};
-
-    fn n(name: &str) -> NodeId {
-        NodeId::new(name).unwrap()
-    }
 
     fn stored(node: &str) -> Event {
         Event::Stored { node: n(node) }
@@ -296,6 +313,10 @@ mod tests {
 
     fn hinted(target: &str, holder: Via) -> Event {
         Event::Hinted { target: n(target), holder }
+    }
+
+    fn hint_failed(target: &str, cause: &str) -> Event {
+        Event::HintFailed { target: n(target), cause: cause.into() }
     }
 
     fn hint(target: &str, via: Via) -> Action {
@@ -310,29 +331,13 @@ mod tests {
         Via::Fallback(n(node))
     }
 
-    fn shortfall(required: usize, answered: usize, failures: &[(&str, &str)]) -> Action {
-        let failures = failures.iter().map(|(n, w)| (n.to_string(), w.to_string())).collect();
-        Answer(Err(Shortfall { required, answered, failures }))
-    }
-
-    /// A round coordinated by `a` over replicas a, b, c, with fallbacks d, e.
-    fn round(required: usize, strict: bool, down: &[&str]) -> (WriteRound, Vec<Action>) {
-        let owners = ids(&["a", "b", "c"]);
-        let (fallbacks, down) = (ids(&["d", "e"]), ids(down));
-        WriteRound::start(RoundSetup {
-            me: &owners[0],
-            owners: &owners,
-            incoming: &[],
-            required,
-            strict,
-            fallbacks: &fallbacks,
-            down: &down,
-        })
+    fn short(required: usize, answered: usize, failures: &[(&str, &str)]) -> Action {
+        Answer(Err(shortfall(required, answered, failures)))
     }
 
     #[test]
     fn all_replicas_ack() {
-        let (mut round, start) = round(2, false, &[]);
+        let (mut round, start) = Placement::new().write();
         assert_eq!(start, vec![send("b"), send("c")]);
         assert_eq!(round.on(stored("b")), vec![Answer(Ok(2))]);
         assert!(!round.done(), "c is still on its way");
@@ -342,7 +347,7 @@ mod tests {
 
     #[test]
     fn a_replica_down_at_the_start_is_hinted_right_away() {
-        let (mut round, start) = round(3, false, &["c"]);
+        let (mut round, start) = Placement::new().required(3).down(&["c"]).write();
         assert_eq!(start, vec![send("b"), hint("c", on("d"))]);
         assert_eq!(round.on(stored("b")), vec![]);
         assert_eq!(round.on(hinted("c", on("d"))), vec![Answer(Ok(3))]);
@@ -351,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_slow_replica_is_hinted_on_the_first_fallback_at_half_the_deadline() {
-        let (mut round, start) = round(3, false, &[]);
+        let (mut round, start) = Placement::new().required(3).write();
         assert_eq!(start, vec![send("b"), send("c")]);
         assert_eq!(round.on(stored("b")), vec![]);
         assert_eq!(round.on(Event::HalfDeadline), vec![hint("c", on("d"))]);
@@ -364,80 +369,58 @@ mod tests {
 
     #[test]
     fn a_failed_hint_tries_the_next_fallback_then_this_node() {
-        let (mut round, _) = round(3, false, &[]);
+        let (mut round, _) = Placement::new().required(3).write();
         assert_eq!(round.on(stored("b")), vec![]);
         assert_eq!(round.on(failed("c", "error: refused")), vec![hint("c", on("d"))]);
-        let hint_failed = |cause: &str| Event::HintFailed { target: n("c"), cause: cause.into() };
-        assert_eq!(round.on(hint_failed("unreachable")), vec![hint("c", on("e"))]);
-        assert_eq!(round.on(hint_failed("unreachable")), vec![hint("c", Via::Here)]);
+        assert_eq!(round.on(hint_failed("c", "unreachable")), vec![hint("c", on("e"))]);
+        assert_eq!(round.on(hint_failed("c", "unreachable")), vec![hint("c", Via::Here)]);
 
         let mut kept = round.clone();
         let answer = kept.on(hinted("c", Via::Here));
-        assert_eq!(answer, vec![shortfall(3, 2, &[("c", "error: refused")])]);
+        assert_eq!(answer, vec![short(3, 2, &[("c", "error: refused")])]);
         assert!(kept.done());
 
-        let answer = round.on(hint_failed("disk full"));
+        let answer = round.on(hint_failed("c", "disk full"));
         let failures = [("c", "error: refused"), ("c", "error: hint not stored: disk full")];
-        assert_eq!(answer, vec![shortfall(3, 2, &failures)]);
+        assert_eq!(answer, vec![short(3, 2, &failures)]);
         assert!(round.done());
     }
 
     #[test]
     fn fallbacks_reported_down_are_skipped() {
-        let owners = ids(&["a", "b"]);
-        let (fallbacks, down) = (ids(&["d", "e", "f"]), ids(&["b", "d"]));
-        let setup = RoundSetup {
-            me: &owners[0],
-            owners: &owners,
-            incoming: &[],
-            required: 2,
-            strict: false,
-            fallbacks: &fallbacks,
-            down: &down,
-        };
-        let (mut round, start) = WriteRound::start(setup);
+        let placement = Placement::new().owners(&["a", "b"]).fallbacks(&["d", "e", "f"]);
+        let (mut round, start) = placement.down(&["b", "d"]).write();
         assert_eq!(start, vec![hint("b", on("e"))]);
-        let again = round.on(Event::HintFailed { target: n("b"), cause: "timeout".into() });
-        assert_eq!(again, vec![hint("b", on("f"))]);
+        assert_eq!(round.on(hint_failed("b", "timeout")), vec![hint("b", on("f"))]);
         assert_eq!(round.on(hinted("b", on("f"))), vec![Answer(Ok(2))]);
     }
 
     #[test]
     fn a_strict_write_never_counts_hints() {
-        let (mut round, start) = round(2, true, &[]);
+        let (mut round, start) = Placement::new().strict().write();
         assert_eq!(start, vec![send("b"), send("c")]);
         assert_eq!(round.on(failed("b", "timeout")), vec![hint("b", on("d"))]);
         assert_eq!(round.on(hinted("b", on("d"))), vec![]);
         assert_eq!(round.on(stored("c")), vec![Answer(Ok(2))]);
         assert!(round.done());
 
-        let (mut short, _) = self::round(2, true, &["c"]);
-        assert_eq!(short.on(failed("b", "error: refused")), vec![hint("b", on("d"))]);
-        assert_eq!(short.on(hinted("c", on("d"))), vec![]);
-        let answer = short.on(hinted("b", on("e")));
-        assert_eq!(answer, vec![shortfall(2, 1, &[("c", "down"), ("b", "error: refused")])]);
+        let (mut short_of_two, _) = Placement::new().strict().down(&["c"]).write();
+        assert_eq!(short_of_two.on(failed("b", "error: refused")), vec![hint("b", on("d"))]);
+        assert_eq!(short_of_two.on(hinted("c", on("d"))), vec![]);
+        let answer = short_of_two.on(hinted("b", on("e")));
+        assert_eq!(answer, vec![short(2, 1, &[("c", "down"), ("b", "error: refused")])]);
     }
 
     #[test]
     fn an_unreachable_quorum_is_answered_at_the_deadline_with_each_cause() {
-        let owners = ids(&["a", "b", "c"]);
-        let setup = RoundSetup {
-            me: &owners[0],
-            owners: &owners,
-            incoming: &[],
-            required: 2,
-            strict: false,
-            fallbacks: &[],
-            down: &[],
-        };
-        let (mut round, start) = WriteRound::start(setup);
+        let (mut round, start) = Placement::new().fallbacks(&[]).write();
         assert_eq!(start, vec![send("b"), send("c")]);
         assert_eq!(round.on(failed("b", "error: refused")), vec![hint("b", Via::Here)]);
         assert_eq!(round.on(Event::HalfDeadline), vec![hint("c", Via::Here)]);
         assert_eq!(round.on(hinted("b", Via::Here)), vec![]);
         assert_eq!(round.on(hinted("c", Via::Here)), vec![]);
         let answer = round.on(Event::Deadline);
-        assert_eq!(answer, vec![shortfall(2, 1, &[("b", "error: refused"), ("c", "timeout")])]);
+        assert_eq!(answer, vec![short(2, 1, &[("b", "error: refused"), ("c", "timeout")])]);
         assert!(!round.done(), "c's answer is still to come");
         assert_eq!(round.on(failed("c", "timeout")), vec![], "c already has its hint");
         assert!(round.done());
@@ -446,18 +429,8 @@ mod tests {
     #[test]
     fn during_a_transition_the_target_quorum_is_needed() {
         // c hands its replica to d: a, b, c hold the partition now, a, b, d will.
-        let (owners, incoming) = (ids(&["a", "b", "c"]), ids(&["a", "b", "d"]));
-        let fallbacks = ids(&["e"]);
-        let setup = RoundSetup {
-            me: &owners[0],
-            owners: &owners,
-            incoming: &incoming,
-            required: 2,
-            strict: false,
-            fallbacks: &fallbacks,
-            down: &[],
-        };
-        let (mut round, start) = WriteRound::start(setup.clone());
+        let placement = Placement::new().incoming(&["a", "b", "d"]).fallbacks(&["e"]);
+        let (mut round, start) = placement.write();
         assert_eq!(start, vec![send("b"), send("c"), send("d")]);
         assert_eq!(round.on(stored("c")), vec![], "a and c are only one of the new set");
         assert_eq!(round.on(stored("d")), vec![Answer(Ok(2))]);
@@ -465,15 +438,14 @@ mod tests {
         assert!(round.done());
 
         // The new owner fails and its hint is lost: the old quorum alone is not enough.
-        let (mut lost, _) = WriteRound::start(setup);
+        let (mut lost, _) = placement.write();
         assert_eq!(lost.on(stored("c")), vec![]);
         assert_eq!(lost.on(failed("b", "error: refused")), vec![hint("b", on("e"))]);
         assert_eq!(lost.on(failed("d", "down")), vec![hint("d", on("e"))]);
         assert_eq!(lost.on(hinted("b", on("e"))), vec![]);
-        let gone = Event::HintFailed { target: n("d"), cause: "busy".into() };
-        assert_eq!(lost.on(gone.clone()), vec![hint("d", Via::Here)]);
+        assert_eq!(lost.on(hint_failed("d", "busy")), vec![hint("d", Via::Here)]);
         let failures =
             [("b", "error: refused"), ("d", "down"), ("d", "error: hint not stored: busy")];
-        assert_eq!(lost.on(gone), vec![shortfall(3, 3, &failures)]);
+        assert_eq!(lost.on(hint_failed("d", "busy")), vec![short(3, 3, &failures)]);
     }
 }
