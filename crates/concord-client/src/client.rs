@@ -209,9 +209,10 @@ impl Client {
         self.get_json(&path::list_path(ns)?, &query).await
     }
 
-    /// Creates namespace `name`, or checks that it exists with the same settings. Returns
-    /// whether it was created, and the namespace as the server sees it. A namespace that exists
-    /// with different settings is an `Api` error with code `conflict`.
+    /// Creates namespace `name`, or, if it exists, sets its quorums and `strict` to these.
+    /// Returns whether it was created, and the namespace as the server sees it. A namespace
+    /// that exists with another `replicas`, `conflicts` or `consistency` (fixed at creation) is
+    /// an `Api` error with code `conflict`.
     pub async fn create_namespace(
         &self,
         name: &str,

@@ -26,6 +26,9 @@ pub struct ClusterStatus {
     /// Anti-entropy on the answering node (zero from servers before it was reported).
     #[serde(default)]
     pub anti_entropy: AntiEntropy,
+    /// Deleted namespaces whose data some nodes still hold.
+    #[serde(default)]
+    pub namespaces_deleting: Vec<crate::namespace::NamespaceDeletion>,
     /// Conditions an operator should look at (clock offsets, unreachable voters, ...).
     #[serde(default)]
     pub alarms: Vec<String>,

@@ -23,7 +23,7 @@
 //! - [`client`]: [`Client`], one keep-alive connection pool and one method per API call.
 //! - [`kv`]: key options and results ([`GetResult`], [`Envelope`], [`WriteResult`],
 //!   [`ListPage`]).
-//! - [`namespace`]: [`NamespaceConfig`], [`NamespaceView`], [`Quorum`].
+//! - [`namespace`]: [`NamespaceConfig`], [`NamespaceView`], [`NamespaceDeletion`], [`Quorum`].
 //! - [`cluster`]: [`ClusterStatus`], [`Ring`], [`MembershipChange`], [`FaultRules`].
 //! - [`error`]: [`Error`], the one error type.
 //! - [`path`]: percent-encoding of keys into paths.
@@ -51,4 +51,6 @@ pub use kv::{
     DEFAULT_CONTENT_TYPE, DeleteResult, Envelope, GetOptions, GetResult, ListPage, PutResult,
     Replicas, SiblingValue, WriteOptions, WriteResult,
 };
-pub use namespace::{ConflictPolicy, Consistency, NamespaceConfig, NamespaceView, Quorum};
+pub use namespace::{
+    ConflictPolicy, Consistency, NamespaceConfig, NamespaceDeletion, NamespaceView, Quorum,
+};

@@ -67,6 +67,11 @@ impl From<Error> for ApiError {
             Error::NamespaceConflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            Error::NamespaceFieldFixed { field, .. } => {
+                let mut e = ApiError::new(StatusCode::CONFLICT, "conflict", message);
+                e.details = serde_json::json!({ "field": field });
+                e
+            }
             Error::QuorumNotReached { required, answered, failures, .. } => {
                 let failures: serde_json::Map<String, serde_json::Value> =
                     failures.into_iter().map(|(node, cause)| (node, cause.into())).collect();

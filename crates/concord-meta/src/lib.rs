@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use service::{JoinReply, JoinRequest, Meta, MetaConfig, MetaError};
 pub use state::{
     Command, CommandResult, Departure, DepartureKind, Founding, Member, MemberState, MetaState,
-    Move, NamespaceEntry,
+    Move, NamespaceDrop, NamespaceEntry,
 };
 
 /// How a member is known to Raft: its name and where to reach it.

@@ -5,20 +5,23 @@
 //! Raft, storage and the network live in the other modules.
 //!
 //! Members that left or were removed are remembered in [`departures`], so that their data dirs
-//! cannot slip back in.
+//! cannot slip back in; namespace changes after creation (settings, deletion and the drop of
+//! a deleted namespace's data everywhere) are in [`namespaces`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use concord_ring::{PartitionCount, Ring};
 use concord_types::{
-    ClusterId, Consistency, ContextKey, NamespaceConfig, NamespaceId, NamespaceName, NodeId,
+    ClusterId, ContextKey, NamespaceConfig, NamespaceId, NamespaceName, NamespacePatch, NodeId,
     PartitionId,
 };
 use serde::{Deserialize, Serialize};
 
 mod departures;
+mod namespaces;
 
 pub use departures::{DEPARTED_MAX, Departure, DepartureKind};
+pub use namespaces::NamespaceDrop;
 
 /// Where a member stands in the cluster's lifecycle. Liveness (up, suspect, down) is SWIM's
 /// business and never stored here.
@@ -101,6 +104,21 @@ pub enum Command {
         name: NamespaceName,
         config: NamespaceConfig,
     },
+    // Appended after the first commands, so log entries written before decode as they were.
+    /// Delete a namespace: its name is free at once, its data is dropped by every member.
+    DeleteNamespace {
+        name: NamespaceName,
+    },
+    /// Change the settings of a namespace that may change (`NamespacePatch`).
+    UpdateNamespace {
+        name: NamespaceName,
+        patch: NamespacePatch,
+    },
+    /// `node` has dropped its copy of deleted namespace `id`.
+    NamespaceDropped {
+        id: NamespaceId,
+        node: NodeId,
+    },
 }
 
 /// A new cluster: the founding member and the namespaces its data dir already has.
@@ -127,6 +145,13 @@ pub enum CommandResult {
     NamespaceExists(NamespaceId),
     NamespaceConflict(NamespaceConfig),
     Refused(String),
+    // Appended: results travel in forwarded answers.
+    NamespaceNotFound,
+    /// Deleted; its data is being dropped.
+    NamespaceDeleted(NamespaceId),
+    NamespaceUpdated(NamespaceId),
+    /// The update changes this field, which is fixed at creation.
+    NamespaceFieldFixed(String),
 }
 
 /// The metadata every node holds a full copy of.
@@ -138,7 +163,7 @@ pub struct MetaState {
     pub context_key: Option<ContextKey>,
     /// Counts the changes an operator makes or sees settle: bumped by a join (or a member's
     /// new addresses), a leave, a removal, a ring transition that completes, and a namespace
-    /// created. The partition moves reported along a transition do not count, so a fresh
+    /// created, changed or deleted. The partition moves (and namespace data drops) reported along a transition do not count, so a fresh
     /// three-node cluster is at epoch 5 (bootstrap, two joins, two transitions), not at one
     /// more per partition moved.
     pub epoch: u64,
@@ -158,6 +183,8 @@ pub struct MetaState {
     /// Members that left or were removed, oldest first, at most [`DEPARTED_MAX`]: the data dir
     /// each had (its incarnation) may not join again, and a node that finds itself here stops.
     pub departed: Vec<Departure>,
+    /// Deleted namespaces whose data some members still hold, by id.
+    pub dropping: BTreeMap<NamespaceId, NamespaceDrop>,
 }
 
 impl MetaState {
@@ -174,6 +201,9 @@ impl MetaState {
                 self.move_done(*partition, node, *target_epoch)
             }
             Command::CreateNamespace { name, config } => self.create_namespace(name, config),
+            Command::DeleteNamespace { name } => self.delete_namespace(name),
+            Command::UpdateNamespace { name, patch } => self.update_namespace(name, patch),
+            Command::NamespaceDropped { id, node } => self.namespace_dropped(*id, node),
         };
         if self.counts_as_change(command, &result) {
             self.epoch += 1;
@@ -186,7 +216,14 @@ impl MetaState {
     fn counts_as_change(&self, command: &Command, result: &CommandResult) -> bool {
         match (command, result) {
             (Command::MoveDone { .. }, CommandResult::Ok) => !self.in_transition(),
-            (_, CommandResult::Ok | CommandResult::NamespaceCreated(_)) => true,
+            (Command::NamespaceDropped { .. }, _) => false,
+            (
+                _,
+                CommandResult::Ok
+                | CommandResult::NamespaceCreated(_)
+                | CommandResult::NamespaceDeleted(_)
+                | CommandResult::NamespaceUpdated(_),
+            ) => true,
             _ => false,
         }
     }
@@ -367,6 +404,7 @@ impl MetaState {
         }
         if let Some(member) = self.members.remove(node) {
             self.record_departure(node, member.incarnation, DepartureKind::Removed);
+            self.forget_drops_of(node);
         }
         self.moves.retain(|m| &m.node != node);
         self.completed.retain(|(_, n), _| n != node);
@@ -393,30 +431,6 @@ impl MetaState {
             self.finish_transition();
         }
         CommandResult::Ok
-    }
-
-    fn create_namespace(
-        &mut self,
-        name: &NamespaceName,
-        config: &NamespaceConfig,
-    ) -> CommandResult {
-        if let Err(e) = config.validate() {
-            return CommandResult::Refused(e.to_string());
-        }
-        if config.consistency == Consistency::Strong {
-            return CommandResult::Refused("strong namespaces are not available yet".into());
-        }
-        if let Some(entry) = self.namespaces.get(name) {
-            return if &entry.config == config {
-                CommandResult::NamespaceExists(entry.id)
-            } else {
-                CommandResult::NamespaceConflict(entry.config.clone())
-            };
-        }
-        let id = NamespaceId(self.next_namespace_id);
-        self.next_namespace_id += 1;
-        self.namespaces.insert(name.clone(), NamespaceEntry { id, config: config.clone() });
-        CommandResult::NamespaceCreated(id)
     }
 
     /// Members that will own data once the transition completes (not leaving).
@@ -476,6 +490,7 @@ impl MetaState {
         for (node, incarnation) in left {
             self.members.remove(&node);
             self.record_departure(&node, incarnation, DepartureKind::Left);
+            self.forget_drops_of(&node);
         }
         for member in self.members.values_mut() {
             member.state = MemberState::Active;

@@ -13,12 +13,16 @@ use concord_replica::{NamespaceRef, Replica, WriteOp, WriteQuorum};
 use concord_ring::Ring;
 use concord_rpc::{FaultRules, Faults};
 use concord_types::{
-    Consistency, ContextKey, DvvSet, Key, NamespaceConfig, NamespaceName, NodeId, Quorum,
-    VersionVector,
+    ContextKey, DvvSet, Key, NamespaceConfig, NamespaceName, NodeId, Quorum, VersionVector,
 };
 
 use crate::namespaces::NamespaceView;
 use crate::{Error, Identity, Metrics};
+
+mod namespace_admin;
+
+pub use namespace_admin::DeletionView;
+use namespace_admin::deletions;
 
 /// Per-request read settings; `None` takes the namespace or node default.
 #[derive(Debug, Clone, Default)]
@@ -151,6 +155,8 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     pub moves: MovesView,
     pub anti_entropy: AntiEntropyView,
+    /// Deleted namespaces whose data is still being dropped somewhere.
+    pub deletions: Vec<DeletionView>,
     /// Human-readable alarms (clock offsets, unreachable metadata leader).
     pub alarms: Vec<String>,
 }
@@ -408,36 +414,6 @@ impl Database {
         Ok(ListPage { keys: page.keys, next: page.next })
     }
 
-    /// Creates a namespace cluster-wide; `Ok(false)` if it exists with the same configuration.
-    pub async fn create_namespace(
-        &self,
-        name: &str,
-        config: NamespaceConfig,
-    ) -> Result<(bool, NamespaceView), Error> {
-        let name = NamespaceName::new(name)?;
-        config.validate()?;
-        if config.consistency == Consistency::Strong {
-            return Err(Error::InvalidArgument(
-                "strong namespaces are not available yet; use \"eventual\"".into(),
-            ));
-        }
-        let command = Command::CreateNamespace { name: name.clone(), config: config.clone() };
-        let created = match self.meta.propose(command).await? {
-            CommandResult::NamespaceCreated(_) => true,
-            CommandResult::NamespaceExists(_) => false,
-            CommandResult::NamespaceConflict(_) => {
-                return Err(Error::NamespaceConflict { name: name.to_string() });
-            }
-            CommandResult::Refused(why) => return Err(Error::InvalidArgument(why)),
-            other => return Err(Error::Unavailable(format!("unexpected result {other:?}"))),
-        };
-        // The proposal is applied here too before the view is read.
-        let state =
-            self.meta.wait_for(self.request_timeout, |s| s.namespaces.contains_key(&name)).await?;
-        let entry = state.namespaces.get(&name).expect("waited for it");
-        Ok((created, view(&state, &name, &entry.config)))
-    }
-
     pub async fn namespace(&self, name: &str) -> Result<NamespaceView, Error> {
         let name = NamespaceName::new(name)?;
         let (state, entry) = self.known_namespace(&name).await?;
@@ -524,6 +500,7 @@ impl Database {
                     oldest_clean_exchange_s: oldest.map(|d| d.as_secs_f64()),
                 }
             },
+            deletions: deletions(&state),
             alarms,
         }
     }
@@ -608,7 +585,8 @@ impl Database {
     }
 
     /// The partition replicas this node stores, per namespace, with their object counts and
-    /// whether the current ring places them here. Scans the data: an operator's tool.
+    /// whether the current ring places them here, and what it still stores of deleted
+    /// namespaces (named `(deleted namespace id N)`). Scans the data: an operator's tool.
     pub fn holdings(&self) -> Result<Vec<Holding>, Error> {
         let state = self.meta.state();
         let Some(ring) = &state.ring else { return Ok(Vec::new()) };
@@ -626,6 +604,19 @@ impl Database {
                         keys,
                         placed,
                     });
+                }
+            }
+        }
+        // What is left here of deleted namespaces (until their drop reaches it).
+        let deleted = (0..state.next_namespace_id)
+            .map(concord_types::NamespaceId)
+            .filter(|id| state.namespace_deleted(*id));
+        for id in deleted {
+            for partition in ring.partitions().all() {
+                let keys = self.replica.objects().count(id, partition)?;
+                if keys > 0 {
+                    let namespace = format!("(deleted namespace id {})", id.0);
+                    out.push(Holding { namespace, partition: partition.0, keys, placed: false });
                 }
             }
         }

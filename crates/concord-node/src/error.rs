@@ -16,6 +16,13 @@ pub enum Error {
     /// The namespace exists with another configuration.
     #[error("namespace {name:?} already exists with a different configuration")]
     NamespaceConflict { name: String },
+    /// A change of a namespace setting that is fixed at creation.
+    #[error(
+        "namespace {name:?}: {field} is fixed at creation (it decides how and where the data is \
+         stored); the settings that can change are read_quorum, write_quorum and strict. For \
+         another {field}, create a new namespace"
+    )]
+    NamespaceFieldFixed { name: String, field: String },
     /// Fewer replicas can answer than the request needs. Retry later or lower the quorum. For a
     /// write the outcome is unknown: replicas that did answer may hold the value, and a retry
     /// with the same context is safe (it replaces the same versions).

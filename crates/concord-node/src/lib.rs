@@ -33,9 +33,9 @@ mod tasks;
 
 pub use config::Config;
 pub use database::{
-    AntiEntropyView, ClusterView, Database, FailingMoveView, ListPage, MovesView, NodeView,
-    PartitionView, ReadOptions, ReadOutcome, ReplicaCount, ReplicaTreeView, RingView, Value,
-    WriteOptions, WriteOutcome,
+    AntiEntropyView, ClusterView, Database, DeletionView, FailingMoveView, ListPage, MovesView,
+    NodeView, PartitionView, ReadOptions, ReadOutcome, ReplicaCount, ReplicaTreeView, RingView,
+    Value, WriteOptions, WriteOutcome,
 };
 pub use error::Error;
 pub use identity::Identity;

@@ -18,7 +18,8 @@ use concord_membership::{MembershipConfig, MembershipHandle};
 use concord_meta::{Command, CommandResult, Meta, MetaConfig, MetaNode, NamespaceEntry};
 use concord_replica::background::Background;
 use concord_replica::{
-    Actors, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts, TombstoneConfig,
+    Actors, DeletedConfig, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts,
+    TombstoneConfig,
 };
 use concord_ring::PartitionCount;
 use concord_rpc::{
@@ -285,6 +286,12 @@ impl Node {
             stopped.clone(),
         );
         tasks.spawn("anti-entropy", exchange);
+        let deleted = concord_replica::deleted::run(
+            replica.clone(),
+            deleted_config(&config),
+            stopped.clone(),
+        );
+        tasks.spawn("deleted namespaces' drop", deleted);
         let handoff =
             concord_replica::handoff::run(replica.clone(), handoff_config(&config), stopped);
         tasks.spawn("handoff", handoff);
@@ -577,6 +584,16 @@ fn tombstone_config(config: &Config) -> TombstoneConfig {
         pause: Duration::from_millis(ae.pause_ms),
         request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
         ..TombstoneConfig::default()
+    }
+}
+
+/// A deleted namespace's data waits as long as data that moved away (requests that resolved
+/// the namespace before it was deleted are over by then), and its partitions are dropped with
+/// anti-entropy's pause between them.
+fn deleted_config(config: &Config) -> DeletedConfig {
+    DeletedConfig {
+        delay: Duration::from_millis(config.cluster.handoff_drop_delay_ms),
+        pause: Duration::from_millis(config.anti_entropy.pause_ms),
     }
 }
 

@@ -159,6 +159,7 @@ impl Replica {
                     .map_err(|e| format!("decoding a merge batch: {e}"))??;
                 let (namespace, partition, policy, objects) = decoded;
                 check(partition)?;
+                self.refuse_deleted(namespace)?;
                 self.objects
                     .merge_all(namespace, partition, objects, policy, Durability::Sync)
                     .await

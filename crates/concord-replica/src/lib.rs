@@ -3,6 +3,7 @@
 //!
 //! - [`service`]: [`Replica`], the coordinator and the replica-side handlers.
 //! - [`handoff`]: pulling gained partitions, dropping moved-away ones.
+//! - [`deleted`]: dropping deleted namespaces' data, and refusing data that arrives for them.
 //! - [`list`]: key listings gathered from one replica of every partition.
 //! - [`actors`]: replica incarnations (the actor in every dot).
 //! - [`messages`]: the payloads of the replica message kinds.
@@ -19,6 +20,7 @@
 
 pub mod actors;
 pub mod background;
+pub mod deleted;
 pub mod exchange;
 pub mod fallback_round;
 pub mod handoff;
@@ -37,6 +39,7 @@ pub mod verify;
 pub mod write_round;
 
 pub use actors::Actors;
+pub use deleted::DeletedConfig;
 pub use exchange::ExchangeConfig;
 pub use handoff::{HandoffConfig, HandoffProgress};
 pub use hints::HintConfig;

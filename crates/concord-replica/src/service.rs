@@ -769,6 +769,7 @@ impl Replica {
             }
             MessageKind::ReplicaMerge => {
                 let request: MergeRequest = decode_request(kind, &payload, partitions)?;
+                self.refuse_deleted(request.namespace)?;
                 let partition = self.partition_of(request.namespace, &request.key);
                 let object =
                     ObjectKey { namespace: request.namespace, partition, key: request.key };

@@ -93,6 +93,8 @@ pub struct ClusterDto {
     pub nodes: Vec<NodeDto>,
     pub moves: MovesDto,
     pub anti_entropy: AntiEntropyDto,
+    /// Deleted namespaces whose data some nodes still hold (dropped in the background).
+    pub namespaces_deleting: Vec<crate::routes::namespaces::DeletionDto>,
     pub alarms: Vec<String>,
 }
 
@@ -164,6 +166,7 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
             tombstones_purged: view.anti_entropy.tombstones_purged,
             oldest_clean_exchange_s: view.anti_entropy.oldest_clean_exchange_s,
         },
+        namespaces_deleting: view.deletions.into_iter().map(Into::into).collect(),
         alarms: view.alarms,
     })
 }

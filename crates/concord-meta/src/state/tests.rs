@@ -1,6 +1,7 @@
 //! The metadata state machine with exact expected outcomes.
 
 use super::*;
+use concord_types::{Consistency, Quorum};
 
 fn node(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
@@ -348,4 +349,91 @@ fn departures_are_bounded_oldest_first() {
     assert_eq!(state.departed.len(), DEPARTED_MAX);
     assert_eq!(state.departed[0].node, node("x2"));
     assert_eq!(state.departed[DEPARTED_MAX - 1].node, node(&format!("x{}", DEPARTED_MAX + 1)));
+}
+
+/// A deleted namespace frees its name at once and waits for every member to drop its data; a
+/// namespace created again under the name gets a new id, so the drop (by id) never touches it.
+#[test]
+fn a_deleted_namespace_is_dropped_by_every_member_and_its_name_reused_with_a_new_id() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    let carts = NamespaceName::new("carts").unwrap();
+    let create =
+        Command::CreateNamespace { name: carts.clone(), config: NamespaceConfig::default() };
+    assert_eq!(state.apply(&create), CommandResult::NamespaceCreated(NamespaceId(2)));
+    let epoch = state.epoch;
+
+    let delete = Command::DeleteNamespace { name: carts.clone() };
+    assert_eq!(state.apply(&delete), CommandResult::NamespaceDeleted(NamespaceId(2)));
+    assert_eq!(state.epoch, epoch + 1);
+    assert!(!state.namespaces.contains_key(&carts));
+    assert!(state.namespace_deleted(NamespaceId(2)));
+    assert!(!state.namespace_deleted(NamespaceId(1)), "default lives");
+    assert!(!state.namespace_deleted(NamespaceId(3)), "an id not handed out yet is unknown");
+    let drop = &state.dropping[&NamespaceId(2)];
+    assert_eq!(drop.nodes, BTreeSet::from([node("n1"), node("n2")]));
+    assert_eq!(state.apply(&delete), CommandResult::NamespaceNotFound);
+
+    assert_eq!(state.apply(&create), CommandResult::NamespaceCreated(NamespaceId(3)));
+    assert_eq!(state.drops_for(&node("n1")).map(|d| d.id).collect::<Vec<_>>(), [NamespaceId(2)]);
+    let dropped = |n: &str| Command::NamespaceDropped { id: NamespaceId(2), node: node(n) };
+    let epoch = state.epoch;
+    assert_eq!(state.apply(&dropped("n1")), CommandResult::Ok);
+    assert_eq!(state.apply(&dropped("n1")), CommandResult::Unchanged);
+    assert_eq!(state.apply(&dropped("n2")), CommandResult::Ok);
+    assert!(state.dropping.is_empty());
+    assert_eq!(state.epoch, epoch, "drop reports are progress, not changes");
+    assert_eq!(state.namespaces[&carts].id, NamespaceId(3));
+}
+
+/// A member that leaves or is removed has nothing more to drop: a deletion waits only for
+/// the members that remain.
+#[test]
+fn a_departed_member_is_not_waited_for() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    add(&mut state, "n3");
+    finish_moves(&mut state);
+    state.apply(&Command::DeleteNamespace { name: NamespaceName::new("default").unwrap() });
+    state.apply(&Command::Remove { node: node("n3") });
+    assert_eq!(state.dropping[&NamespaceId(1)].nodes, BTreeSet::from([node("n1"), node("n2")]));
+    state.apply(&Command::NamespaceDropped { id: NamespaceId(1), node: node("n1") });
+    state.apply(&Command::Leave { node: node("n2") });
+    finish_moves(&mut state);
+    assert!(state.dropping.is_empty(), "{:?}", state.dropping);
+}
+
+/// Quorums and `strict` change (an epoch each, none when nothing changes); a fixed field is
+/// refused by name, an invalid result refused, an unknown namespace not found.
+#[test]
+fn namespace_updates_change_only_what_may_change() {
+    let mut state = bootstrapped(8);
+    let default = NamespaceName::new("default").unwrap();
+    let update = |patch| Command::UpdateNamespace { name: default.clone(), patch };
+    let epoch = state.epoch;
+    let patch = NamespacePatch { write_quorum: Some(Quorum::All), ..Default::default() };
+    assert_eq!(
+        state.apply(&update(patch.clone())),
+        CommandResult::NamespaceUpdated(NamespaceId(1))
+    );
+    assert_eq!(state.namespaces[&default].config.write_quorum, Quorum::All);
+    assert_eq!(state.apply(&update(patch)), CommandResult::NamespaceExists(NamespaceId(1)));
+    assert_eq!(state.epoch, epoch + 1);
+
+    let before = state.clone();
+    let replicas = NamespacePatch { replicas: Some(5), ..Default::default() };
+    assert_eq!(
+        state.apply(&update(replicas)),
+        CommandResult::NamespaceFieldFixed("replicas".into())
+    );
+    let too_many = NamespacePatch { read_quorum: Some(Quorum::Count(4)), ..Default::default() };
+    assert!(matches!(state.apply(&update(too_many)), CommandResult::Refused(_)));
+    assert_eq!(state, before, "refused updates change nothing");
+    let stranger = Command::UpdateNamespace {
+        name: NamespaceName::new("nope").unwrap(),
+        patch: NamespacePatch::default(),
+    };
+    assert_eq!(state.apply(&stranger), CommandResult::NamespaceNotFound);
 }

@@ -85,14 +85,23 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
 fn print_status(status: &ClusterStatus) -> anyhow::Result<()> {
     let alarms =
         if status.alarms.is_empty() { "(none)".to_owned() } else { status.alarms.join("; ") };
-    print_fields(&[
+    let deleting: Vec<String> = status
+        .namespaces_deleting
+        .iter()
+        .map(|d| format!("{} (id {}) on {}", d.name, d.id, d.nodes_pending.join(", ")))
+        .collect();
+    let mut fields = vec![
         ("cluster", status.cluster_id.clone()),
         ("epoch", format!("{} (changes of members, ring and namespaces)", status.epoch)),
         ("leader", status.leader.clone().unwrap_or_else(|| "(none)".to_owned())),
         ("moves", moves_line(&status.moves)),
         ("anti-entropy", anti_entropy_line(&status.anti_entropy)),
         ("alarms", alarms),
-    ])?;
+    ];
+    if !deleting.is_empty() {
+        fields.push(("dropping", format!("deleted namespaces' data: {}", deleting.join("; "))));
+    }
+    print_fields(&fields)?;
     print_line("")?;
     let header =
         ["ID", "STATE", "PARTITIONS", "CLOCK_OFFSET_MS", "VOTER", "HINTS_PENDING", "HTTP", "PEER"];
