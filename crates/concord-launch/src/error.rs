@@ -26,6 +26,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the node failed to start because one of its ports was taken: it logged the
+    /// kernel's "address in use" before exiting.
+    pub fn is_port_taken(&self) -> bool {
+        match self {
+            Error::ExitedEarly { log_tail, .. } => log_tail.contains("Address already in use"),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();
         move |source| Error::Io { what, source }

@@ -1,5 +1,5 @@
 //! [`ServerOptions`]: how to start one `concord server`, and the one place its command line is
-//! built; [`Layout`]: which options node `i` of a local cluster gets.
+//! built; [`Layout`]: which options node `i` of a local cluster gets, on which [`Ports`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,8 +33,8 @@ impl ServerOptions {
         Self {
             data_dir: data_dir.into(),
             node_id: None,
-            http_addr: "127.0.0.1:0".to_owned(),
-            peer_addr: "127.0.0.1:0".to_owned(),
+            http_addr: FREE_PORT.to_owned(),
+            peer_addr: FREE_PORT.to_owned(),
             join: Vec::new(),
             fault_injection: false,
             args: Vec::new(),
@@ -157,23 +157,47 @@ impl ServerOptions {
     }
 }
 
+/// Which ports the nodes of a local cluster listen on. With a base port `P`, node `i` takes
+/// HTTP `P + 2(i-1)` and peer the port after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// Ports the OS picks: clusters that must not collide (tests, `concord demo --free-ports`).
+    Free,
+    /// Exactly the numbered ports, or the node fails to start: scripts that compute addresses
+    /// (`concord demo --base-port P`).
+    Fixed(u16),
+    /// The numbered ports when they are free, else ports the OS picks, which the launcher says
+    /// loudly (`concord demo`: `P` = 7700, so the README's examples reach `n1`). See
+    /// [`crate::ports`].
+    Preferred(u16),
+}
+
+impl Ports {
+    /// The base port, if the nodes are numbered from one.
+    pub fn base(self) -> Option<u16> {
+        match self {
+            Ports::Free => None,
+            Ports::Fixed(base) | Ports::Preferred(base) => Some(base),
+        }
+    }
+}
+
 /// Where the nodes of a local cluster live: node `i` (1-based) is `n{i}` with data dir
-/// `<root>/n{i}`, and, with a base port `P`, HTTP on `P + 2(i-1)` and peers on the port after;
-/// without one, free ports picked by the OS.
+/// `<root>/n{i}`, on the ports [`Ports`] gives it.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub data_root: PathBuf,
-    pub base_port: Option<u16>,
+    pub ports: Ports,
 }
 
 impl Layout {
-    pub fn new(data_root: impl Into<PathBuf>, base_port: Option<u16>) -> Self {
-        Self { data_root: data_root.into(), base_port }
+    pub fn new(data_root: impl Into<PathBuf>, ports: Ports) -> Self {
+        Self { data_root: data_root.into(), ports }
     }
 
     /// Refuses a base port whose range for `nodes` nodes does not fit.
     pub fn check(&self, nodes: u16) -> Result<(), Error> {
-        if let Some(base) = self.base_port {
+        if let Some(base) = self.ports.base() {
             let last = u32::from(base) + 2 * u32::from(nodes) - 1;
             if base == 0 || last > u32::from(u16::MAX) {
                 return Err(Error::Layout(format!(
@@ -189,14 +213,15 @@ impl Layout {
         format!("n{i}")
     }
 
-    /// `(http, peer)` listen addresses of node `i`.
+    /// `(http, peer)` listen addresses of node `i` as laid out (a preferred port that is taken
+    /// is the launcher's business: [`crate::ports::keep_if_free`]).
     pub fn addrs(&self, i: u16) -> (String, String) {
-        match self.base_port {
+        match self.ports.base() {
             Some(base) => {
                 let http = u32::from(base) + 2 * (u32::from(i) - 1);
                 (format!("127.0.0.1:{http}"), format!("127.0.0.1:{}", http + 1))
             }
-            None => ("127.0.0.1:0".to_owned(), "127.0.0.1:0".to_owned()),
+            None => (FREE_PORT.to_owned(), FREE_PORT.to_owned()),
         }
     }
 
@@ -214,13 +239,16 @@ impl Layout {
     }
 }
 
+/// A listen address on loopback whose port the OS picks.
+pub const FREE_PORT: &str = "127.0.0.1:0";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn node_i_gets_its_id_dir_and_ports_from_the_base_port() {
-        let layout = Layout::new("/tmp/c", Some(7700));
+        let layout = Layout::new("/tmp/c", Ports::Fixed(7700));
         let n3 = layout.node(3, Some("127.0.0.1:7701"));
         assert_eq!(
             n3.server_args(),
@@ -240,16 +268,17 @@ mod tests {
         );
         assert_eq!(n3.log_path(), Path::new("/tmp/c/n3.log"));
         assert_eq!(n3.pid_path(), Path::new("/tmp/c/n3.pid"));
-        let n1 = Layout::new("/tmp/c", None).node(1, None);
+        let n1 = Layout::new("/tmp/c", Ports::Free).node(1, None);
         assert_eq!((n1.http_addr.as_str(), n1.peer_addr.as_str()), ("127.0.0.1:0", "127.0.0.1:0"));
         assert!(n1.join.is_empty());
     }
 
     #[test]
     fn a_base_port_range_past_the_last_port_is_refused() {
-        assert!(Layout::new("/tmp", Some(65_530)).check(3).is_ok());
-        assert!(Layout::new("/tmp", Some(65_531)).check(3).is_err());
-        assert!(Layout::new("/tmp", Some(0)).check(1).is_err());
-        assert!(Layout::new("/tmp", None).check(32).is_ok());
+        assert!(Layout::new("/tmp", Ports::Fixed(65_530)).check(3).is_ok());
+        assert!(Layout::new("/tmp", Ports::Fixed(65_531)).check(3).is_err());
+        assert!(Layout::new("/tmp", Ports::Preferred(65_531)).check(3).is_err());
+        assert!(Layout::new("/tmp", Ports::Fixed(0)).check(1).is_err());
+        assert!(Layout::new("/tmp", Ports::Free).check(32).is_ok());
     }
 }

@@ -4,6 +4,9 @@
 //! attached demo, which keep reading it so the node never blocks on a full pipe) or appended
 //! to `<data dir>.out` ([`StdoutTo::File`]: a node that outlives its launcher, whose pid is
 //! then written to `<data dir>.pid`). Either way the startup line is the only thing read.
+//!
+//! Signals go through `kill(2)` directly ([`signal`], rustix's safe wrapper), not through a
+//! `kill` program that may be missing from PATH.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
@@ -165,30 +168,66 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Sends `SIG<name>` to `pid` with `kill(1)`, which saves a dependency on libc bindings.
-pub fn signal(pid: u32, name: &str) -> Result<(), Error> {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .map_err(Error::io("running kill"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::Io {
-            what: format!("kill -{name} {pid}"),
-            source: std::io::Error::other("no such process"),
-        })
+/// A signal the launcher sends to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Stop cleanly: drain, flush, exit 0.
+    Term,
+    /// Die at once: no flush, no goodbye.
+    Kill,
+    /// Freeze: the process keeps its sockets but runs nothing.
+    Stop,
+    /// Resume a frozen process.
+    Cont,
+}
+
+impl Signal {
+    /// `SIGTERM`, `SIGKILL`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Term => "SIGTERM",
+            Signal::Kill => "SIGKILL",
+            Signal::Stop => "SIGSTOP",
+            Signal::Cont => "SIGCONT",
+        }
+    }
+
+    fn raw(self) -> rustix::process::Signal {
+        use rustix::process::Signal as Raw;
+        match self {
+            Signal::Term => Raw::TERM,
+            Signal::Kill => Raw::KILL,
+            Signal::Stop => Raw::STOP,
+            Signal::Cont => Raw::CONT,
+        }
     }
 }
 
-/// Whether process `pid` runs: it exists (`kill -0`) and is not a zombie (a node that outlived
-/// its launcher is reaped by whoever adopted it, which may be late or never).
+/// Sends `signal` to process `pid` through the `kill(2)` system call (rustix's safe wrapper),
+/// so stopping nodes does not depend on a `kill` program on PATH.
+pub fn signal(pid: u32, signal: Signal) -> Result<(), Error> {
+    let what = || format!("sending {} to pid {pid}", signal.name());
+    rustix::process::kill_process(raw_pid(pid).map_err(Error::io(what()))?, signal.raw())
+        .map_err(|errno| Error::Io { what: what(), source: errno.into() })
+}
+
+/// `pid` as a process id `kill(2)` takes as one process: 0 and values past `i32::MAX` would
+/// name a process group or every process, so they are refused.
+fn raw_pid(pid: u32) -> std::io::Result<rustix::process::Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::other(format!("{pid} is not a process id")))
+}
+
+/// Whether process `pid` runs: it exists (`kill(pid, 0)`) and is not a zombie (a node that
+/// outlived its launcher is reaped by whoever adopted it, which may be late or never).
 pub fn is_alive(pid: u32) -> bool {
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')));
-    zombie != Some(true) && signal(pid, "0").is_ok()
+    let exists = raw_pid(pid).is_ok_and(|pid| rustix::process::test_kill_process(pid).is_ok());
+    zombie != Some(true) && exists
 }
 
 /// Whether process `pid` runs and is the node of `data_dir` (its command line names the data
@@ -214,7 +253,7 @@ pub fn read_pid(path: &Path) -> Option<u32> {
 /// Stops process `pid` that is not our child: SIGTERM, then SIGKILL if it is still there after
 /// `timeout`. Returns whether it exited before the SIGKILL.
 pub fn stop_pid(pid: u32, timeout: Duration) -> bool {
-    if signal(pid, "TERM").is_err() {
+    if signal(pid, Signal::Term).is_err() {
         return true;
     }
     let deadline = Instant::now() + timeout;
@@ -224,7 +263,7 @@ pub fn stop_pid(pid: u32, timeout: Duration) -> bool {
         }
         std::thread::sleep(POLL_INTERVAL);
     }
-    let _ = signal(pid, "KILL");
+    let _ = signal(pid, Signal::Kill);
     false
 }
 
@@ -245,6 +284,21 @@ mod tests {
         child.wait().unwrap();
         assert!(!is_alive(pid));
         assert!(is_alive(std::process::id()), "this test process runs");
+    }
+
+    /// A signal reaches the process it names; a pid that would name a group is refused.
+    #[test]
+    fn signals_reach_the_process_and_pid_zero_is_refused() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        signal(child.id(), Signal::Stop).unwrap();
+        signal(child.id(), Signal::Cont).unwrap();
+        signal(child.id(), Signal::Kill).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "{status}");
+        assert!(signal(0, Signal::Term).is_err(), "pid 0 is this process group");
+        assert!(signal(u32::MAX, Signal::Term).is_err(), "-1 is every process");
+        assert!(!is_alive(0));
     }
 
     #[test]

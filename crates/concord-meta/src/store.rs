@@ -1,7 +1,8 @@
 //! Raft log and state machine, stored in the node's fjall database (keyspace `raft`).
 //!
-//! Layout: `log/<index u64 BE>` → entry, `vote`, `committed`, `purged`, and `sm` → the applied
-//! state (last applied log id, membership, [`MetaState`]). The state machine is written with
+//! Layout (keys in `concord_storage::keys::raft`): `log/<index u64 BE>` → entry, `vote`,
+//! `committed`, `purged`, and `sm` → the applied state (last applied log id, membership,
+//! [`MetaState`]). The records are openraft's types, postcard-encoded here. The state machine is written with
 //! every applied batch, synced, so a snapshot is simply the current state encoded: there is no
 //! separate snapshot file to keep consistent.
 
@@ -10,6 +11,9 @@ use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, RwLock};
 
+use concord_storage::keys::raft::{
+    COMMITTED_KEY, LOG_PREFIX, PURGED_KEY, STATE_KEY, VOTE_KEY, log_end, log_key,
+};
 use concord_storage::{Batch, Durability, Space, Storage};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -25,16 +29,6 @@ use crate::{MetaNode, TypeConfig};
 
 type RaftId = u64;
 type SError = StorageError<RaftId>;
-
-const LOG_PREFIX: &[u8] = b"log/";
-const VOTE_KEY: &[u8] = b"vote";
-const COMMITTED_KEY: &[u8] = b"committed";
-const PURGED_KEY: &[u8] = b"purged";
-const STATE_KEY: &[u8] = b"sm";
-
-fn log_key(index: u64) -> Vec<u8> {
-    [LOG_PREFIX, &index.to_be_bytes()].concat()
-}
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("metadata types always encode")
@@ -78,7 +72,7 @@ impl LogStore {
     }
 
     fn last_entry(&self) -> Result<Option<Entry<TypeConfig>>, AnyError> {
-        let end = concord_storage::keys::prefix_end(LOG_PREFIX).expect("prefix has an end");
+        let end = log_end();
         // Scans are forward only; the log is short (it is purged after every snapshot), so
         // reading the tail in pages is cheap.
         let mut start = LOG_PREFIX.to_vec();
@@ -109,7 +103,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let end = match range.end_bound() {
             Bound::Included(i) => log_key(i.saturating_add(1)),
             Bound::Excluded(i) => log_key(*i),
-            Bound::Unbounded => concord_storage::keys::prefix_end(LOG_PREFIX).expect("has end"),
+            Bound::Unbounded => log_end(),
         };
         let storage = self.storage.clone();
         blocking(move || {
@@ -212,7 +206,7 @@ impl LogStore {
         blocking(move || {
             let end = match to {
                 Some(to) => log_key(to),
-                None => concord_storage::keys::prefix_end(LOG_PREFIX).expect("has end"),
+                None => log_end(),
             };
             let keys = store
                 .storage

@@ -16,28 +16,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use concord_storage::{Batch, Durability, Space, Storage};
+use concord_storage::Storage;
 use concord_types::WallClock;
 use tokio::sync::watch;
 
 use crate::Error;
 
-const ALIVE_KEY: &[u8] = b"alive";
-
 /// When this data dir's node was last recorded alive, in wall-clock ms (`None` if never).
 fn last_alive(storage: &dyn Storage) -> Result<Option<u64>, Error> {
-    let Some(bytes) = storage.get(Space::Meta, ALIVE_KEY)? else { return Ok(None) };
-    let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-        Error::Startup("the data dir's last-alive record is corrupt (expected 8 bytes)".into())
-    })?;
-    Ok(Some(u64::from_be_bytes(bytes)))
+    Ok(concord_storage::meta::last_alive(storage)?)
 }
 
 fn record_alive(storage: &dyn Storage, at_ms: u64) -> Result<(), Error> {
-    let mut batch = Batch::new();
-    batch.put(Space::Meta, ALIVE_KEY.to_vec(), at_ms.to_be_bytes().to_vec());
-    storage.commit(batch, Durability::Sync)?;
-    Ok(())
+    Ok(concord_storage::meta::record_alive(storage, at_ms)?)
 }
 
 /// Refuses to start a node whose data dir was last alive longer than `grace` ago (unless

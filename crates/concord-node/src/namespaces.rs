@@ -6,22 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use concord_storage::{Batch, Durability, Space, Storage};
-use concord_types::{Consistency, NamespaceConfig, NamespaceId, NamespaceName};
-use serde::{Deserialize, Serialize};
+use concord_storage::Storage;
+use concord_storage::meta::{self, StoredNamespace as Namespace};
+use concord_types::{Consistency, NamespaceConfig, NamespaceName};
 
 use crate::Error;
-
-const NAMESPACE_PREFIX: &[u8] = b"ns/";
-const NEXT_ID_KEY: &[u8] = b"ns-next-id";
-
-/// A namespace as stored: its id and configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Namespace {
-    pub id: NamespaceId,
-    pub name: NamespaceName,
-    pub config: NamespaceConfig,
-}
 
 /// A namespace as shown to clients: its configuration and the replica count actually placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +31,8 @@ pub struct Namespaces {
 impl Namespaces {
     /// Loads every namespace from the meta space.
     pub fn load(storage: Arc<dyn Storage>) -> Result<Self, Error> {
-        let end = concord_storage::keys::prefix_end(NAMESPACE_PREFIX).expect("prefix has an end");
         let mut by_name = BTreeMap::new();
-        for (key, value) in storage.scan(Space::Meta, NAMESPACE_PREFIX, &end, usize::MAX)? {
-            let namespace: Namespace = postcard::from_bytes(&value)
-                .map_err(|e| Error::Startup(format!("corrupt namespace record {key:?}: {e}")))?;
+        for namespace in meta::namespaces(&*storage)? {
             by_name.insert(namespace.name.to_string(), Arc::new(namespace));
         }
         Ok(Self { storage, by_name: RwLock::new(by_name), create_lock: Mutex::new(()) })
@@ -77,35 +63,19 @@ impl Namespaces {
                 Err(Error::NamespaceConflict { name: name.to_string() })
             };
         }
-        let id = self.next_id()?;
+        let id = meta::next_namespace_id(&*self.storage)?;
         let namespace = Namespace { id, name, config };
-        let mut batch = Batch::new();
-        let key = [NAMESPACE_PREFIX, namespace.name.as_str().as_bytes()].concat();
-        batch.put(Space::Meta, key, postcard::to_stdvec(&namespace).expect("namespace encodes"));
-        batch.put(Space::Meta, NEXT_ID_KEY.to_vec(), (id.0 + 1).to_be_bytes().to_vec());
-        self.storage.commit(batch, Durability::Sync)?;
+        meta::store_namespace(&*self.storage, &namespace)?;
         let mut by_name = self.by_name.write().expect("namespace lock poisoned");
         by_name.insert(namespace.name.to_string(), Arc::new(namespace));
         Ok(true)
-    }
-
-    fn next_id(&self) -> Result<NamespaceId, Error> {
-        Ok(match self.storage.get(Space::Meta, NEXT_ID_KEY)? {
-            Some(bytes) => {
-                let bytes: [u8; 4] = bytes.as_slice().try_into().map_err(|_| {
-                    Error::Startup("corrupt namespace id counter in the meta space".into())
-                })?;
-                NamespaceId(u32::from_be_bytes(bytes))
-            }
-            None => NamespaceId(1),
-        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use concord_storage::MemoryStorage;
-    use concord_types::ConflictPolicy;
+    use concord_types::{ConflictPolicy, NamespaceId};
 
     use super::*;
 

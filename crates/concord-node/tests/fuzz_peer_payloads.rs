@@ -26,7 +26,7 @@ use concord_replica::tombstones::PurgeRequest;
 use concord_replica::verify::{TreeRoot, TreeRootRequest};
 use concord_rpc::MessageKind;
 use concord_rpc::handshake::Hello;
-use concord_storage::ObjectStore;
+use concord_storage::{ObjectStore, StoredState};
 use concord_types::{
     ActorId, ClusterId, ConflictPolicy, Content, Dot, DvvSet, Key, NamespaceConfig, NamespaceId,
     NamespaceName, NodeId, PartitionId, Timestamp, VersionVector,
@@ -70,7 +70,7 @@ enum Forwarded {
 }
 
 /// Objects as a peer stores them: decoded (and validated) as handoff and anti-entropy do.
-fn stored_objects(objects: Vec<(Key, Vec<u8>)>) {
+fn stored_objects(objects: Vec<(Key, StoredState)>) {
     if let Ok(states) = ObjectStore::decode_states(objects) {
         assert!(states.iter().all(|(_, state)| state.is_well_formed()));
     }
@@ -141,7 +141,7 @@ fn decode_as(kind: MessageKind, bytes: &[u8], swim: &RefCell<Swim>, from: &NodeI
         MessageKind::TreeLeaves => round_trip::<Vec<u64>>(bytes),
         MessageKind::SegmentObjects => {
             round_trip::<SegmentRequest>(bytes);
-            if let Ok(objects) = concord_rpc::decode::<Vec<(Key, Vec<u8>)>>(bytes) {
+            if let Ok(objects) = concord_rpc::decode::<Vec<(Key, StoredState)>>(bytes) {
                 stored_objects(objects);
             }
         }
@@ -192,10 +192,8 @@ fn state() -> DvvSet {
 }
 
 /// An object as a node stores it: format byte 1 and the postcard DVV set.
-fn stored() -> Vec<u8> {
-    let mut bytes = vec![1];
-    bytes.extend_from_slice(&concord_rpc::encode(&state()));
-    bytes
+fn stored() -> StoredState {
+    StoredState::encode(&state())
 }
 
 fn log_id(index: u64) -> LogId<RaftId> {

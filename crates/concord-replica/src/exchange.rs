@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord_rpc::MessageKind;
-use concord_storage::{Durability, ObjectStore};
+use concord_storage::{Durability, ObjectStore, StoredState};
 use concord_types::{ConflictPolicy, Key, NamespaceId, NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -37,8 +37,7 @@ pub struct MergeBatch {
     pub namespace: NamespaceId,
     pub partition: PartitionId,
     pub policy: ConflictPolicy,
-    #[serde(with = "crate::messages::stored_objects")]
-    pub objects: Vec<(Key, Vec<u8>)>,
+    pub objects: Vec<(Key, StoredState)>,
 }
 
 /// Most bytes of keys and stored states in one message of objects (a `SegmentObjects` reply,
@@ -178,7 +177,7 @@ impl Replica {
         partition: PartitionId,
         segments: BTreeSet<usize>,
         max: usize,
-    ) -> Result<Vec<(Key, Vec<u8>)>, String> {
+    ) -> Result<Vec<(Key, StoredState)>, String> {
         let objects = self.objects.clone();
         let scan = move || {
             objects.objects_in_segments(namespace, partition, &segments, max, BATCH_BYTES_MAX)
@@ -193,7 +192,7 @@ impl Replica {
         &self,
         namespace: NamespaceId,
         partition: PartitionId,
-        objects: Vec<(Key, Vec<u8>)>,
+        objects: Vec<(Key, StoredState)>,
         policy: ConflictPolicy,
     ) -> Result<(), String> {
         let decode = move || ObjectStore::decode_states(objects);
@@ -249,7 +248,7 @@ impl Replica {
             segments: segments.iter().map(|s| *s as u16).collect(),
             max_objects: config.max_objects as u32,
         };
-        let remote: Vec<(Key, Vec<u8>)> = self
+        let remote: Vec<(Key, StoredState)> = self
             .call(peer, MessageKind::SegmentObjects, concord_rpc::encode(&ask), timeout)
             .await?;
         let wanted: BTreeSet<usize> = segments.into_iter().collect();
@@ -275,10 +274,10 @@ impl Replica {
 /// that it lacks or holds differently.
 #[allow(clippy::type_complexity)]
 fn differences(
-    remote: Vec<(Key, Vec<u8>)>,
-    local: Vec<(Key, Vec<u8>)>,
-) -> (Vec<(Key, Vec<u8>)>, Vec<(Key, Vec<u8>)>) {
-    let mut theirs: BTreeMap<Key, Vec<u8>> = remote.into_iter().collect();
+    remote: Vec<(Key, StoredState)>,
+    local: Vec<(Key, StoredState)>,
+) -> (Vec<(Key, StoredState)>, Vec<(Key, StoredState)>) {
+    let mut theirs: BTreeMap<Key, StoredState> = remote.into_iter().collect();
     let mut to_there = Vec::new();
     for (key, bytes) in local {
         match theirs.get(&key) {
@@ -293,11 +292,11 @@ fn differences(
 
 /// `objects` in order, split into batches of at most `max_bytes` of keys and states each; an
 /// object larger than that makes a batch of its own.
-fn in_batches(objects: Vec<(Key, Vec<u8>)>, max_bytes: usize) -> Vec<Vec<(Key, Vec<u8>)>> {
-    let mut batches: Vec<Vec<(Key, Vec<u8>)>> = Vec::new();
+fn in_batches(objects: Vec<(Key, StoredState)>, max_bytes: usize) -> Vec<Vec<(Key, StoredState)>> {
+    let mut batches: Vec<Vec<(Key, StoredState)>> = Vec::new();
     let mut size = 0;
     for (key, bytes) in objects {
-        let object = key.as_bytes().len() + bytes.len();
+        let object = key.as_bytes().len() + bytes.encoded_len();
         match batches.last_mut() {
             Some(batch) if size + object <= max_bytes => {
                 size += object;
@@ -438,8 +437,8 @@ mod tests {
         let remote = b.objects_in_segments(NS, P, &segments, usize::MAX, usize::MAX).unwrap();
         let local = a.objects_in_segments(NS, P, &segments, usize::MAX, usize::MAX).unwrap();
         let (to_a, to_b) = differences(remote, local);
-        let decode = |objects: Vec<(Key, Vec<u8>)>| -> Vec<(Key, DvvSet)> {
-            objects.into_iter().map(|(k, v)| (k, ObjectStore::decode_state(&v).unwrap())).collect()
+        let decode = |objects: Vec<(Key, StoredState)>| -> Vec<(Key, DvvSet)> {
+            ObjectStore::decode_states(objects).unwrap()
         };
         let policy = ConflictPolicy::Siblings;
         a.merge_all(NS, P, decode(to_a), policy, Durability::Sync).await.unwrap();
@@ -510,8 +509,9 @@ mod tests {
         }
     }
 
-    fn obj(k: &str, v: &[u8]) -> (Key, Vec<u8>) {
-        (Key::new(k.as_bytes().to_vec()).unwrap(), v.to_vec())
+    /// An object whose state is `v` (not a DVV set: these tests only move and compare bytes).
+    fn obj(k: &str, v: &[u8]) -> (Key, StoredState) {
+        (Key::new(k.as_bytes().to_vec()).unwrap(), StoredState::from_bytes(v.to_vec()))
     }
 
     /// Batches keep to the byte bound and the order; an object over the bound goes alone.
@@ -532,7 +532,7 @@ mod tests {
             .collect();
         assert_eq!(keys, [vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"]]);
         for batch in &batches {
-            let size: usize = batch.iter().map(|(k, v)| k.as_bytes().len() + v.len()).sum();
+            let size: usize = batch.iter().map(|(k, v)| k.as_bytes().len() + v.encoded_len()).sum();
             assert!(size <= 24 || batch.len() == 1, "{size} bytes in {} objects", batch.len());
         }
         assert_eq!(batches.concat(), objects);

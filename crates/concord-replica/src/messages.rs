@@ -5,6 +5,7 @@
 //! partition count, which a decoder does not know: [`decode_request`] checks it where a request
 //! enters the replica layer ([`crate::Replica::handle`]).
 
+use concord_storage::StoredState;
 use concord_types::{
     ConflictPolicy, DvvSet, Key, NamespaceId, PartitionId, ValidationError, VersionVector,
 };
@@ -224,35 +225,10 @@ pub struct FetchRequest {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FetchReply {
-    /// Keys with their states as the source stores them (format byte and postcard), decoded
-    /// and validated by the receiver.
-    #[serde(with = "stored_objects")]
-    pub objects: Vec<(Key, Vec<u8>)>,
+    /// Keys with their states as the source stores them, decoded and validated by the receiver
+    /// ([`concord_storage::StoredState::decode`]).
+    pub objects: Vec<(Key, StoredState)>,
     pub more: bool,
-}
-
-/// Serde for a list of `(key, stored state)`, each state as one byte string. A derived
-/// `Vec<u8>` is serialized and parsed byte by byte, which made encoding and decoding the bulk
-/// of handoff's and anti-entropy's CPU; postcard writes the same bytes either way (length, then
-/// the bytes), so the wire format is unchanged.
-pub(crate) mod stored_objects {
-    use concord_types::Key;
-    use serde::{Deserialize, Deserializer, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
-
-    pub fn serialize<S: Serializer>(
-        objects: &[(Key, Vec<u8>)],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(objects.iter().map(|(key, state)| (key, Bytes::new(state))))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<(Key, Vec<u8>)>, D::Error> {
-        let objects = Vec::<(Key, ByteBuf)>::deserialize(deserializer)?;
-        Ok(objects.into_iter().map(|(key, state)| (key, state.into_vec())).collect())
-    }
 }
 
 #[cfg(test)]
@@ -336,8 +312,8 @@ mod tests {
         assert!(garbage.unwrap_err().starts_with("bad HandoffFetch payload"));
     }
 
-    /// The byte-string encoding is the one a plain `Vec<(Vec<u8>, Vec<u8>)>` had, so nodes of
-    /// either build understand each other.
+    /// Stored states are byte strings on the wire: the encoding is the one a plain
+    /// `Vec<(Vec<u8>, Vec<u8>)>` had, so nodes of either build understand each other.
     #[test]
     fn stored_objects_encode_as_plain_byte_vectors_did() {
         #[derive(Serialize, Deserialize)]
@@ -345,13 +321,16 @@ mod tests {
             objects: Vec<(Vec<u8>, Vec<u8>)>,
             more: bool,
         }
-        let objects: Vec<(Key, Vec<u8>)> = vec![
-            (Key::new(b"a".to_vec()).unwrap(), vec![1, 2, 3]),
-            (Key::new(vec![0xff; 300]).unwrap(), vec![7; 1000]),
-            (Key::new(b"c".to_vec()).unwrap(), Vec::new()),
+        let objects: Vec<(Key, StoredState)> = vec![
+            (Key::new(b"a".to_vec()).unwrap(), StoredState::from_bytes(vec![1, 2, 3])),
+            (Key::new(vec![0xff; 300]).unwrap(), StoredState::from_bytes(vec![7; 1000])),
+            (Key::new(b"c".to_vec()).unwrap(), StoredState::from_bytes(Vec::new())),
         ];
         let plain = Plain {
-            objects: objects.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.clone())).collect(),
+            objects: objects
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
             more: true,
         };
         let reply = FetchReply { objects, more: true };

@@ -5,14 +5,14 @@ use crate::StorageError;
 /// A named keyspace. Each is its own ordered map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Space {
-    /// User data: [`crate::ObjectKey`] → encoded DVV set.
+    /// User data: [`crate::ObjectKey`] → [`crate::StoredState`].
     Data,
-    /// Node metadata: namespaces, replica actors.
+    /// What a node records about itself ([`crate::keys::meta`]).
     Meta,
-    /// The Raft log, vote and metadata state machine of `concord-meta`.
+    /// The Raft log, vote and metadata state machine of `concord-meta` ([`crate::keys::raft`]).
     Raft,
     /// Hinted handoff: writes held for a replica that could not take them
-    /// ([`crate::hints::HintKey`] → encoded DVV set).
+    /// ([`crate::HintKey`] → [`crate::StoredState`]).
     Hints,
 }
 

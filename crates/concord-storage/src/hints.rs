@@ -1,7 +1,7 @@
 //! Hints: writes held on behalf of a replica that could not take them (hinted handoff).
 //!
-//! A hint is the DVV set of one key, stored in the hints space under the node it is meant for:
-//! `target name length (1 byte) | target name | object key`. Hints for one target are one
+//! A hint is the DVV set of one key, stored in the hints space under the node it is meant for
+//! ([`HintKey`]: the target's name, then the object key). Hints for one target are one
 //! contiguous range, so replay walks them in order. Storing a hint merges into any hint already
 //! held for the same target and key, through the committer like every other write; deleting a
 //! delivered hint succeeds only if nothing was merged into it since it was read.
@@ -9,42 +9,8 @@
 use concord_types::{ConflictPolicy, DvvSet, NodeId};
 
 use crate::keys::prefix_end;
-use crate::{ObjectKey, ObjectStore, Space, StorageError, Update, codec};
-
-/// Where one hint lives: the replica it is meant for and the object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HintKey {
-    pub target: NodeId,
-    pub object: ObjectKey,
-}
-
-impl HintKey {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Self::target_prefix(&self.target);
-        out.extend_from_slice(&self.object.encode());
-        out
-    }
-
-    /// Decodes a stored hint key; `None` if it is not well formed.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let (&len, rest) = bytes.split_first()?;
-        let name = rest.get(..usize::from(len))?;
-        let target = NodeId::new(std::str::from_utf8(name).ok()?).ok()?;
-        let object = ObjectKey::decode(&rest[usize::from(len)..])?;
-        Some(Self { target, object })
-    }
-
-    /// The prefix of every hint meant for `target`.
-    pub fn target_prefix(target: &NodeId) -> Vec<u8> {
-        let name = target.as_str().as_bytes();
-        // A `NodeId` is 1 to 63 bytes, whatever it was decoded from: its type validates it.
-        let len = u8::try_from(name.len()).expect("a NodeId is at most 63 bytes");
-        let mut out = Vec::with_capacity(1 + name.len() + 32);
-        out.push(len);
-        out.extend_from_slice(name);
-        out
-    }
-}
+use crate::stored_state::decode_stored;
+use crate::{HintKey, ObjectStore, Space, StorageError, Update};
 
 /// One stored hint.
 #[derive(Debug, Clone)]
@@ -90,7 +56,7 @@ impl ObjectStore {
                     key: raw.clone(),
                     reason: "not a hint key".into(),
                 })?;
-                Ok(Hint { key, state: codec::decode(&raw, &bytes)? })
+                Ok(Hint { key, state: decode_stored(&raw, &bytes)? })
             })
             .collect()
     }
@@ -147,7 +113,7 @@ mod tests {
     use concord_types::{ActorId, Content, Key, NamespaceId, PartitionId, Timestamp};
 
     use super::*;
-    use crate::{MemoryStorage, ObjectStoreOptions};
+    use crate::{MemoryStorage, ObjectKey, ObjectStoreOptions};
 
     fn key(target: &str, user_key: &str) -> HintKey {
         HintKey {
@@ -182,17 +148,6 @@ mod tests {
             ObjectStoreOptions::default(),
             std::sync::Arc::new(()),
         )
-    }
-
-    #[test]
-    fn hint_keys_round_trip_and_group_by_target() {
-        let k = key("node-b", "a/key");
-        assert_eq!(HintKey::decode(&k.encode()), Some(k.clone()));
-        assert!(k.encode().starts_with(&HintKey::target_prefix(&k.target)));
-        // "node-b" never shares a prefix with "node-bb": the length comes first.
-        let other = key("node-bb", "a/key");
-        assert!(!other.encode().starts_with(&HintKey::target_prefix(&k.target)));
-        assert_eq!(HintKey::decode(&[3, b'a']), None);
     }
 
     #[tokio::test]

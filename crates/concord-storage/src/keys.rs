@@ -1,8 +1,22 @@
-//! Layout of object keys in the data space: `namespace id (4 bytes BE) | partition (2 bytes BE) |
-//! user key`. Grouping by partition lets handoff and anti-entropy stream one partition as a
-//! contiguous range.
+//! Every key Concord stores, by keyspace: the one place their layout is written down. A key
+//! is built or parsed nowhere else.
+//!
+//! | space | key | value |
+//! |---|---|---|
+//! | `data` | [`ObjectKey`]: namespace id (u32 BE) \| partition (u16 BE) \| user key | [`crate::StoredState`] |
+//! | `hints` | [`HintKey`]: target name length (u8) \| target name \| object key | [`crate::StoredState`] |
+//! | `meta` | [`meta::ALIVE_KEY`] `alive` | wall-clock ms last alive, u64 BE ([`crate::meta`]) |
+//! | `meta` | [`meta::namespace_key`] `ns/<name>` | a single-node data dir's namespace, postcard ([`crate::meta`]) |
+//! | `meta` | [`meta::NAMESPACE_NEXT_ID_KEY`] `ns-next-id` | the next namespace id, u32 BE ([`crate::meta`]) |
+//! | `raft` | [`raft::log_key`] `log/<index u64 BE>` | a Raft log entry (postcard, `concord-meta`) |
+//! | `raft` | `vote`, `committed`, `purged`, `sm` ([`raft`]) | the vote, committed and purged log ids, the applied state machine (postcard, `concord-meta`) |
+//!
+//! Object keys group by partition, so handoff and anti-entropy stream one partition as one
+//! contiguous range; hint keys group by target, so replay walks one target's hints in order.
+//! Beside the keyspaces a data dir holds `identity.toml` and `LOCK` (`concord-node::identity`)
+//! and the engine's own directory `db/`.
 
-use concord_types::{Key, NamespaceId, PartitionId};
+use concord_types::{Key, NamespaceId, NodeId, PartitionId};
 
 const HEADER_BYTES: usize = 6;
 
@@ -39,6 +53,13 @@ impl ObjectKey {
         out.extend_from_slice(&partition.0.to_be_bytes());
         out
     }
+
+    /// The key range `[start, end)` of one partition of a namespace in the data space.
+    pub fn partition_range(namespace: NamespaceId, partition: PartitionId) -> (Vec<u8>, Vec<u8>) {
+        let start = Self::partition_prefix(namespace, partition);
+        let end = prefix_end(&start).expect("a partition prefix is never all 0xff");
+        (start, end)
+    }
 }
 
 /// The smallest byte string greater than every string starting with `prefix`, or `None` when
@@ -54,6 +75,85 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Where one hint lives in the hints space: the replica it is meant for and the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HintKey {
+    pub target: NodeId,
+    pub object: ObjectKey,
+}
+
+impl HintKey {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Self::target_prefix(&self.target);
+        out.extend_from_slice(&self.object.encode());
+        out
+    }
+
+    /// Decodes a stored hint key; `None` if it is not well formed.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&len, rest) = bytes.split_first()?;
+        let name = rest.get(..usize::from(len))?;
+        let target = NodeId::new(std::str::from_utf8(name).ok()?).ok()?;
+        let object = ObjectKey::decode(&rest[usize::from(len)..])?;
+        Some(Self { target, object })
+    }
+
+    /// The prefix of every hint meant for `target`.
+    pub fn target_prefix(target: &NodeId) -> Vec<u8> {
+        let name = target.as_str().as_bytes();
+        // A `NodeId` is 1 to 63 bytes, whatever it was decoded from: its type validates it.
+        let len = u8::try_from(name.len()).expect("a NodeId is at most 63 bytes");
+        let mut out = Vec::with_capacity(1 + name.len() + 32);
+        out.push(len);
+        out.extend_from_slice(name);
+        out
+    }
+}
+
+/// Keys of the meta space: what a node records about itself (read and written by
+/// [`crate::meta`]).
+pub mod meta {
+    use concord_types::NamespaceName;
+
+    /// The wall-clock time this data dir's node was last recorded alive.
+    pub const ALIVE_KEY: &[u8] = b"alive";
+    /// The prefix of the namespace records of single-node data dirs (imported into the
+    /// metadata when such a node founds a cluster).
+    pub const NAMESPACE_PREFIX: &[u8] = b"ns/";
+    /// The next namespace id a single-node data dir would have given out.
+    pub const NAMESPACE_NEXT_ID_KEY: &[u8] = b"ns-next-id";
+
+    /// The key of one namespace record: `ns/<name>`.
+    pub fn namespace_key(name: &NamespaceName) -> Vec<u8> {
+        [NAMESPACE_PREFIX, name.as_str().as_bytes()].concat()
+    }
+}
+
+/// Keys of the raft space: `concord-meta`'s log, vote and state machine.
+pub mod raft {
+    /// The prefix of the log entries; an entry's key ends with its index, u64 BE, so the log
+    /// is in index order.
+    pub const LOG_PREFIX: &[u8] = b"log/";
+    /// The last vote.
+    pub const VOTE_KEY: &[u8] = b"vote";
+    /// The last committed log id.
+    pub const COMMITTED_KEY: &[u8] = b"committed";
+    /// The last purged log id.
+    pub const PURGED_KEY: &[u8] = b"purged";
+    /// The applied state machine, with its last applied log id and membership.
+    pub const STATE_KEY: &[u8] = b"sm";
+
+    /// The key of the log entry at `index`.
+    pub fn log_key(index: u64) -> Vec<u8> {
+        [LOG_PREFIX, &index.to_be_bytes()].concat()
+    }
+
+    /// The end (exclusive) of the log's key range.
+    pub fn log_end() -> Vec<u8> {
+        super::prefix_end(LOG_PREFIX).expect("the log prefix has an end")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +167,35 @@ mod tests {
         };
         assert_eq!(ObjectKey::decode(&key.encode()), Some(key));
         assert_eq!(ObjectKey::decode(&[0, 0, 0, 7, 0, 1]), None);
+    }
+
+    #[test]
+    fn hint_keys_round_trip_and_group_by_target() {
+        let key = |target: &str| HintKey {
+            target: NodeId::new(target).unwrap(),
+            object: ObjectKey {
+                namespace: NamespaceId(1),
+                partition: PartitionId(3),
+                key: Key::new(b"a/key".to_vec()).unwrap(),
+            },
+        };
+        let k = key("node-b");
+        assert_eq!(HintKey::decode(&k.encode()), Some(k.clone()));
+        assert!(k.encode().starts_with(&HintKey::target_prefix(&k.target)));
+        // "node-b" never shares a prefix with "node-bb": the length comes first.
+        let other = key("node-bb");
+        assert!(!other.encode().starts_with(&HintKey::target_prefix(&k.target)));
+        assert_eq!(HintKey::decode(&[3, b'a']), None);
+    }
+
+    /// The meta and raft keys are the bytes data dirs already hold.
+    #[test]
+    fn meta_and_raft_keys_are_the_ones_data_dirs_hold() {
+        let carts = concord_types::NamespaceName::new("carts").unwrap();
+        assert_eq!(meta::namespace_key(&carts), b"ns/carts");
+        assert_eq!(raft::log_key(258), b"log/\0\0\0\0\0\0\x01\x02");
+        assert!(raft::log_key(u64::MAX) < raft::log_end());
+        assert!(raft::log_key(1) < raft::log_key(256), "the log sorts by index");
     }
 
     #[test]

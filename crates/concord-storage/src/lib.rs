@@ -10,21 +10,27 @@
 //!   with one fsync, and then acknowledges them all (group commit, DESIGN.md §7). Because every
 //!   read-modify-write of a DVV set happens inside this one thread, two concurrent writes to a key
 //!   can never both start from the same stored state (DESIGN.md §4).
-//! - [`keys`]: how object keys are laid out: namespace id, partition, user key.
+//! - [`keys`]: every key stored, by keyspace (data, hints, meta, raft): one file to read.
+//! - [`meta`]: the records of the meta space (last-alive time, single-node namespaces).
+//! - [`stored_state`]: [`StoredState`], the one encoding of a key's DVV set on disk and where
+//!   stored bytes cross the wire (a format-version byte, then postcard), decoded and validated
+//!   in one place.
 //! - [`hints`]: writes held for another replica (hinted handoff), in their own space.
 //! - [`tree`]: anti-entropy hash trees per partition replica, kept current by the committer.
 //! - [`tombstones`]: which tombstones are past their grace and may be purged.
 //!
-//! This crate knows nothing of the network.
+//! This crate knows nothing of the network; [`StoredState`] only says how stored bytes serialize
+//! where they cross it.
 
 pub mod engine;
 pub mod hints;
 pub mod keys;
+pub mod meta;
 pub mod objects;
+pub mod stored_state;
 pub mod tombstones;
 pub mod tree;
 
-mod codec;
 mod error;
 mod fjall_engine;
 mod memory;
@@ -32,11 +38,12 @@ mod memory;
 pub use engine::{Batch, Durability, Space, Storage};
 pub use error::{StorageError, too_many_siblings};
 pub use fjall_engine::{FjallOptions, FjallStorage};
-pub use hints::{Hint, HintKey};
-pub use keys::ObjectKey;
+pub use hints::Hint;
+pub use keys::{HintKey, ObjectKey};
 pub use memory::MemoryStorage;
 pub use objects::{
     CommitObserver, Listing, LiveKeys, ObjectChunk, ObjectStore, ObjectStoreOptions, Update,
 };
+pub use stored_state::{StoredState, StoredStateError};
 pub use tombstones::{Expired, Sweep};
 pub use tree::{HashTree, Trees};

@@ -8,7 +8,7 @@
 
 use concord_types::{DvvSet, Key, NamespaceId, PartitionId};
 
-use crate::{ObjectStore, StorageError};
+use crate::{ObjectKey, ObjectStore, StorageError};
 
 /// Whether `state` is a tombstone whose newest write is at least `grace_ms` older than
 /// `now_ms` (wall-clock milliseconds).
@@ -56,8 +56,11 @@ impl ObjectStore {
         let chunk = self.scan_objects(namespace, partition, after, scan_max, usize::MAX)?;
         let mut page = Expired::default();
         let mut last = None;
-        for (key, bytes) in chunk.objects {
-            let state = Self::decode_state(&bytes)?;
+        for (key, stored) in chunk.objects {
+            let state = stored.decode().map_err(|e| StorageError::Corrupt {
+                key: ObjectKey { namespace, partition, key: key.clone() }.encode(),
+                reason: e.to_string(),
+            })?;
             if expired(&state, now_ms, grace_ms) {
                 page.tombstones.push((key.clone(), state));
             }

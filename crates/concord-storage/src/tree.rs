@@ -16,7 +16,6 @@ use std::sync::Mutex;
 use concord_types::{NamespaceId, PartitionId};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::keys::prefix_end;
 use crate::{ObjectKey, Space, Storage, StorageError};
 
 /// Leaf segments per tree.
@@ -156,24 +155,6 @@ impl Trees {
         *self.trees.lock().expect("trees lock") = fresh;
         Ok(())
     }
-
-    /// Rebuilds one partition replica's tree from the stored data, holding the trees while it
-    /// scans so no committed change slips between the scan and the swap.
-    pub fn rebuild(
-        &self,
-        storage: &dyn Storage,
-        namespace: NamespaceId,
-        partition: PartitionId,
-    ) -> Result<HashTree, StorageError> {
-        let mut trees = self.trees.lock().expect("trees lock");
-        let tree = build(storage, namespace, partition)?;
-        if tree.keys() == 0 {
-            trees.remove(&(namespace, partition));
-        } else {
-            trees.insert((namespace, partition), tree.clone());
-        }
-        Ok(tree)
-    }
 }
 
 /// A partition replica's tree computed from the stored data alone (a check of the incremental
@@ -183,8 +164,7 @@ pub fn build(
     namespace: NamespaceId,
     partition: PartitionId,
 ) -> Result<HashTree, StorageError> {
-    let start = ObjectKey::partition_prefix(namespace, partition);
-    let end = prefix_end(&start).expect("partition prefix is never all 0xff");
+    let (start, end) = ObjectKey::partition_range(namespace, partition);
     let mut tree = HashTree::new();
     scan_data(storage, &start, &end, |object, digest| {
         tree.apply(object.key.as_bytes(), None, Some(digest));

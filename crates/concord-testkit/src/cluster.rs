@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use concord_client::{Client, ClientConfig, ClusterStatus};
-use concord_launch::{Layout, ready};
+use concord_launch::{Layout, Ports, ready};
 
 use crate::server::{Exited, ServerOptions, TestServer};
 
@@ -303,7 +303,7 @@ impl TestCluster {
     /// Node `i`'s options from the launcher's layout, without `--join` (the callers add it).
     fn default_options(&self, i: usize) -> ServerOptions {
         let number = u16::try_from(i + 1).expect("fewer than 65535 nodes");
-        Layout::new(self.dir(), None).node(number, None)
+        Layout::new(self.dir(), Ports::Free).node(number, None)
     }
 
     fn spawn(&mut self, options: ServerOptions) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use concord_client::startup::Announcement;
-use concord_launch::process::{self, LOG_TAIL_LINES, StdoutTo};
+use concord_launch::process::{self, LOG_TAIL_LINES, Signal, StdoutTo};
 
 pub use concord_launch::ServerOptions;
 
@@ -116,7 +116,7 @@ impl TestServer {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        self.signal("TERM")?;
+        self.signal(Signal::Term)?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -148,12 +148,12 @@ impl TestServer {
 
     /// Freezes the process (SIGSTOP): it holds its sockets but answers nothing.
     pub fn sigstop(&self) -> anyhow::Result<()> {
-        self.signal("STOP")
+        self.signal(Signal::Stop)
     }
 
     /// Resumes a frozen process (SIGCONT).
     pub fn sigcont(&self) -> anyhow::Result<()> {
-        self.signal("CONT")
+        self.signal(Signal::Cont)
     }
 
     /// Whether the process has not exited (a frozen process is running).
@@ -192,8 +192,8 @@ impl TestServer {
         self.child.id()
     }
 
-    fn signal(&self, name: &str) -> anyhow::Result<()> {
-        Ok(process::signal(self.child.id(), name)?)
+    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        Ok(process::signal(self.child.id(), signal)?)
     }
 }
 

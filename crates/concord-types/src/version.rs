@@ -115,6 +115,14 @@ impl VersionVector {
         self.entries.iter().copied()
     }
 
+    /// Whether the entries are in their one canonical form: sorted by actor, each actor once,
+    /// every counter above 0. Lookups binary-search the entries, so a vector in any other form
+    /// (only a decoder can build one) would forget what it has seen.
+    pub fn is_canonical(&self) -> bool {
+        self.entries.iter().all(|(_, counter)| *counter > 0)
+            && self.entries.windows(2).all(|pair| pair[0].0 < pair[1].0)
+    }
+
     /// Builds a vector from arbitrary entries, as decoded from a client token.
     pub fn from_entries(entries: impl IntoIterator<Item = (ActorId, u64)>) -> Self {
         let mut vv = VersionVector::new();
@@ -257,18 +265,21 @@ impl DvvSet {
 
     /// Forgets the oldest entries that back no live sibling beyond [`HISTORY_ENTRIES_MAX`].
     /// Deterministic in the state, so replicas holding the same writes prune alike.
+    ///
+    /// Linear in entries and siblings: both are sorted by actor (siblings by dot, whose actor
+    /// comes first), so one walk of each says which entries back a live sibling.
     fn prune(&mut self) {
-        let live = |actor: ActorId| self.siblings.iter().any(|s| s.dot.actor == actor);
-        let history = self.vv.entries.iter().filter(|(a, _)| !live(*a)).count();
+        let mut live = LiveActors::new(&self.siblings);
+        let history = self.vv.entries.iter().filter(|(actor, _)| !live.has(*actor)).count();
         if history <= HISTORY_ENTRIES_MAX {
             return;
         }
         // Entries are sorted by actor id, and an actor id begins with the minute it was drawn:
         // the first entries without a live sibling are the oldest.
         let mut excess = history - HISTORY_ENTRIES_MAX;
-        let siblings = &self.siblings;
+        let mut live = LiveActors::new(&self.siblings);
         self.vv.entries.retain(|(actor, _)| {
-            if excess == 0 || siblings.iter().any(|s| s.dot.actor == *actor) {
+            if excess == 0 || live.has(*actor) {
                 return true;
             }
             excess -= 1;
@@ -334,8 +345,27 @@ impl DvvSet {
 
     /// Checks the structural invariants; used after decoding from disk or the wire.
     pub fn is_well_formed(&self) -> bool {
-        self.siblings.windows(2).all(|w| w[0].dot < w[1].dot)
+        self.vv.is_canonical()
+            && self.siblings.windows(2).all(|w| w[0].dot < w[1].dot)
             && self.siblings.iter().all(|s| self.vv.covers(s.dot))
+    }
+}
+
+/// Answers "does a sibling of this actor exist?" for actors asked in ascending order, walking
+/// the siblings (sorted by dot, so by actor) once over all the questions.
+struct LiveActors<'s> {
+    siblings: std::iter::Peekable<std::slice::Iter<'s, Sibling>>,
+}
+
+impl<'s> LiveActors<'s> {
+    fn new(siblings: &'s [Sibling]) -> Self {
+        Self { siblings: siblings.iter().peekable() }
+    }
+
+    /// Whether a sibling of `actor` exists; `actor` is at least the one asked last.
+    fn has(&mut self, actor: ActorId) -> bool {
+        while self.siblings.next_if(|s| s.dot.actor < actor).is_some() {}
+        self.siblings.peek().is_some_and(|s| s.dot.actor == actor)
     }
 }
 

@@ -12,12 +12,13 @@
 mod bench;
 mod cli;
 mod demo;
+mod environment;
 mod server;
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: the data path allocates many short-lived values of about
 /// a kilobyte on several threads, and glibc's consolidation and bin management were about an
@@ -36,7 +37,8 @@ struct Cli {
 enum Command {
     /// Run a Concord node.
     Server(server::ServerArgs),
-    /// Run a local cluster of N nodes until Ctrl-C (data in a temporary directory).
+    /// Run a local cluster of N nodes until Ctrl-C, n1 on localhost:7700 when free (data in a
+    /// temporary directory); kill and restart its nodes to watch the cluster react.
     Demo(demo::DemoArgs),
     /// Read, write, delete and list keys.
     Kv(cli::kv::KvArgs),
@@ -50,7 +52,12 @@ enum Command {
 
 fn main() -> ExitCode {
     install_panic_hook();
-    let cli = Cli::parse();
+    let cli = parse_command_line();
+    if let Err(err) =
+        environment::check(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))
+    {
+        return report_error(&err);
+    }
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Demo(args) => demo::run(args),
@@ -63,6 +70,20 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report_error(&err),
     }
+}
+
+/// The command line, with `server --help` completed by the environment variables (generated
+/// from the config keys, so it cannot go stale).
+fn parse_command_line() -> Cli {
+    let command = Cli::command().mut_subcommand("server", |server| {
+        server
+            .after_help(
+                "Every config key is also read from CONCORD_<SECTION>_<KEY> (e.g. \
+                 CONCORD_STORAGE_DURABILITY); --help lists them.",
+            )
+            .after_long_help(environment::server_help())
+    });
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
 }
 
 /// Prints the default panic message, then aborts: after a broken invariant nothing the process
@@ -135,6 +156,9 @@ mod tests {
         let detached_in_a_temporary_dir = ["concord", "demo", "--detach"];
         assert!(Cli::try_parse_from(detached_in_a_temporary_dir).is_err());
         assert!(Cli::try_parse_from(["concord", "demo", "--data-root", "/c", "--stop"]).is_ok());
+        assert!(Cli::try_parse_from(["concord", "demo", "--free-ports"]).is_ok());
+        let both = ["concord", "demo", "--free-ports", "--base-port", "9000"];
+        assert!(Cli::try_parse_from(both).is_err(), "free ports or fixed ports, not both");
         for change in ["leave", "remove"] {
             let cli = Cli::try_parse_from(["concord", "cluster", change, "n2"]);
             assert!(cli.is_ok(), "{cli:?}");

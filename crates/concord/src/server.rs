@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// TOML config file (every key is documented in the README).
-    #[arg(long, env = "CONCORD_CONFIG")]
+    #[arg(long, env = "CONCORD_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// Data directory [default: ./concord-data].
     #[arg(long)]
@@ -148,8 +148,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The log filter when `CONCORD_LOG` is unset or invalid.
-const LOG_FILTER_DEFAULT: &str = "info,openraft=warn";
+/// The log filter when `CONCORD_LOG` is unset or invalid: Concord's own crates at info, its
+/// dependencies (fjall, lsm-tree, openraft, hyper) only when they warn, so that start-up says
+/// what Concord did rather than how the storage engine opened its files.
+const LOG_FILTER_DEFAULT: &str = "warn,concord=info";
 
 /// openraft logs every failed call to a follower that is down, five lines twice a second;
 /// `concord_meta::network` logs the peer's reachability changes instead, so these are off
@@ -162,7 +164,18 @@ fn init_logging() {
     let filter = log_filter(&asked);
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter("")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colours_wanted())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Colour codes only for a person at a terminal: not in a log file or a pipe, and not when
+/// `NO_COLOR` is set (no-color.org).
+fn colours_wanted() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The filter for `CONCORD_LOG=asked`: the default if empty, and openraft's per-retry lines
@@ -185,7 +198,7 @@ mod tests {
     fn raft_retry_lines_are_off_unless_openraft_is_asked_for() {
         assert_eq!(
             log_filter(""),
-            "info,openraft=warn,openraft::replication=off,\
+            "warn,concord=info,openraft::replication=off,\
              openraft::engine::handler::replication_handler=error"
         );
         assert_eq!(

@@ -1,13 +1,16 @@
 //! `concord demo` as the launcher scripts use (`scripts/bench-*.sh`, `scripts/bench-cluster.py`):
 //! start a cluster detached, read its endpoints as JSON, kill a node and restart it alone on its
 //! data dir and ports, and stop every node. The demo computes the nodes' ids, data dirs, ports
-//! and flags with `concord-launch`, the code `concord-testkit` starts its clusters with.
+//! and flags with `concord-launch`, the code `concord-testkit` starts its clusters with. These
+//! run on free ports (`--free-ports`), except the one that checks the default: n1 on the
+//! README's 7700, or on free ports with a loud line when 7700 is taken.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use concord_client::Client;
+use concord_launch::process::Signal;
 use serde_json::Value;
 
 /// Deadline for the restarted node to be seen up by the others.
@@ -44,6 +47,11 @@ fn pid_alive(pid: u64) -> bool {
     concord_launch::process::is_alive(u32::try_from(pid).expect("a pid fits u32"))
 }
 
+/// Sends `signal` to `pid` as the launcher does (no `kill` program needed).
+fn signal(pid: u64, signal: Signal) -> Result<(), concord_launch::Error> {
+    concord_launch::process::signal(u32::try_from(pid).expect("a pid fits u32"), signal)
+}
+
 /// Stops the detached nodes even if the test fails halfway.
 struct StopOnDrop(PathBuf);
 
@@ -65,6 +73,7 @@ async fn detached_cluster_is_listed_restarted_alone_and_stopped() {
     let nodes = endpoints(&demo(&[
         "--nodes",
         "3",
+        "--free-ports",
         "--data-root",
         root_arg,
         "--detach",
@@ -85,10 +94,11 @@ async fn detached_cluster_is_listed_restarted_alone_and_stopped() {
 
     println!("phase 2: kill -9 n3, restart it alone");
     let n3_pid = nodes[2]["pid"].as_u64().unwrap();
-    Command::new("kill").args(["-9", &n3_pid.to_string()]).status().unwrap();
+    signal(n3_pid, Signal::Kill).unwrap();
     let restarted = endpoints(&demo(&[
         "--nodes",
         "3",
+        "--free-ports",
         "--data-root",
         root_arg,
         "--detach",
@@ -119,6 +129,38 @@ async fn detached_cluster_is_listed_restarted_alone_and_stopped() {
     let pids = [&nodes[0]["pid"], &nodes[1]["pid"], &restarted[0]["pid"]];
     for pid in pids {
         assert!(!pid_alive(pid.as_u64().unwrap()), "pid {pid} still runs after --stop");
+    }
+}
+
+/// Issue 20 item 1: by default n1 takes the README's port 7700 when it is free, and when it is
+/// not, the demo still starts, on free ports, and says so loudly on stderr. The test holds 7700
+/// itself, so the fallback is certain; if another program already holds it and lets it go
+/// before the demo looks, the demo takes it, and the test checks the demo said nothing false.
+#[test]
+fn a_taken_readme_port_moves_n1_to_free_ports_loudly() {
+    let held = std::net::TcpListener::bind("127.0.0.1:7700");
+    println!("holding 127.0.0.1:7700 for the test: {}", held.is_ok());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cluster");
+    let root_arg = root.to_str().unwrap();
+    let _stop = StopOnDrop(root.clone());
+    let args = ["demo", "--nodes", "1", "--data-root", root_arg, "--detach"];
+    let out = Command::new(binary()).args(args).output().expect("running concord demo");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(out.status.success(), "the demo starts although 7700 is taken");
+    let fell_back = stderr.contains("!! n1: 127.0.0.1:7700 is taken by another program");
+    let on_7700 = stdout.contains("n1  http://127.0.0.1:7700  peer 127.0.0.1:7701");
+    if held.is_ok() {
+        assert!(fell_back, "no loud line although the test holds 7700");
+    }
+    assert!(fell_back != on_7700, "the demo says it fell back exactly when n1 is not on 7700");
+    if fell_back {
+        assert!(stderr.contains("the README's examples (localhost:7700) would reach"), "{stderr}");
+        assert!(stdout.contains("--endpoint http://127.0.0.1:"), "the hints name n1's endpoint");
+    } else {
+        assert!(stdout.contains("n1 has the README's address"), "{stdout}");
     }
 }
 
@@ -155,7 +197,7 @@ fn exec_becomes_the_server_in_place() {
         cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     assert_eq!(args.get(1).map(String::as_str), Some("server"), "the pid runs {args:?}");
     assert!(args.contains(&root.join("n1").to_str().unwrap().to_owned()), "{args:?}");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    signal(child.id().into(), Signal::Term).unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.wait().unwrap().success(), "the server stops cleanly on SIGTERM: {rest:?}");
 }

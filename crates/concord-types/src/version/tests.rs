@@ -492,3 +492,93 @@ mod bounded {
         assert_eq!(state, DvvSet::new(), "a refused write changes nothing");
     }
 }
+
+/// `DvvSet::prune` is linear (one walk of the entries and the siblings, both sorted by actor);
+/// it forgets exactly what the quadratic version it replaced forgot.
+mod prune {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// The pruning as first written: for each entry, a scan of every sibling.
+    fn prune_quadratic(state: &mut DvvSet) {
+        let live = |actor: ActorId| state.siblings.iter().any(|s| s.dot.actor == actor);
+        let history = state.vv.entries.iter().filter(|(a, _)| !live(*a)).count();
+        if history <= HISTORY_ENTRIES_MAX {
+            return;
+        }
+        let mut excess = history - HISTORY_ENTRIES_MAX;
+        let siblings = &state.siblings;
+        state.vv.entries.retain(|(actor, _)| {
+            if excess == 0 || siblings.iter().any(|s| s.dot.actor == *actor) {
+                return true;
+            }
+            excess -= 1;
+            false
+        });
+    }
+
+    /// A well-formed state over up to 200 actors (ids drawn from a small range, so siblings
+    /// share actors and actors cluster), with up to 40 siblings: below, at and far past the
+    /// history bound, live actors among the oldest, the newest and in between.
+    fn state() -> impl Strategy<Value = DvvSet> {
+        let entries = proptest::collection::btree_map(0u64..400, 1u64..20, 0..200);
+        (entries, proptest::collection::vec((any::<prop::sample::Index>(), 1u64..20), 0..40))
+            .prop_map(|(entries, picks): (BTreeMap<u64, u64>, _)| {
+                let entries: Vec<(ActorId, u64)> =
+                    entries.into_iter().map(|(a, c)| (ActorId(a), c)).collect();
+                let mut siblings: Vec<Sibling> = Vec::new();
+                if !entries.is_empty() {
+                    for (index, counter) in picks {
+                        let (actor, top) = entries[index.index(entries.len())];
+                        let dot = Dot { actor, counter: counter.min(top) };
+                        if siblings.iter().all(|s| s.dot != dot) {
+                            let content = Content::Tombstone;
+                            siblings.push(Sibling { dot, timestamp: Timestamp(1), content });
+                        }
+                    }
+                }
+                siblings.sort_by_key(|s| s.dot);
+                DvvSet { vv: VersionVector { entries }, siblings }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn linear_pruning_forgets_what_the_quadratic_one_did(state in state()) {
+            prop_assert!(state.is_well_formed());
+            let mut linear = state.clone();
+            linear.prune();
+            let mut quadratic = state.clone();
+            prune_quadratic(&mut quadratic);
+            prop_assert_eq!(&linear, &quadratic);
+            prop_assert!(linear.is_well_formed());
+        }
+    }
+
+    /// The generated states do reach past the bound, with live siblings among the entries
+    /// pruning must keep (a comparison that never pruned would prove nothing).
+    #[test]
+    fn pruning_drops_the_oldest_history_and_keeps_every_live_actor() {
+        let entries: Vec<(ActorId, u64)> = (0..100).map(|a| (ActorId(a), 3)).collect();
+        let live = [0u64, 1, 50, 99];
+        let siblings = live
+            .iter()
+            .map(|&a| Sibling {
+                dot: Dot { actor: ActorId(a), counter: 2 },
+                timestamp: Timestamp(1),
+                content: Content::Tombstone,
+            })
+            .collect();
+        let mut state = DvvSet { vv: VersionVector { entries }, siblings };
+        let mut quadratic = state.clone();
+        state.prune();
+        prune_quadratic(&mut quadratic);
+        assert_eq!(state, quadratic);
+        // 96 entries without a sibling, 64 kept: the 32 oldest of them (2..=33) are forgotten.
+        let kept: Vec<u64> = state.context().iter().map(|(a, _)| a.0).collect();
+        let expected: Vec<u64> = [0, 1].into_iter().chain(34..100).collect();
+        assert_eq!(kept, expected);
+        assert_eq!(state.context().len(), HISTORY_ENTRIES_MAX + live.len());
+    }
+}

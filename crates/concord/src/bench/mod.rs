@@ -167,7 +167,7 @@ fn random_value(size: usize) -> Bytes {
 }
 
 /// Parses `20s`, `500ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

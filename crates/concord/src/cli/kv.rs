@@ -2,7 +2,13 @@
 //!
 //! Keys and values are bytes end to end: command-line arguments are taken as the raw bytes the
 //! shell passed, values can come from a file or stdin, and `kv get` writes the value to stdout
-//! untouched (no newline added), with its metadata on stderr.
+//! untouched, with its metadata on stderr (on a terminal a newline follows a value that lacks
+//! one, so the prompt does not glue onto it; a pipe or a file gets the exact bytes). A value
+//! given as UTF-8 text on the command line is stored as `text/plain; charset=utf-8` unless
+//! `--content-type` says otherwise.
+//!
+//! Every query parameter of the API has its flag: `--r` on reads, `--w` and `--strict` on
+//! writes and deletes, `--timeout` on all three.
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read, Write};
@@ -37,6 +43,9 @@ enum KvCommand {
     List(ListArgs),
 }
 
+/// Content type of a value given as UTF-8 text on the command line.
+const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
 #[derive(Debug, Args)]
 struct GetArgs {
     /// Namespace.
@@ -44,8 +53,49 @@ struct GetArgs {
     /// Key (any bytes the shell can pass).
     key: OsString,
     /// Print the JSON envelope (same as --output json).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "print_context")]
     json: bool,
+    /// Print only the context token on stdout, for a script's next write:
+    /// TOKEN=$(concord kv get NS KEY --print-context).
+    #[arg(long)]
+    print_context: bool,
+    /// Read quorum: one, quorum, all or a count [default: the namespace's].
+    #[arg(long, value_name = "R")]
+    r: Option<Quorum>,
+    /// Server-side deadline, e.g. 500ms or 2s, up to 60s [default: the server's].
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout)]
+    timeout: Option<u32>,
+}
+
+/// `--w`, `--strict` and `--timeout`, shared by the writing commands.
+#[derive(Debug, Args)]
+struct WriteFlags {
+    /// Write quorum: one, quorum, all or a count [default: the namespace's].
+    #[arg(long, value_name = "W")]
+    w: Option<Quorum>,
+    /// Count only the key's own replicas toward W, no hinted fallbacks (`--strict=false`
+    /// allows them in a strict namespace) [default: the namespace's].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    strict: Option<bool>,
+    /// Server-side deadline, e.g. 500ms or 2s, up to 60s [default: the server's].
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout)]
+    timeout: Option<u32>,
+}
+
+impl WriteFlags {
+    fn options(&self) -> WriteOptions {
+        WriteOptions { w: self.w, strict: self.strict, timeout_ms: self.timeout }
+    }
+}
+
+/// A `--timeout` in milliseconds, within the API's 1..=60000.
+fn parse_timeout(text: &str) -> Result<u32, String> {
+    let duration = crate::bench::parse_duration(text)?;
+    match u32::try_from(duration.as_millis()) {
+        Ok(ms @ 1..=60_000) => Ok(ms),
+        _ => Err(format!("timeout {text:?} must be from 1ms to 60s")),
+    }
 }
 
 /// `--context`, shared by the writing commands.
@@ -70,14 +120,14 @@ struct PutArgs {
     /// Read the value from this file; `-` means stdin.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
-    /// Content type stored with the value [server default: application/octet-stream].
+    /// Content type stored with the value [default: text/plain; charset=utf-8 for UTF-8 text
+    /// given as an argument, else application/octet-stream].
     #[arg(long, value_name = "T")]
     content_type: Option<String>,
     #[command(flatten)]
     context: ContextArg,
-    /// Write quorum: one, quorum, all or a count [default: the namespace's].
-    #[arg(long, value_name = "W")]
-    w: Option<Quorum>,
+    #[command(flatten)]
+    write: WriteFlags,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +138,8 @@ struct DeleteArgs {
     key: OsString,
     #[command(flatten)]
     context: ContextArg,
+    #[command(flatten)]
+    write: WriteFlags,
 }
 
 #[derive(Debug, Args)]
@@ -126,11 +178,15 @@ async fn get(client: &Client, args: GetArgs, output: OutputFormat) -> anyhow::Re
     let key = args.key.into_encoded_bytes();
     let not_found =
         || anyhow::anyhow!("not found: key {} in namespace {}", display_bytes(&key), args.ns);
+    let options = GetOptions { r: args.r, timeout_ms: args.timeout };
+    if args.print_context {
+        return print_context(client.get(&args.ns, &key, options).await?.context());
+    }
     if args.json || output == OutputFormat::Json {
-        let envelope = client.get_envelope(&args.ns, &key, GetOptions::default()).await?;
+        let envelope = client.get_envelope(&args.ns, &key, options).await?;
         return print_json(&envelope.ok_or_else(not_found)?);
     }
-    match client.get(&args.ns, &key, GetOptions::default()).await? {
+    match client.get(&args.ns, &key, options).await? {
         GetResult::NotFound { context } => {
             if let Some(context) = context {
                 note(format_args!("context: {context}"));
@@ -140,6 +196,9 @@ async fn get(client: &Client, args: GetArgs, output: OutputFormat) -> anyhow::Re
         GetResult::Value { value, content_type, context } => {
             let mut out = io::stdout().lock();
             out.write_all(&value)?;
+            if out.is_terminal() && !value.ends_with(b"\n") {
+                out.write_all(b"\n")?;
+            }
             out.flush()?;
             note(format_args!("content-type: {content_type}"));
             note(format_args!("context: {context}"));
@@ -152,6 +211,18 @@ async fn get(client: &Client, args: GetArgs, output: OutputFormat) -> anyhow::Re
                 siblings.len()
             ));
             note(format_args!("context: {context}"));
+            Ok(())
+        }
+    }
+}
+
+/// The context alone on stdout; a key never written has none, which is no error: a write
+/// without a context is right for it.
+fn print_context(context: Option<&str>) -> anyhow::Result<()> {
+    match context {
+        Some(context) => Ok(output::print_line(context)?),
+        None => {
+            note("no context: the key was never written (write it without --context)");
             Ok(())
         }
     }
@@ -182,10 +253,11 @@ fn print_siblings(siblings: &[SiblingValue]) -> io::Result<()> {
 
 async fn put(client: &Client, args: PutArgs, output: OutputFormat) -> anyhow::Result<()> {
     let key = args.key.into_encoded_bytes();
+    let typed = args.value.is_some();
     let value = read_value(args.value, args.file.as_deref())?;
-    let opts = WriteOptions { w: args.w, ..WriteOptions::default() };
-    let content_type = args.content_type.as_deref();
+    let content_type = content_type(args.content_type.as_deref(), typed, &value);
     let context = args.context.context.as_deref();
+    let opts = args.write.options();
     let result = client.put(&args.ns, &key, value, content_type, context, opts).await?;
     match output {
         OutputFormat::Json => print_json(&result),
@@ -193,6 +265,16 @@ async fn put(client: &Client, args: PutArgs, output: OutputFormat) -> anyhow::Re
             ("context", result.context),
             ("replicas", result.replicas.to_string()),
         ])?),
+    }
+}
+
+/// The content type to store: the one asked for; text typed as an argument is text; anything
+/// else is left to the client's default (`application/octet-stream`).
+fn content_type<'a>(asked: Option<&'a str>, typed: bool, value: &[u8]) -> Option<&'a str> {
+    match asked {
+        Some(asked) => Some(asked),
+        None if typed && std::str::from_utf8(value).is_ok() => Some(TEXT_CONTENT_TYPE),
+        None => None,
     }
 }
 
@@ -218,7 +300,7 @@ fn read_value(value: Option<OsString>, file: Option<&Path>) -> anyhow::Result<Ve
 async fn delete(client: &Client, args: DeleteArgs, output: OutputFormat) -> anyhow::Result<()> {
     let key = args.key.into_encoded_bytes();
     let context = args.context.context.as_deref();
-    let result = client.delete(&args.ns, &key, context, WriteOptions::default()).await?;
+    let result = client.delete(&args.ns, &key, context, args.write.options()).await?;
     match output {
         OutputFormat::Json => print_json(&result),
         OutputFormat::Table => Ok(output::print_fields(&[
@@ -280,6 +362,26 @@ mod tests {
         std::fs::remove_file(&dir).unwrap();
         assert_eq!(value, [0u8, 0xff, b'\n']);
         assert!(read_value(None, Some(Path::new("/nonexistent/concord"))).is_err());
+    }
+
+    /// Text typed on the command line is stored as text; bytes that are not UTF-8, files and
+    /// stdin keep the client's default; `--content-type` always wins.
+    #[test]
+    fn typed_text_is_stored_as_text_plain() {
+        assert_eq!(content_type(None, true, b"hello"), Some(TEXT_CONTENT_TYPE));
+        assert_eq!(content_type(None, true, &[0xff]), None);
+        assert_eq!(content_type(None, false, b"hello"), None);
+        assert_eq!(content_type(Some("image/jpeg"), true, b"hi"), Some("image/jpeg"));
+    }
+
+    /// `--timeout` takes a duration within the API's bounds.
+    #[test]
+    fn timeouts_are_durations_up_to_a_minute() {
+        assert_eq!(parse_timeout("500ms"), Ok(500));
+        assert_eq!(parse_timeout("2s"), Ok(2000));
+        assert_eq!(parse_timeout("60s"), Ok(60_000));
+        assert!(parse_timeout("61s").is_err());
+        assert!(parse_timeout("0.1ms").is_err());
     }
 
     /// Non-UTF-8 command-line bytes reach the client unchanged.

@@ -27,6 +27,8 @@ pub struct ClientArgs {
         long,
         global = true,
         env = "CONCORD_ENDPOINT",
+        // Help would show `[env: CONCORD_ENDPOINT=]` when it is unset, which reads as set empty.
+        hide_env_values = true,
         default_value = "http://127.0.0.1:7700",
         value_name = "URL"
     )]
