@@ -588,8 +588,8 @@ fn tombstone_config(config: &Config) -> TombstoneConfig {
 }
 
 /// A deleted namespace's data waits as long as data that moved away (requests that resolved
-/// the namespace before it was deleted are over by then), and its partitions are dropped with
-/// anti-entropy's pause between them.
+/// the namespace before it was deleted are over by then), and it is dropped with anti-entropy's
+/// pause after each bounded step.
 fn deleted_config(config: &Config) -> DeletedConfig {
     DeletedConfig {
         delay: Duration::from_millis(config.cluster.handoff_drop_delay_ms),

@@ -3,9 +3,9 @@
 //! A namespace deleted through the metadata (`concord_meta::NamespaceDrop`) lists the members
 //! that must drop their copy. This node drops its copy once it has known of the deletion for
 //! the drop delay (so requests that resolved the namespace before it was deleted are over),
-//! partition by partition through the committer (`ObjectStore::drop_partition`, in bounded
-//! steps ordered with every write, the anti-entropy trees following), pausing between
-//! partitions so client work goes first, then reports `NamespaceDropped`. Everything is found
+//! partition by partition through the committer (`ObjectStore::drop_partition_step`: bounded
+//! steps ordered with every write, the anti-entropy trees following), pausing after every step
+//! so client work goes first, then reports `NamespaceDropped`. Everything is found
 //! by namespace id: a namespace created again under the same name has another id and is never
 //! touched.
 //!
@@ -29,7 +29,7 @@ use crate::Replica;
 pub struct DeletedConfig {
     /// How long after this node learned of a deletion its data is dropped.
     pub delay: Duration,
-    /// Pause between two partitions dropped.
+    /// Pause after each step of at most `concord_storage::DROP_STEP_MAX` objects dropped.
     pub pause: Duration,
 }
 
@@ -47,9 +47,17 @@ impl Replica {
     async fn drop_namespace(&self, id: NamespaceId, pause: Duration) -> Result<usize, String> {
         let mut dropped = 0;
         for partition in self.partitions.all() {
-            dropped +=
-                self.objects.drop_partition(id, partition).await.map_err(|e| e.to_string())?;
-            tokio::time::sleep(pause).await;
+            loop {
+                let step = self.objects.drop_partition_step(id, partition).await;
+                let step = step.map_err(|e| e.to_string())?;
+                dropped += step.dropped;
+                if step.dropped > 0 {
+                    tokio::time::sleep(pause).await;
+                }
+                if !step.more {
+                    break;
+                }
+            }
         }
         Ok(dropped)
     }
