@@ -160,7 +160,7 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 #[utoipa::path(put, path = "/v1/namespaces/{ns}", tag = "namespaces",
     params(("ns" = String, Path, description = "namespace name, [a-z0-9][a-z0-9_-]{0,62}")),
     request_body(content = Option<NamespaceRequest>, content_type = "application/json",
-        description = "the settings; an empty body takes every default"),
+        description = "the settings; an empty body (or `null`) takes every default"),
     responses(
         (status = 201, description = "created", body = NamespaceDto),
         (status = 200, description = "exists: its quorums and `strict` are now as given", body = NamespaceDto),
@@ -206,13 +206,14 @@ pub async fn get_namespace(
     Ok(Json(app.db.namespace(&name).await?.into()))
 }
 
-/// The request body as settings: an empty body sets none.
+/// The request body as settings: an empty body, or `null`, sets none.
 fn namespace_request(bytes: &[u8]) -> Result<NamespaceRequest, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(NamespaceRequest::default());
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid(format!("invalid namespace configuration: {e}")))
+    let request: Option<NamespaceRequest> = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid(format!("invalid namespace configuration: {e}")))?;
+    Ok(request.unwrap_or_default())
 }
 
 /// Change a namespace's quorums or `strict`; the fields not given stay as they are. Requests
