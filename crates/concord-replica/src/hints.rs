@@ -151,6 +151,7 @@ impl Replica {
         if request.target == self.me {
             return Err("a hint for the node that holds it".into());
         }
+        self.refuse_deleted(request.namespace)?;
         let partition = self.partition_of(request.namespace, &request.key);
         let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
         self.hold_hint(&request.target, object, request.state, request.policy).await

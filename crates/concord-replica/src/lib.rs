@@ -5,6 +5,7 @@
 //! - `endpoints.rs`: the layer's RPC endpoints ([`Replica::register`]); every request's
 //!   partition is checked against the cluster's count where it enters.
 //! - [`handoff`]: pulling gained partitions, dropping moved-away ones.
+//! - [`deleted`]: dropping deleted namespaces' data, and refusing data that arrives for them.
 //! - [`list`]: key listings gathered from one replica of every partition.
 //! - [`actors`]: replica incarnations (the actor in every dot).
 //! - [`messages`]: the payloads of the replica message kinds, with their kinds and replies.
@@ -21,6 +22,7 @@
 
 pub mod actors;
 pub mod background;
+pub mod deleted;
 mod endpoints;
 pub mod exchange;
 pub mod fallback_round;
@@ -40,6 +42,7 @@ pub mod verify;
 pub mod write_round;
 
 pub use actors::Actors;
+pub use deleted::DeletedConfig;
 pub use exchange::ExchangeConfig;
 pub use handoff::{HandoffConfig, HandoffProgress};
 pub use hints::HintConfig;
