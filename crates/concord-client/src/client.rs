@@ -20,6 +20,8 @@ use crate::kv::{
 use crate::namespace::{NamespaceConfig, NamespaceList, NamespaceView};
 use crate::path::{self, Query};
 
+mod admin;
+
 /// Header carrying the causal context of a key.
 pub const CONTEXT_HEADER: &str = "Concord-Context";
 /// Header carrying `answered/required` replica counts.
@@ -207,9 +209,10 @@ impl Client {
         self.get_json(&path::list_path(ns)?, &query).await
     }
 
-    /// Creates namespace `name`, or checks that it exists with the same settings. Returns
-    /// whether it was created, and the namespace as the server sees it. A namespace that exists
-    /// with different settings is an `Api` error with code `conflict`.
+    /// Creates namespace `name`, or, if it exists, sets its quorums and `strict` to these.
+    /// Returns whether it was created, and the namespace as the server sees it. A namespace
+    /// that exists with another `replicas`, `conflicts` or `consistency` (fixed at creation) is
+    /// an `Api` error with code `conflict`.
     pub async fn create_namespace(
         &self,
         name: &str,
@@ -261,7 +264,8 @@ impl Client {
         self.post_json(&path::node_action_path(node, "leave")?, StatusCode::ACCEPTED).await
     }
 
-    /// Removes a dead `node` at once; its replicas are rebuilt from the others.
+    /// Removes a dead `node` at once; its replicas are rebuilt from the others. A node that is
+    /// not down is refused with `409 node_up` (see [`Client::force_remove`]).
     pub async fn remove(&self, node: &str) -> Result<MembershipChange> {
         self.post_json(&path::node_action_path(node, "remove")?, StatusCode::ACCEPTED).await
     }

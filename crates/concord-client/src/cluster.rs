@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// `GET /v1/cluster`: members, epoch, leader, data movement and alarms.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /v1/cluster`: members, epoch, leader, data movement, anti-entropy and alarms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     /// Hex id shared by every node of the cluster.
     pub cluster_id: String,
-    /// Metadata epoch: bumped by every membership or ring change.
+    /// Metadata epoch: counts the changes of members, ring and namespaces (a join, a leave, a
+    /// removal, a completed ring transition, a namespace created).
     pub epoch: u64,
     /// The metadata leader's node id, `None` while there is none (the server sends `""` or
     /// `null`).
@@ -22,9 +23,28 @@ pub struct ClusterStatus {
     pub leader: Option<String>,
     pub nodes: Vec<NodeStatus>,
     pub moves: Moves,
+    /// Anti-entropy on the answering node (zero from servers before it was reported).
+    #[serde(default)]
+    pub anti_entropy: AntiEntropy,
+    /// Deleted namespaces whose data some nodes still hold.
+    #[serde(default)]
+    pub namespaces_deleting: Vec<crate::namespace::NamespaceDeletion>,
     /// Conditions an operator should look at (clock offsets, unreachable voters, ...).
     #[serde(default)]
     pub alarms: Vec<String>,
+}
+
+/// What anti-entropy has done on the answering node since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct AntiEntropy {
+    /// Exchanges it started (one partition with one peer).
+    pub exchanges: u64,
+    /// Objects its exchanges repaired, both ways.
+    pub keys_repaired: u64,
+    pub tombstones_purged: u64,
+    /// Seconds since the partition replica held there with the oldest clean exchange had one;
+    /// `None` until each has had one (or when it holds none with another replica).
+    pub oldest_clean_exchange_s: Option<f64>,
 }
 
 impl ClusterStatus {
@@ -107,8 +127,19 @@ pub struct PartitionTrees {
     pub partition: u32,
     pub namespace: String,
     pub replicas: Vec<ReplicaTree>,
-    /// Every replica answered with the same root.
+    /// Every replica that answered holds the same root.
     pub agree: bool,
+    /// The replicas that did not answer: nothing is known of their data. (Servers before this
+    /// field counted them as disagreeing.)
+    #[serde(default)]
+    pub unreachable: Vec<String>,
+}
+
+impl PartitionTrees {
+    /// Every replica answered, with the same root.
+    pub fn fully_agree(&self) -> bool {
+        self.agree && self.unreachable.is_empty()
+    }
 }
 
 /// One replica's tree: its root and key count, or why it did not answer.

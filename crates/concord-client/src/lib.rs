@@ -23,7 +23,7 @@
 //! - [`client`]: [`Client`], one keep-alive connection pool and one method per API call.
 //! - [`kv`]: key options and results ([`GetResult`], [`Envelope`], [`WriteResult`],
 //!   [`ListPage`]).
-//! - [`namespace`]: [`NamespaceConfig`], [`NamespaceView`], [`Quorum`].
+//! - [`namespace`]: [`NamespaceConfig`], [`NamespaceView`], [`NamespaceDeletion`], [`Quorum`].
 //! - [`cluster`]: [`ClusterStatus`], [`Ring`], [`MembershipChange`], [`FaultRules`].
 //! - [`error`]: [`Error`], the one error type.
 //! - [`path`]: percent-encoding of keys into paths.
@@ -43,7 +43,7 @@ pub mod startup;
 
 pub use client::{CONTEXT_HEADER, Client, ClientConfig, REPLICAS_HEADER};
 pub use cluster::{
-    ClusterStatus, FaultRules, MembershipChange, Moves, NodeStatus, PartitionReplicas,
+    AntiEntropy, ClusterStatus, FaultRules, MembershipChange, Moves, NodeStatus, PartitionReplicas,
     PartitionTrees, ReplicaTree, Ring,
 };
 pub use error::{Error, Result};
@@ -51,4 +51,6 @@ pub use kv::{
     DEFAULT_CONTENT_TYPE, DeleteResult, Envelope, GetOptions, GetResult, ListPage, PutResult,
     Replicas, SiblingValue, WriteOptions, WriteResult,
 };
-pub use namespace::{ConflictPolicy, Consistency, NamespaceConfig, NamespaceView, Quorum};
+pub use namespace::{
+    ConflictPolicy, Consistency, NamespaceConfig, NamespaceDeletion, NamespaceView, Quorum,
+};

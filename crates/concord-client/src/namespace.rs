@@ -110,7 +110,8 @@ impl fmt::Display for ConflictPolicy {
 }
 
 /// The body of `PUT /v1/namespaces/{ns}`. Fields left `None` are omitted and take the server's
-/// defaults (eventual, 3 replicas, quorum/quorum, siblings, not strict).
+/// defaults (eventual, 3 replicas, quorum/quorum, siblings, not strict). As the body of
+/// `PATCH`, the fields set are the ones to change (only quorums and `strict` may).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,6 +143,17 @@ pub struct NamespaceView {
     pub write_quorum: Quorum,
     pub conflicts: ConflictPolicy,
     pub strict: bool,
+}
+
+/// A deleted namespace whose data is being dropped: the answer to `DELETE
+/// /v1/namespaces/{ns}`, and an entry of [`crate::ClusterStatus::namespaces_deleting`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceDeletion {
+    pub name: String,
+    /// The deleted namespace's id; a namespace created again under the name has another.
+    pub id: u32,
+    /// The nodes that still hold its data.
+    pub nodes_pending: Vec<String>,
 }
 
 /// `GET /v1/namespaces`.

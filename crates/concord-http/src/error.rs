@@ -25,7 +25,7 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable: `invalid_argument`, `not_found`, `namespace_not_found`, `conflict`,
-    /// `too_large`, `unavailable`, `timeout`, ...
+    /// `node_up`, `too_large`, `unavailable`, `timeout`, ...
     pub code: String,
     pub message: String,
     pub details: serde_json::Value,
@@ -67,6 +67,11 @@ impl From<Error> for ApiError {
             Error::NamespaceConflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            Error::NamespaceFieldFixed { field, .. } => {
+                let mut e = ApiError::new(StatusCode::CONFLICT, "conflict", message);
+                e.details = serde_json::json!({ "field": field });
+                e
+            }
             Error::QuorumNotReached { required, answered, failures, .. } => {
                 let failures: serde_json::Map<String, serde_json::Value> =
                     failures.into_iter().map(|(node, cause)| (node, cause.into())).collect();
@@ -94,6 +99,11 @@ impl From<Error> for ApiError {
             }
             Error::NodeNotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "node_not_found", message)
+            }
+            Error::NodeUp { node, state } => {
+                let mut e = ApiError::new(StatusCode::CONFLICT, "node_up", message);
+                e.details = serde_json::json!({ "node": node, "state": state });
+                e
             }
             Error::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             Error::Startup(_) | Error::Storage(_) => {

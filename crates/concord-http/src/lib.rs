@@ -120,7 +120,13 @@ pub fn router(db: Arc<Database>, limits: Limits) -> Router {
         .route(KV_EMPTY_KEY, get(kv::empty_key).put(kv::empty_key).delete(kv::empty_key))
         .route(KV_KEY, get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
         .route(NAMESPACES, get(namespaces::list_namespaces))
-        .route(NAMESPACE, get(namespaces::get_namespace).put(namespaces::put_namespace))
+        .route(
+            NAMESPACE,
+            get(namespaces::get_namespace)
+                .put(namespaces::put_namespace)
+                .patch(namespaces::patch_namespace)
+                .delete(namespaces::delete_namespace),
+        )
         .route(CLUSTER, get(cluster::get_cluster))
         .route(RING, get(cluster::get_ring))
         .route(PARTITION, get(cluster::get_partition))

@@ -41,6 +41,8 @@ const METHODS: [&str; 8] = ["get", "put", "post", "delete", "patch", "head", "op
         namespaces::put_namespace,
         namespaces::list_namespaces,
         namespaces::get_namespace,
+        namespaces::patch_namespace,
+        namespaces::delete_namespace,
         cluster::get_cluster,
         cluster::get_ring,
         cluster::get_partition,

@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 pub use messages::{JoinReply, JoinRequest};
 pub use service::{Meta, MetaConfig, MetaError};
 pub use state::{
-    Command, CommandResult, Founding, Member, MemberState, MetaState, Move, NamespaceEntry,
+    Command, CommandResult, Departure, DepartureKind, Founding, Member, MemberState, MetaState,
+    Move, NamespaceDrop, NamespaceEntry,
 };
 
 /// How a member is known to Raft: its name and where to reach it.

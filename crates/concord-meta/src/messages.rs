@@ -17,7 +17,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use crate::TypeConfig;
-use crate::state::{Command, CommandResult};
+use crate::state::{Command, CommandResult, Departure};
 
 type RaftId = u64;
 
@@ -101,13 +101,17 @@ pub enum JoinReply {
 }
 
 /// `MetaForward`: a request sent to the metadata leader.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {
     /// Commit this command and answer what applying it did.
     Propose(Command),
     /// Answer the read index: the leader's commit index, once it has confirmed with a quorum
     /// that it is still the leader (Raft's read-only queries, §6.4 of Ongaro's thesis).
     ReadIndex,
+    /// Whether this node's metadata records the departure of `node`'s data dir of
+    /// `incarnation`. Any member answers, from its own view: a node restarting on the data dir
+    /// of a member removed while it was down learns of it only this way.
+    Departure { node: NodeId, incarnation: u64 },
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -118,6 +122,8 @@ pub enum Forwarded {
     Failed(String),
     /// The read index; `None` while the log is empty.
     ReadIndex(Option<u64>),
+    /// The answer to [`ForwardRequest::Departure`].
+    Departure(Option<Departure>),
 }
 
 impl Rpc for ForwardRequest {

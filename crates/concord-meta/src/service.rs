@@ -17,7 +17,7 @@ use crate::messages::{
     ForwardRequest, Forwarded, JoinReply, JoinRequest, RaftAppend, RaftSnapshot, RaftVote,
 };
 use crate::network::Network;
-use crate::state::{Command, CommandResult, MemberState, MetaState};
+use crate::state::{Command, CommandResult, Departure, MemberState, MetaState};
 use crate::store::{LogStore, StateMachineStore};
 use crate::{MetaNode, TypeConfig, raft_id};
 
@@ -227,7 +227,7 @@ impl Meta {
             Forwarded::Applied(result) => Ok(result),
             Forwarded::NotLeader => Err(format!("{} is no longer the leader", leader.name)),
             Forwarded::Failed(e) => Err(e),
-            Forwarded::ReadIndex(_) => Err("the leader answered a read index".into()),
+            other => Err(format!("the leader answered a proposal with {other:?}")),
         }
     }
 
@@ -296,7 +296,7 @@ impl Meta {
                     Forwarded::ReadIndex(index) => Ok(index),
                     Forwarded::NotLeader => Err(format!("{} is no longer the leader", leader.name)),
                     Forwarded::Failed(e) => Err(e),
-                    Forwarded::Applied(_) => Err("the leader answered a proposal".into()),
+                    other => Err(format!("the leader answered a read index with {other:?}")),
                 }
             }
             Err(e) => Err(e.to_string()),
@@ -327,7 +327,45 @@ impl Meta {
                     Err(_) => Forwarded::Failed("the leader did not confirm in time".into()),
                 }
             }
+            ForwardRequest::Departure { node, incarnation } => {
+                Forwarded::Departure(self.state().departure(&node, incarnation).cloned())
+            }
         }
+    }
+
+    /// Asks the other members this node's metadata lists whether they record the departure of
+    /// `node`'s data dir of `incarnation`: a node removed while it was down still finds itself
+    /// a member in its own metadata. The first member that knows of the departure answers it;
+    /// members that do not answer within `timeout` are skipped (a whole cluster may be
+    /// restarting), so `None` means none said so.
+    pub async fn departure_known_to_others(
+        &self,
+        node: &NodeId,
+        incarnation: u64,
+        timeout: Duration,
+    ) -> Option<Departure> {
+        let request = ForwardRequest::Departure { node: node.clone(), incarnation };
+        let mut asks = tokio::task::JoinSet::new();
+        for (name, member) in &self.state().members {
+            if name == node {
+                continue;
+            }
+            let (transport, name, request) =
+                (self.transport.clone(), name.clone(), request.clone());
+            transport.set_peer(name.clone(), member.peer_addr.clone());
+            asks.spawn(async move {
+                match transport.call_rpc(&name, &request, timeout).await.ok()? {
+                    Forwarded::Departure(departure) => departure,
+                    _ => None,
+                }
+            });
+        }
+        while let Some(answer) = asks.join_next().await {
+            if let Ok(Some(departure)) = answer {
+                return Some(departure);
+            }
+        }
+        None
     }
 
     /// Admits `request`'s node, if it is the node `from` that said hello on the connection: a

@@ -3,15 +3,25 @@
 //! Pure: `MetaState::apply` takes a committed [`Command`] and returns its result. Every node
 //! applies the same commands in the same order and so computes the same rings (DESIGN.md §6).
 //! Raft, storage and the network live in the other modules.
+//!
+//! Members that left or were removed are remembered in [`departures`], so that their data dirs
+//! cannot slip back in; namespace changes after creation (settings, deletion and the drop of
+//! a deleted namespace's data everywhere) are in [`namespaces`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use concord_ring::{PartitionCount, Ring};
 use concord_types::{
-    ClusterId, Consistency, ContextKey, NamespaceConfig, NamespaceId, NamespaceName, NodeId,
+    ClusterId, ContextKey, NamespaceConfig, NamespaceId, NamespaceName, NamespacePatch, NodeId,
     PartitionId,
 };
 use serde::{Deserialize, Serialize};
+
+mod departures;
+mod namespaces;
+
+pub use departures::{DEPARTED_MAX, Departure, DepartureKind};
+pub use namespaces::NamespaceDrop;
 
 /// Where a member stands in the cluster's lifecycle. Liveness (up, suspect, down) is SWIM's
 /// business and never stored here.
@@ -94,6 +104,21 @@ pub enum Command {
         name: NamespaceName,
         config: NamespaceConfig,
     },
+    // Appended after the first commands, so log entries written before decode as they were.
+    /// Delete a namespace: its name is free at once, its data is dropped by every member.
+    DeleteNamespace {
+        name: NamespaceName,
+    },
+    /// Change the settings of a namespace that may change (`NamespacePatch`).
+    UpdateNamespace {
+        name: NamespaceName,
+        patch: NamespacePatch,
+    },
+    /// `node` has dropped its copy of deleted namespace `id`.
+    NamespaceDropped {
+        id: NamespaceId,
+        node: NodeId,
+    },
 }
 
 /// A new cluster: the founding member and the namespaces its data dir already has.
@@ -120,6 +145,13 @@ pub enum CommandResult {
     NamespaceExists(NamespaceId),
     NamespaceConflict(NamespaceConfig),
     Refused(String),
+    // Appended: results travel in forwarded answers.
+    NamespaceNotFound,
+    /// Deleted; its data is being dropped.
+    NamespaceDeleted(NamespaceId),
+    NamespaceUpdated(NamespaceId),
+    /// The update changes this field, which is fixed at creation.
+    NamespaceFieldFixed(String),
 }
 
 /// The metadata every node holds a full copy of.
@@ -129,7 +161,11 @@ pub struct MetaState {
     /// Seals the contexts clients get, so that none they make up is accepted. Drawn by the
     /// founding node; `None` before bootstrap.
     pub context_key: Option<ContextKey>,
-    /// Bumped by every change to members, rings, moves or namespaces.
+    /// Counts the changes an operator makes or sees settle: bumped by a join (or a member's
+    /// new addresses), a leave, a removal, a ring transition that completes, and a namespace
+    /// created, changed or deleted. The partition moves (and namespace data drops) reported along a transition do not count, so a fresh
+    /// three-node cluster is at epoch 5 (bootstrap, two joins, two transitions), not at one
+    /// more per partition moved.
     pub epoch: u64,
     pub members: BTreeMap<NodeId, Member>,
     /// Who owns what now. `None` before bootstrap.
@@ -144,6 +180,11 @@ pub struct MetaState {
     pub completed: BTreeMap<(PartitionId, NodeId), usize>,
     pub namespaces: BTreeMap<NamespaceName, NamespaceEntry>,
     pub next_namespace_id: u32,
+    /// Members that left or were removed, oldest first, at most [`DEPARTED_MAX`]: the data dir
+    /// each had (its incarnation) may not join again, and a node that finds itself here stops.
+    pub departed: Vec<Departure>,
+    /// Deleted namespaces whose data some members still hold, by id.
+    pub dropping: BTreeMap<NamespaceId, NamespaceDrop>,
 }
 
 impl MetaState {
@@ -160,11 +201,31 @@ impl MetaState {
                 self.move_done(*partition, node, *target_epoch)
             }
             Command::CreateNamespace { name, config } => self.create_namespace(name, config),
+            Command::DeleteNamespace { name } => self.delete_namespace(name),
+            Command::UpdateNamespace { name, patch } => self.update_namespace(name, patch),
+            Command::NamespaceDropped { id, node } => self.namespace_dropped(*id, node),
         };
-        if matches!(result, CommandResult::Ok | CommandResult::NamespaceCreated(_)) {
+        if self.counts_as_change(command, &result) {
             self.epoch += 1;
         }
         result
+    }
+
+    /// Whether applying `command` with `result` bumps the epoch: a change an operator makes or
+    /// sees settle. A move report counts only when it completes the transition.
+    fn counts_as_change(&self, command: &Command, result: &CommandResult) -> bool {
+        match (command, result) {
+            (Command::MoveDone { .. }, CommandResult::Ok) => !self.in_transition(),
+            (Command::NamespaceDropped { .. }, _) => false,
+            (
+                _,
+                CommandResult::Ok
+                | CommandResult::NamespaceCreated(_)
+                | CommandResult::NamespaceDeleted(_)
+                | CommandResult::NamespaceUpdated(_),
+            ) => true,
+            _ => false,
+        }
     }
 
     /// Whether a ring transition is in progress.
@@ -278,6 +339,9 @@ impl MetaState {
         if self.ring.is_none() {
             return CommandResult::Refused("the cluster is not bootstrapped".into());
         }
+        if let Some(departure) = self.departure(node, incarnation) {
+            return CommandResult::Refused(departure.refusal());
+        }
         if let Some(member) = self.members.get_mut(node) {
             if member.incarnation != incarnation {
                 return CommandResult::Refused(format!(
@@ -310,6 +374,8 @@ impl MetaState {
                 incarnation,
             },
         );
+        // A fresh data dir under a departed member's name is a new member.
+        self.departed.retain(|departure| &departure.node != node);
         self.replan()
     }
 
@@ -336,7 +402,10 @@ impl MetaState {
         if self.members.len() <= 1 {
             return CommandResult::Refused(format!("{node} is the last member"));
         }
-        self.members.remove(node);
+        if let Some(member) = self.members.remove(node) {
+            self.record_departure(node, member.incarnation, DepartureKind::Removed);
+            self.forget_drops_of(node);
+        }
         self.moves.retain(|m| &m.node != node);
         self.completed.retain(|(_, n), _| n != node);
         self.replan()
@@ -362,30 +431,6 @@ impl MetaState {
             self.finish_transition();
         }
         CommandResult::Ok
-    }
-
-    fn create_namespace(
-        &mut self,
-        name: &NamespaceName,
-        config: &NamespaceConfig,
-    ) -> CommandResult {
-        if let Err(e) = config.validate() {
-            return CommandResult::Refused(e.to_string());
-        }
-        if config.consistency == Consistency::Strong {
-            return CommandResult::Refused("strong namespaces are not available yet".into());
-        }
-        if let Some(entry) = self.namespaces.get(name) {
-            return if &entry.config == config {
-                CommandResult::NamespaceExists(entry.id)
-            } else {
-                CommandResult::NamespaceConflict(entry.config.clone())
-            };
-        }
-        let id = NamespaceId(self.next_namespace_id);
-        self.next_namespace_id += 1;
-        self.namespaces.insert(name.clone(), NamespaceEntry { id, config: config.clone() });
-        CommandResult::NamespaceCreated(id)
     }
 
     /// Members that will own data once the transition completes (not leaving).
@@ -436,7 +481,17 @@ impl MetaState {
             self.ring = Some(target);
         }
         self.completed.clear();
-        self.members.retain(|_, m| m.state != MemberState::Leaving);
+        let left: Vec<(NodeId, u64)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.state == MemberState::Leaving)
+            .map(|(id, m)| (id.clone(), m.incarnation))
+            .collect();
+        for (node, incarnation) in left {
+            self.members.remove(&node);
+            self.record_departure(&node, incarnation, DepartureKind::Left);
+            self.forget_drops_of(&node);
+        }
         for member in self.members.values_mut() {
             member.state = MemberState::Active;
         }

@@ -92,8 +92,8 @@ pub struct ClusterConfig {
     pub max_clock_offset_ms: u64,
     /// Most bytes per second this node pulls when partitions move to it. Default 134217728.
     pub handoff_rate_bytes: u64,
-    /// How long a partition replica that moved away is kept before it is dropped, in ms.
-    /// Default 30000.
+    /// How long a partition replica that moved away, or a deleted namespace's data, is kept
+    /// before it is dropped, in ms. Default 30000.
     pub handoff_drop_delay_ms: u64,
     /// Nice value (0–19) of the threads that scan, encode and decode handoff chunks: above 0,
     /// client work on the same cores runs first. Default 5.

@@ -13,12 +13,16 @@ use concord_replica::{NamespaceRef, Replica, WriteOp, WriteQuorum};
 use concord_ring::Ring;
 use concord_rpc::{FaultRules, Faults};
 use concord_types::{
-    Consistency, ContextKey, DvvSet, Key, NamespaceConfig, NamespaceName, NodeId, Quorum,
-    VersionVector,
+    ContextKey, DvvSet, Key, NamespaceConfig, NamespaceName, NodeId, Quorum, VersionVector,
 };
 
 use crate::namespaces::NamespaceView;
 use crate::{Error, Identity, Metrics};
+
+mod namespace_admin;
+
+pub use namespace_admin::DeletionView;
+use namespace_admin::deletions;
 
 /// Per-request read settings; `None` takes the namespace or node default.
 #[derive(Debug, Clone, Default)]
@@ -151,6 +155,8 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     pub moves: MovesView,
     pub anti_entropy: AntiEntropyView,
+    /// Deleted namespaces whose data is still being dropped somewhere.
+    pub deletions: Vec<DeletionView>,
     /// Human-readable alarms (clock offsets, unreachable metadata leader).
     pub alarms: Vec<String>,
 }
@@ -178,8 +184,10 @@ pub struct PartitionView {
     pub partition: u16,
     pub namespace: String,
     pub replicas: Vec<ReplicaTreeView>,
-    /// Every replica answered with the same root.
+    /// Every replica that answered holds the same root.
     pub agree: bool,
+    /// The replicas that did not answer: nothing is known of their data.
+    pub unreachable: Vec<String>,
 }
 
 /// Liveness and clock estimates of the other members, from SWIM.
@@ -191,6 +199,8 @@ pub trait PeerStatus: Send + Sync + 'static {
     /// Whether this node's calls to `node` may connect now (not backing off after failed
     /// connects).
     fn reachable(&self, node: &NodeId) -> bool;
+    /// Whether SWIM has declared `node` down (suspected, then not refuted in time).
+    fn is_down(&self, node: &NodeId) -> bool;
 }
 
 /// A partition replica stored on this node (see [`Database::holdings`]).
@@ -404,36 +414,6 @@ impl Database {
         Ok(ListPage { keys: page.keys, next: page.next })
     }
 
-    /// Creates a namespace cluster-wide; `Ok(false)` if it exists with the same configuration.
-    pub async fn create_namespace(
-        &self,
-        name: &str,
-        config: NamespaceConfig,
-    ) -> Result<(bool, NamespaceView), Error> {
-        let name = NamespaceName::new(name)?;
-        config.validate()?;
-        if config.consistency == Consistency::Strong {
-            return Err(Error::InvalidArgument(
-                "strong namespaces are not available yet; use \"eventual\"".into(),
-            ));
-        }
-        let command = Command::CreateNamespace { name: name.clone(), config: config.clone() };
-        let created = match self.meta.propose(command).await? {
-            CommandResult::NamespaceCreated(_) => true,
-            CommandResult::NamespaceExists(_) => false,
-            CommandResult::NamespaceConflict(_) => {
-                return Err(Error::NamespaceConflict { name: name.to_string() });
-            }
-            CommandResult::Refused(why) => return Err(Error::InvalidArgument(why)),
-            other => return Err(Error::Unavailable(format!("unexpected result {other:?}"))),
-        };
-        // The proposal is applied here too before the view is read.
-        let state =
-            self.meta.wait_for(self.request_timeout, |s| s.namespaces.contains_key(&name)).await?;
-        let entry = state.namespaces.get(&name).expect("waited for it");
-        Ok((created, view(&state, &name, &entry.config)))
-    }
-
     pub async fn namespace(&self, name: &str) -> Result<NamespaceView, Error> {
         let name = NamespaceName::new(name)?;
         let (state, entry) = self.known_namespace(&name).await?;
@@ -489,8 +469,10 @@ impl Database {
         let bytes_moved = progress.bytes_moved.load(Ordering::Relaxed);
         let done = progress.moves_done.load(Ordering::Relaxed);
         let pending = state.moves.len() as u64;
-        // Remaining bytes are estimated from the average size of the moves this node finished.
-        let estimate = bytes_moved.checked_div(done).map_or(0, |per_move| per_move * pending);
+        // This node's remaining bytes are estimated from the average size of the moves it
+        // finished, times the moves to it still pending (not the cluster's).
+        let mine = state.moves_to(&self.identity.node_id).count() as u64;
+        let estimate = bytes_moved.checked_div(done).map_or(0, |per_move| per_move * mine);
         let failing = failing_moves(progress, &mut alarms);
         ClusterView {
             cluster_id: state.cluster_id.unwrap_or(self.identity.cluster_id).to_string(),
@@ -509,7 +491,7 @@ impl Database {
             anti_entropy: {
                 let (exchanges, keys_repaired, tombstones_purged) =
                     self.metrics.replica().anti_entropy();
-                let held = self.replica.held_partitions();
+                let held = self.replica.exchanged_partitions();
                 let oldest = self.replica.exchange_stats().oldest_clean_age(&held);
                 AntiEntropyView {
                     exchanges,
@@ -518,6 +500,7 @@ impl Database {
                     oldest_clean_exchange_s: oldest.map(|d| d.as_secs_f64()),
                 }
             },
+            deletions: deletions(&state),
             alarms,
         }
     }
@@ -548,7 +531,7 @@ impl Database {
                 "no partition {partition}: the cluster has {count} (0..{count})"
             )));
         }
-        let (trees, agree) = self
+        let (trees, verdict) = self
             .replica
             .verify(&namespace, concord_types::PartitionId(partition), self.request_timeout)
             .await;
@@ -559,7 +542,13 @@ impl Database {
                 tree: t.tree.map(|t| (format!("{:016x}", t.root), t.keys)),
             })
             .collect();
-        Ok(PartitionView { partition, namespace: ns.to_string(), replicas, agree })
+        Ok(PartitionView {
+            partition,
+            namespace: ns.to_string(),
+            replicas,
+            agree: verdict.agree,
+            unreachable: verdict.unreachable.iter().map(ToString::to_string).collect(),
+        })
     }
 
     /// Starts decommissioning `node`: its partitions move away, then it is removed.
@@ -568,9 +557,20 @@ impl Database {
         self.membership_change(Command::Leave { node: node.clone() }, &node).await
     }
 
-    /// Removes `node` (dead) at once; its replicas are rebuilt from the others.
-    pub async fn remove(&self, node: &str) -> Result<(), Error> {
+    /// Removes `node` (dead) at once; its replicas are rebuilt from the others. Refused for a
+    /// node that SWIM does not see down, unless `force`: removing a live node throws its
+    /// replicas away while it still serves, where a leave moves them first.
+    pub async fn remove(&self, node: &str, force: bool) -> Result<(), Error> {
         let node = NodeId::new(node)?;
+        let member = self.meta.state().members.contains_key(&node);
+        if member && !force && !self.peers.is_down(&node) {
+            let state = if node == self.identity.node_id {
+                "up (it is the node answering this request)"
+            } else {
+                self.peers.liveness(&node).unwrap_or("up")
+            };
+            return Err(Error::NodeUp { node: node.to_string(), state });
+        }
         self.membership_change(Command::Remove { node: node.clone() }, &node).await
     }
 
@@ -585,7 +585,8 @@ impl Database {
     }
 
     /// The partition replicas this node stores, per namespace, with their object counts and
-    /// whether the current ring places them here. Scans the data: an operator's tool.
+    /// whether the current ring places them here, and what it still stores of deleted
+    /// namespaces (named `(deleted namespace id N)`). Scans the data: an operator's tool.
     pub fn holdings(&self) -> Result<Vec<Holding>, Error> {
         let state = self.meta.state();
         let Some(ring) = &state.ring else { return Ok(Vec::new()) };
@@ -603,6 +604,19 @@ impl Database {
                         keys,
                         placed,
                     });
+                }
+            }
+        }
+        // What is left here of deleted namespaces (until their drop reaches it).
+        let deleted = (0..state.next_namespace_id)
+            .map(concord_types::NamespaceId)
+            .filter(|id| state.namespace_deleted(*id));
+        for id in deleted {
+            for partition in ring.partitions().all() {
+                let keys = self.replica.objects().count(id, partition)?;
+                if keys > 0 {
+                    let namespace = format!("(deleted namespace id {})", id.0);
+                    out.push(Holding { namespace, partition: partition.0, keys, placed: false });
                 }
             }
         }

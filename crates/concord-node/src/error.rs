@@ -16,6 +16,13 @@ pub enum Error {
     /// The namespace exists with another configuration.
     #[error("namespace {name:?} already exists with a different configuration")]
     NamespaceConflict { name: String },
+    /// A change of a namespace setting that is fixed at creation.
+    #[error(
+        "namespace {name:?}: {field} is fixed at creation (it decides how and where the data is \
+         stored); the settings that can change are read_quorum, write_quorum and strict. For \
+         another {field}, create a new namespace"
+    )]
+    NamespaceFieldFixed { name: String, field: String },
     /// Fewer replicas can answer than the request needs. Retry later or lower the quorum. For a
     /// write the outcome is unknown: replicas that did answer may hold the value, and a retry
     /// with the same context is safe (it replaces the same versions).
@@ -51,6 +58,14 @@ pub enum Error {
     Forbidden(String),
     #[error("node {0:?} is not a member of the cluster")]
     NodeNotFound(String),
+    /// A removal of a node that is not down: removal is for dead nodes.
+    #[error(
+        "{node} is {state}: removal is for dead nodes, and would throw its replicas away while \
+         it still serves. To decommission a live node, run `concord cluster leave {node}` (its \
+         partitions move to the others first, then it stops); to remove it anyway, `concord \
+         cluster remove {node} --force`"
+    )]
+    NodeUp { node: String, state: &'static str },
     /// The node cannot start (bad config, data dir of another node or in use).
     #[error("{0}")]
     Startup(String),

@@ -10,7 +10,8 @@
 //! - [`database`]: [`Database`], get/put/delete/list and namespace and cluster views.
 //! - `node`: startup (join or bootstrap) and shutdown; `tasks`: the background tasks, stopped
 //!   and waited for at shutdown; `peers`: routing peer messages; `downtime`: a node down
-//!   longer than the tombstone grace refuses to start.
+//!   longer than the tombstone grace refuses to start; [`departure`]: a node that left or was
+//!   removed stops, and does not start again on its old data dir.
 //! - [`metrics`]: the Prometheus registry the node and its front ends record into.
 //!
 //! This crate wires protocol pieces together; it must not contain protocol logic itself (that
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod database;
+pub mod departure;
 pub mod identity;
 pub mod metrics;
 pub mod namespaces;
@@ -31,9 +33,9 @@ mod tasks;
 
 pub use config::Config;
 pub use database::{
-    AntiEntropyView, ClusterView, Database, FailingMoveView, ListPage, MovesView, NodeView,
-    PartitionView, ReadOptions, ReadOutcome, ReplicaCount, ReplicaTreeView, RingView, Value,
-    WriteOptions, WriteOutcome,
+    AntiEntropyView, ClusterView, Database, DeletionView, FailingMoveView, ListPage, MovesView,
+    NodeView, PartitionView, ReadOptions, ReadOutcome, ReplicaCount, ReplicaTreeView, RingView,
+    Value, WriteOptions, WriteOutcome,
 };
 pub use error::Error;
 pub use identity::Identity;

@@ -3,7 +3,9 @@
 //! Startup, in order: lock the data dir; learn the identity (stored, or — for a fresh node with
 //! `--join` — from the seed, which also admits the node to the cluster); open storage; start
 //! the transport, the metadata group, SWIM, the replica layer and handoff; start serving peers;
-//! then bootstrap a new cluster, or wait until the metadata shows this node as a member.
+//! then bootstrap a new cluster, or wait until the metadata shows this node as a member. A
+//! node whose data dir left the cluster, or was removed from it, does not start
+//! (`departure`), and a running node that leaves stops serving: [`Node::departed`] resolves.
 //!
 //! Shutdown stops the background tasks and waits for them (bounded), then SWIM, the peer
 //! listener and the metadata group, and flushes storage last.
@@ -16,7 +18,8 @@ use concord_membership::{MembershipConfig, MembershipHandle};
 use concord_meta::{Command, CommandResult, Meta, MetaConfig, MetaNode, NamespaceEntry};
 use concord_replica::background::Background;
 use concord_replica::{
-    Actors, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts, TombstoneConfig,
+    Actors, DeletedConfig, ExchangeConfig, HandoffConfig, HintConfig, Replica, ReplicaParts,
+    TombstoneConfig,
 };
 use concord_ring::PartitionCount;
 use concord_rpc::{
@@ -33,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::config::DurabilityMode;
 use crate::database::{Database, DatabaseParts};
+use crate::departure::{self, Departed};
 use crate::identity::{DataDirLock, draw_incarnation, lock_data_dir};
 use crate::namespaces::Namespaces;
 use crate::peers::{SwimPeers, SwimTransport};
@@ -76,6 +80,8 @@ pub struct Node {
     /// Stopped, and waited for, first at shutdown.
     tasks: tokio::sync::Mutex<BackgroundTasks>,
     peer_addr: String,
+    /// `Some` once this node has left the cluster or been removed from it.
+    departed: watch::Receiver<Option<Departed>>,
     /// Held until the node is dropped, so a second process cannot open the same data dir.
     _lock: DataDirLock,
 }
@@ -168,6 +174,7 @@ impl Node {
             MetaConfig::default(),
         )
         .await?;
+        departure::check_at_start(&meta, &identity, data_dir.clone(), &config.cluster.join).await?;
         if !joined && !config.cluster.join.is_empty() {
             if meta.is_initialized().await {
                 // A member restarting with its --join flags: the seeds may be down too (a whole
@@ -275,10 +282,23 @@ impl Node {
             stopped.clone(),
         );
         tasks.spawn("anti-entropy", exchange);
+        let deleted = concord_replica::deleted::run(
+            replica.clone(),
+            deleted_config(&config),
+            stopped.clone(),
+        );
+        tasks.spawn("deleted namespaces' drop", deleted);
         let handoff =
             concord_replica::handoff::run(replica.clone(), handoff_config(&config), stopped);
         tasks.spawn("handoff", handoff);
 
+        let departure_wait = departure::wait(
+            meta.subscribe(),
+            identity.clone(),
+            data_dir.clone(),
+            config.cluster.join.clone(),
+            tasks.stop_signal(),
+        );
         let database = Arc::new(Database::new(DatabaseParts {
             identity,
             meta: meta.clone(),
@@ -290,6 +310,15 @@ impl Node {
             peer_addr: peer_addr.clone(),
             faults: config.admin.enable_fault_injection.then(|| faults.clone()),
         }));
+        let (departed_tx, departed) = watch::channel(None);
+        let serving = database.clone();
+        tasks.spawn("departure watch", async move {
+            if let Some(departed) = departure_wait.await {
+                serving.set_ready(false);
+                tracing::warn!("{departed}");
+                let _ = departed_tx.send(Some(departed));
+            }
+        });
         Ok(Node {
             database,
             config,
@@ -299,6 +328,7 @@ impl Node {
             faults,
             tasks: tokio::sync::Mutex::new(tasks),
             peer_addr,
+            departed,
             _lock: lock,
         })
     }
@@ -313,6 +343,22 @@ impl Node {
 
     pub fn peer_addr(&self) -> &str {
         &self.peer_addr
+    }
+
+    /// Resolves once this node has left the cluster or been removed from it (its metadata
+    /// records the departure of its data dir); it has stopped being ready then, and should
+    /// shut down. Never resolves otherwise.
+    pub async fn departed(&self) -> Departed {
+        let mut departed = self.departed.clone();
+        match departed.wait_for(Option::is_some).await {
+            Ok(seen) => seen.clone().expect("waited for Some"),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// This node's departure, if it has left the cluster or been removed from it.
+    pub fn departure(&self) -> Option<Departed> {
+        self.departed.borrow().clone()
     }
 
     /// The transport's fault rules, if fault injection is enabled.
@@ -532,6 +578,16 @@ fn tombstone_config(config: &Config) -> TombstoneConfig {
         pause: Duration::from_millis(ae.pause_ms),
         request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
         ..TombstoneConfig::default()
+    }
+}
+
+/// A deleted namespace's data waits as long as data that moved away (requests that resolved
+/// the namespace before it was deleted are over by then), and it is dropped with anti-entropy's
+/// pause after each bounded step.
+fn deleted_config(config: &Config) -> DeletedConfig {
+    DeletedConfig {
+        delay: Duration::from_millis(config.cluster.handoff_drop_delay_ms),
+        pause: Duration::from_millis(config.anti_entropy.pause_ms),
     }
 }
 

@@ -79,6 +79,10 @@ impl PeerStatus for SwimPeers {
     fn reachable(&self, node: &NodeId) -> bool {
         self.transport.reachable(node)
     }
+
+    fn is_down(&self, node: &NodeId) -> bool {
+        concord_replica::Liveness::is_down(self, node)
+    }
 }
 
 impl concord_replica::Liveness for SwimPeers {

@@ -304,7 +304,7 @@ fn samples(kind: MessageKind) -> Vec<Vec<u8>> {
             }),
         ],
         MessageKind::TreeRoot | MessageKind::TreeLeaves => vec![
-            e(&TreeRootRequest { namespace: ns, partition: PartitionId(3) }),
+            e(&TreeRootRequest { namespace: ns, partition: PartitionId(3), asker_root: Some(9) }),
             e(&TreeRoot { root: 77, keys: 3 }),
             e(&vec![1u64, 2, 3]),
         ],

@@ -132,6 +132,7 @@ impl Served<Coordinator> for WriteRequest {
 
 impl Served<Coordinator> for MergeRequest {
     async fn serve(coordinator: &Coordinator, request: Self) -> Result<(), String> {
+        coordinator.shared.refuse_deleted(request.namespace)?;
         let partition = coordinator.shared.partition_of(request.namespace, &request.key);
         let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
         let update = Update::Merge { state: request.state, policy: request.policy };
@@ -162,7 +163,7 @@ impl Served<Hints> for HintRequest {
 
 impl Served<AntiEntropy> for TreeRootRequest {
     async fn serve(anti_entropy: &AntiEntropy, request: Self) -> Result<TreeRoot, String> {
-        Ok(anti_entropy.tree_root(request.namespace, request.partition))
+        Ok(anti_entropy.answer_tree_root(request))
     }
 }
 
@@ -251,6 +252,7 @@ impl EncodedEndpoint<MergeBatch> for Entry<AntiEntropy> {
         let decoded = self.0.shared().background.run(decode).await;
         let (namespace, partition, policy, objects) =
             decoded.map_err(|e| format!("decoding a merge batch: {e}"))??;
+        self.0.shared().refuse_deleted(namespace)?;
         let merged = self.0.shared().objects.merge_all(
             namespace,
             partition,
@@ -299,9 +301,9 @@ mod tests {
     /// both kinds; and a `SegmentObjects` reply as the plain list they sent.
     #[test]
     fn reshaped_messages_keep_their_bytes() {
-        let root = TreeRootRequest { namespace: NamespaceId(3), partition: PartitionId(9) };
         let leaves = TreeLeavesRequest { namespace: NamespaceId(3), partition: PartitionId(9) };
-        assert_eq!(root.to_payload(), leaves.to_payload());
+        let earlier_root = concord_rpc::encode(&(NamespaceId(3), PartitionId(9)));
+        assert_eq!(leaves.to_payload(), earlier_root);
         let objects =
             vec![(Key::new(b"a".to_vec()).unwrap(), StoredState::from_bytes(vec![1, 2, 3]))];
         let plain: Vec<(Vec<u8>, Vec<u8>)> = vec![(b"a".to_vec(), vec![1, 2, 3])];

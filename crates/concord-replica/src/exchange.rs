@@ -111,20 +111,29 @@ impl Default for ExchangeConfig {
 /// What anti-entropy has done on this node.
 #[derive(Debug, Default)]
 pub struct ExchangeStats {
-    /// When each partition replica last finished an exchange that found nothing to repair.
+    /// When each partition replica last took part in an exchange that found nothing to repair,
+    /// on either side: as the node that started it, or as the peer whose root it compared
+    /// equal (the exchange's `TreeRoot` request carries the asker's root). Each pair of
+    /// replicas is exchanged by one side only, so recording only the started ones left the
+    /// node with the largest id, which starts none, without a clean exchange forever.
     clean: Mutex<HashMap<(NamespaceId, PartitionId), Instant>>,
 }
 
 impl ExchangeStats {
-    /// Seconds since the partition replica held here with the oldest clean exchange had one
-    /// (`None` before every partition had one).
+    /// How long ago the partition replica with the oldest clean exchange among `held` had one
+    /// (`None` while one of them has had none, or when `held` is empty).
     pub fn oldest_clean_age(&self, held: &[(NamespaceId, PartitionId)]) -> Option<Duration> {
         let clean = self.clean.lock().expect("exchange stats lock");
-        let mut oldest = Duration::ZERO;
+        let mut oldest = None;
         for key in held {
-            oldest = oldest.max(clean.get(key)?.elapsed());
+            oldest = oldest.max(Some(clean.get(key)?.elapsed()));
         }
-        Some(oldest)
+        oldest
+    }
+
+    fn record_clean(&self, namespace: NamespaceId, partition: PartitionId) {
+        let mut clean = self.clean.lock().expect("exchange stats lock");
+        clean.insert((namespace, partition), Instant::now());
     }
 }
 
@@ -200,16 +209,14 @@ impl AntiEntropy {
     ) -> Result<Repaired, String> {
         let timeout = config.request_timeout;
         let failed = |e: concord_rpc::RpcError| e.to_string();
-        let ask_root = TreeRootRequest { namespace, partition };
+        let tree = self.shared.objects.trees().get(namespace, partition);
+        let asker_root = Some(tree.root());
+        let ask_root = TreeRootRequest { namespace, partition, asker_root };
         let theirs: TreeRoot =
             self.shared.transport.call_rpc(peer, &ask_root, timeout).await.map_err(failed)?;
         let tree = self.shared.objects.trees().get(namespace, partition);
         if theirs.root == tree.root() {
-            self.stats
-                .clean
-                .lock()
-                .expect("exchange stats lock")
-                .insert((namespace, partition), Instant::now());
+            self.stats.record_clean(namespace, partition);
             return Ok(Repaired::default());
         }
         let ask_leaves = TreeLeavesRequest { namespace, partition };
@@ -341,13 +348,25 @@ impl AntiEntropy {
         plan
     }
 
-    /// Partition replicas this node holds now, per the current ring.
-    pub fn held_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
+    /// Partition replicas this node holds now, per the current ring, that have another
+    /// replica to exchange with (a namespace of one replica has none).
+    pub fn exchanged_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
         self.shared
             .placed_here()
             .into_iter()
+            .filter(|(_, _, _, replicas)| replicas.len() > 1)
             .map(|(namespace, _, partition, _)| (namespace, partition))
             .collect()
+    }
+
+    /// Serves `TreeRoot`: this replica's root and key count. When an exchange asks with its
+    /// own root and the roots are equal, the exchange was clean on this side too.
+    pub(crate) fn answer_tree_root(&self, request: TreeRootRequest) -> TreeRoot {
+        let root = self.tree_root(request.namespace, request.partition);
+        if request.asker_root == Some(root.root) {
+            self.stats.record_clean(request.namespace, request.partition);
+        }
+        root
     }
 
     pub fn exchange_stats(&self) -> &ExchangeStats {

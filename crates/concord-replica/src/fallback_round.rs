@@ -78,6 +78,10 @@ pub struct FallbackRound {
     targets: Vec<NodeId>,
     /// Where extra copies are tried.
     places: HintPlaces,
+    /// The places of the copy being placed ([`HintPlaces::order`]).
+    copy_places: Vec<Via>,
+    /// The fallbacks holding an extra copy so far: the next copy goes elsewhere first.
+    copies: Vec<NodeId>,
     required: usize,
     unreachable: Vec<(String, String)>,
     stage: Stage,
@@ -110,6 +114,8 @@ impl FallbackRound {
             acks: WriteAcks::for_fallback(targets, required),
             targets: targets.to_vec(),
             places: HintPlaces::new(&others, down),
+            copy_places: Vec::new(),
+            copies: Vec::new(),
             required,
             unreachable,
             stage: Stage::Here { reported: vec![false; targets.len()] },
@@ -143,15 +149,17 @@ impl FallbackRound {
             (Event::Hinted { target, holder }, Stage::Copy { target: i, .. }) => {
                 if self.targets[i] == target {
                     self.acks.hinted(&target, holder.holder());
+                    self.copies.extend(holder.holder().cloned());
                     self.copy_from(i + 1, &mut actions);
                 }
             }
             (Event::HintFailed { target, .. }, Stage::Copy { target: i, at }) => {
                 if self.targets[i] == target {
-                    match self.places.after(at) {
-                        Some(next) => self.copy_at(i, next, &mut actions),
+                    if at + 1 < self.copy_places.len() {
+                        self.copy_at(i, at + 1, &mut actions);
+                    } else {
                         // No place took this replica's copy: on to the next replica.
-                        None => self.copy_from(i + 1, &mut actions),
+                        self.copy_from(i + 1, &mut actions);
                     }
                 }
             }
@@ -198,13 +206,15 @@ impl FallbackRound {
         if self.acks.satisfied() || i >= self.targets.len() {
             self.answer(actions);
         } else {
+            self.copy_places = self.places.order(&self.copies);
             self.copy_at(i, 0, actions);
         }
     }
 
     fn copy_at(&mut self, i: usize, at: usize, actions: &mut Vec<Action>) {
         self.stage = Stage::Copy { target: i, at };
-        actions.push(Action::Hint { target: self.targets[i].clone(), via: self.places.at(at) });
+        let via = self.copy_places[at].clone();
+        actions.push(Action::Hint { target: self.targets[i].clone(), via });
     }
 
     fn answer(&mut self, actions: &mut Vec<Action>) {
@@ -291,11 +301,22 @@ mod tests {
     }
 
     #[test]
-    fn a_quorum_out_of_reach_is_answered_once_every_replica_had_its_try() {
+    fn each_extra_copy_goes_to_a_fallback_holding_none_yet() {
         let (mut round, _) = taken_by_f().required(3).fallback(&UNREACHABLE, false).unwrap();
         held_here(&mut round, &["a", "b"]);
         assert_eq!(round.on(hinted("c", Via::Here)), vec![hint("a", on("d"))]);
-        assert_eq!(round.on(hinted("a", on("d"))), vec![hint("b", on("d"))]);
+        assert_eq!(round.on(hinted("a", on("d"))), vec![hint("b", on("e"))], "d holds one");
+        assert_eq!(round.on(hinted("b", on("e"))), vec![Answer(Ok(3))], "f, d and e");
+        assert!(round.done());
+    }
+
+    #[test]
+    fn a_quorum_out_of_reach_is_answered_once_every_replica_had_its_try() {
+        let placement = taken_by_f().required(3).down(&["e", "g"]);
+        let (mut round, _) = placement.fallback(&UNREACHABLE, false).unwrap();
+        held_here(&mut round, &["a", "b"]);
+        assert_eq!(round.on(hinted("c", Via::Here)), vec![hint("a", on("d"))]);
+        assert_eq!(round.on(hinted("a", on("d"))), vec![hint("b", on("d"))], "only d is up");
         assert_eq!(round.on(hinted("b", on("d"))), vec![hint("c", on("d"))], "d counts once");
         let answer = round.on(hinted("c", on("d")));
         assert_eq!(answer, vec![Answer(Err(shortfall(3, 2, &UNREACHABLE)))]);
@@ -309,8 +330,8 @@ mod tests {
         assert_eq!(round.on(hinted("a", Via::Here)), vec![]);
         assert_eq!(round.on(hint_failed("b", "hint limit reached")), vec![]);
         assert_eq!(round.on(hinted("c", Via::Here)), vec![hint("a", on("d"))]);
-        assert_eq!(round.on(hinted("a", on("d"))), vec![hint("b", on("d"))], "b lacks a hint");
-        assert_eq!(round.on(hinted("b", on("d"))), vec![Answer(Ok(2))]);
+        assert_eq!(round.on(hinted("a", on("d"))), vec![hint("b", on("e"))], "b lacks a hint");
+        assert_eq!(round.on(hinted("b", on("e"))), vec![Answer(Ok(3))], "f, d and e");
 
         let (mut at_w1, _) = taken_by_f().required(1).fallback(&UNREACHABLE, false).unwrap();
         assert_eq!(at_w1.on(hinted("a", Via::Here)), vec![]);

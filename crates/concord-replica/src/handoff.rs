@@ -460,6 +460,10 @@ async fn pull(
         if more && last.is_some() {
             next = Some(fetch(last.clone()));
         }
+        // A namespace deleted meanwhile is not stored again; the move has nothing more of it.
+        if handoff.shared.meta.state().namespace_deleted(namespace) {
+            return Ok(());
+        }
         // Merged in slices, so that the committer interleaves client writes between them
         // instead of holding them behind one large batch.
         while !objects.is_empty() {

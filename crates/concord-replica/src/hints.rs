@@ -166,6 +166,7 @@ impl Hints {
         if request.target == self.shared.me {
             return Err("a hint for the node that holds it".into());
         }
+        self.shared.refuse_deleted(request.namespace)?;
         let partition = self.shared.partition_of(request.namespace, &request.key);
         let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
         self.hold(&request.target, object, request.state, request.policy).await

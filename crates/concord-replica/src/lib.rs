@@ -14,6 +14,7 @@
 //!   component that serves it; every request's partition is checked against the cluster's
 //!   count where it enters.
 //! - [`handoff`]: [`handoff::Handoff`], pulling gained partitions, dropping moved-away ones.
+//! - [`deleted`]: dropping deleted namespaces' data, and refusing data that arrives for them.
 //! - [`list`]: key listings gathered from one replica of every partition (coordinator).
 //! - [`actors`]: replica incarnations (the actor in every dot).
 //! - [`messages`]: the payloads of the replica message kinds, with their kinds and replies.
@@ -37,6 +38,7 @@ pub mod background;
 mod context;
 mod coordinate;
 pub mod coordinator;
+pub mod deleted;
 mod endpoints;
 pub mod exchange;
 pub mod fallback_round;
@@ -56,6 +58,7 @@ pub mod verify;
 pub mod write_round;
 
 pub use actors::Actors;
+pub use deleted::DeletedConfig;
 pub use exchange::ExchangeConfig;
 pub use handoff::{HandoffConfig, HandoffProgress};
 pub use hints::HintConfig;

@@ -242,8 +242,8 @@ impl Replica {
     }
 
     /// Partition replicas this node holds now, per the current ring.
-    pub fn held_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
-        self.anti_entropy.held_partitions()
+    pub fn exchanged_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
+        self.anti_entropy.exchanged_partitions()
     }
 
     pub fn exchange_stats(&self) -> &ExchangeStats {
@@ -257,7 +257,7 @@ impl Replica {
         namespace: &NamespaceRef,
         partition: PartitionId,
         timeout: Duration,
-    ) -> (Vec<ReplicaTree>, bool) {
+    ) -> (Vec<ReplicaTree>, crate::verify::Verdict) {
         self.anti_entropy.verify(namespace, partition, timeout).await
     }
 }

@@ -1,5 +1,8 @@
 //! Verification of anti-entropy state: each replica's tree root and key count for a partition
-//! of a namespace, gathered from every replica, and whether they agree.
+//! of a namespace, gathered from every replica, and the verdict: which replicas did not answer
+//! (unreachable), and whether those that did agree. A dead replica says nothing about whether
+//! the live ones agree, so it is reported apart instead of turning the partition into a
+//! disagreement.
 
 use std::time::Duration;
 
@@ -18,6 +21,9 @@ pub const VERIFY_WAIT_MAX: Duration = Duration::from_secs(2);
 pub struct TreeRootRequest {
     pub namespace: NamespaceId,
     pub partition: PartitionId,
+    /// The asker's own root when an anti-entropy exchange asks (`None` for a verification):
+    /// the answering replica then knows the exchange found the pair in agreement too.
+    pub asker_root: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +45,26 @@ pub struct ReplicaTree {
     pub tree: Result<TreeRoot, String>,
 }
 
+/// What the answers about one partition say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Every replica that answered holds the same root (true when fewer than two answered).
+    pub agree: bool,
+    /// The replicas that did not answer, in the order asked.
+    pub unreachable: Vec<NodeId>,
+}
+
+/// Judges one partition's answers: replicas that did not answer are unreachable, and agreement
+/// is among the others only.
+pub fn judge(trees: &[ReplicaTree]) -> Verdict {
+    let roots: Vec<u64> =
+        trees.iter().filter_map(|t| t.tree.as_ref().ok().map(|t| t.root)).collect();
+    Verdict {
+        agree: roots.windows(2).all(|pair| pair[0] == pair[1]),
+        unreachable: trees.iter().filter(|t| t.tree.is_err()).map(|t| t.node.clone()).collect(),
+    }
+}
+
 impl AntiEntropy {
     /// This node's tree of one partition replica.
     pub fn tree_root(&self, namespace: NamespaceId, partition: PartitionId) -> TreeRoot {
@@ -46,19 +72,19 @@ impl AntiEntropy {
         TreeRoot { root: tree.root(), keys: tree.keys() }
     }
 
-    /// Every current replica's tree of `partition`; they agree when all answered with one root.
-    /// A replica SWIM reports down is not asked, and none is waited for longer than
-    /// [`VERIFY_WAIT_MAX`]: a root is one small read, so a slower replica is unreachable.
+    /// Every current replica's tree of `partition`, and the [`Verdict`] on them. A replica
+    /// SWIM reports down is not asked, and none is waited for longer than [`VERIFY_WAIT_MAX`]:
+    /// a root is one small read, so a slower replica is unreachable.
     pub async fn verify(
         &self,
         namespace: &NamespaceRef,
         partition: PartitionId,
         timeout: Duration,
-    ) -> (Vec<ReplicaTree>, bool) {
+    ) -> (Vec<ReplicaTree>, Verdict) {
         let state = self.shared.meta.state();
         let n = state.effective_replicas(&namespace.config);
         let replicas = state.read_replicas(partition, n);
-        let request = TreeRootRequest { namespace: namespace.id, partition };
+        let request = TreeRootRequest { namespace: namespace.id, partition, asker_root: None };
         let timeout = timeout.min(VERIFY_WAIT_MAX);
         let asks = replicas.into_iter().map(|node| {
             let request = &request;
@@ -75,9 +101,38 @@ impl AntiEntropy {
             }
         });
         let trees = futures_util::future::join_all(asks).await;
-        let roots: Vec<Option<u64>> =
-            trees.iter().map(|t| t.tree.as_ref().ok().map(|t| t.root)).collect();
-        let agree = roots.iter().all(|r| r.is_some() && *r == roots[0]);
-        (trees, agree)
+        let verdict = judge(&trees);
+        (trees, verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(node: &str, root: u64) -> ReplicaTree {
+        ReplicaTree { node: NodeId::new(node).unwrap(), tree: Ok(TreeRoot { root, keys: 1 }) }
+    }
+
+    fn silent(node: &str) -> ReplicaTree {
+        ReplicaTree { node: NodeId::new(node).unwrap(), tree: Err("down".into()) }
+    }
+
+    /// Regression (issue 20, item 9): with one replica dead, every partition was reported as
+    /// disagreeing although the live replicas held the same root. A replica that did not
+    /// answer is unreachable; agreement is judged among those that answered.
+    #[test]
+    fn an_unreachable_replica_is_reported_apart_from_agreement() {
+        let n3 = NodeId::new("n3").unwrap();
+        let verdict = judge(&[answered("n1", 7), answered("n2", 7), silent("n3")]);
+        assert_eq!(verdict, Verdict { agree: true, unreachable: vec![n3.clone()] });
+        let verdict = judge(&[answered("n1", 7), answered("n2", 8), silent("n3")]);
+        assert_eq!(verdict, Verdict { agree: false, unreachable: vec![n3] });
+        let verdict = judge(&[answered("n1", 7), answered("n2", 7), answered("n3", 7)]);
+        assert_eq!(verdict, Verdict { agree: true, unreachable: vec![] });
+        let verdict = judge(&[answered("n1", 7), answered("n2", 7), answered("n3", 9)]);
+        assert_eq!(verdict, Verdict { agree: false, unreachable: vec![] });
+        let lone = judge(&[silent("n1"), answered("n2", 7)]);
+        assert!(lone.agree, "one answer has nothing to disagree with");
     }
 }

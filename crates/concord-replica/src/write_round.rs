@@ -40,9 +40,12 @@ impl Via {
     }
 }
 
-/// Where a hint for one replica is tried, in order: the first [`FALLBACK_TRIES`] fallbacks SWIM
-/// does not report down, in ring order, then this node. A [`WriteRound`]'s hints and the extra
-/// copies of a fallback coordinator's write ([`crate::fallback_round`]) walk this one order.
+/// Where a hint for one replica is tried, in order: [`FALLBACK_TRIES`] fallbacks SWIM does not
+/// report down, then this node. The fallbacks are taken in ring order, those holding no other
+/// copy of this write first: as in Dynamo, each missing replica's copy goes to the next
+/// fallback, so that two missing replicas make two copies on two nodes, not one node that
+/// counts once. A [`WriteRound`]'s hints and the extra copies of a fallback coordinator's
+/// write ([`crate::fallback_round`]) walk orders made here.
 #[derive(Debug, Clone)]
 pub(crate) struct HintPlaces {
     up: Vec<NodeId>,
@@ -51,21 +54,18 @@ pub(crate) struct HintPlaces {
 impl HintPlaces {
     /// `fallbacks` in ring order, less the ones in `down`.
     pub(crate) fn new(fallbacks: &[NodeId], down: &[NodeId]) -> Self {
-        let up = fallbacks.iter().filter(|f| !down.contains(f)).take(FALLBACK_TRIES);
+        let up = fallbacks.iter().filter(|f| !down.contains(f));
         HintPlaces { up: up.cloned().collect() }
     }
 
-    /// The `at`th place: an up fallback, or this node past them.
-    pub(crate) fn at(&self, at: usize) -> Via {
-        match self.up.get(at) {
-            Some(fallback) => Via::Fallback(fallback.clone()),
-            None => Via::Here,
-        }
-    }
-
-    /// The place tried after `at` fails; `None` once this node has failed too.
-    pub(crate) fn after(&self, at: usize) -> Option<usize> {
-        (at < self.up.len()).then_some(at + 1)
+    /// The places one replica's hint tries, in order, when the fallbacks in `busy` already
+    /// hold (or are asked to hold) a copy of this write for another replica: the up fallbacks
+    /// not busy, then the busy ones, [`FALLBACK_TRIES`] of them in all, then this node.
+    pub(crate) fn order(&self, busy: &[NodeId]) -> Vec<Via> {
+        let free = self.up.iter().filter(|f| !busy.contains(f));
+        let taken = self.up.iter().filter(|f| busy.contains(f));
+        let fallbacks = free.chain(taken).take(FALLBACK_TRIES).cloned().map(Via::Fallback);
+        fallbacks.chain([Via::Here]).collect()
     }
 }
 
@@ -109,9 +109,10 @@ enum Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HintState {
     None,
-    /// Trying the `n`th place: the up fallbacks in order, then this node.
+    /// Trying the `n`th of the target's places.
     Trying(usize),
-    Held,
+    /// Held at the `n`th of the target's places.
+    Held(usize),
     Lost,
 }
 
@@ -120,6 +121,18 @@ struct Target {
     node: NodeId,
     reply: Reply,
     hint: HintState,
+    /// Where its hint is tried, in order ([`HintPlaces::order`]), fixed at its first try.
+    places: Vec<Via>,
+}
+
+impl Target {
+    /// The fallback holding, or asked to hold, this target's hint.
+    fn hint_holder(&self) -> Option<&NodeId> {
+        match self.hint {
+            HintState::Trying(at) | HintState::Held(at) => self.places.get(at)?.holder(),
+            HintState::None | HintState::Lost => None,
+        }
+    }
 }
 
 /// One coordinated write's decisions.
@@ -161,8 +174,12 @@ impl WriteRound {
         let mut actions = Vec::new();
         let all = owners.iter().chain(incoming.iter().filter(|n| !owners.contains(n)));
         for node in all.filter(|n| *n != me) {
-            let mut target =
-                Target { node: node.clone(), reply: Reply::Pending, hint: HintState::None };
+            let mut target = Target {
+                node: node.clone(),
+                reply: Reply::Pending,
+                hint: HintState::None,
+                places: Vec::new(),
+            };
             if down.contains(node) {
                 target.reply = Reply::Failed;
                 round.acks.fail(node, "down".into());
@@ -199,8 +216,10 @@ impl WriteRound {
             }
             Event::Hinted { target, holder } => {
                 self.acks.hinted(&target, holder.holder());
-                if let Some(i) = self.index(&target) {
-                    self.targets[i].hint = HintState::Held;
+                if let Some(i) = self.index(&target)
+                    && let HintState::Trying(at) = self.targets[i].hint
+                {
+                    self.targets[i].hint = HintState::Held(at);
                 }
             }
             Event::HintFailed { target, cause } => self.hint_failed(&target, cause, &mut actions),
@@ -265,9 +284,9 @@ impl WriteRound {
     fn hint_failed(&mut self, node: &NodeId, cause: String, actions: &mut Vec<Action>) {
         let Some(i) = self.index(node) else { return };
         let HintState::Trying(at) = self.targets[i].hint else { return };
-        if let Some(next) = self.places.after(at) {
+        if at + 1 < self.targets[i].places.len() {
             let mut target = self.targets[i].clone();
-            actions.push(self.hint_at(&mut target, next));
+            actions.push(self.hint_at(&mut target, at + 1));
             self.targets[i] = target;
         } else {
             // This node could not keep it either: the hint is lost, and said so.
@@ -278,10 +297,16 @@ impl WriteRound {
         }
     }
 
-    /// The hint for `target` at place `at` of [`HintPlaces`].
+    /// The hint for `target` at its place `at`; its places are chosen at its first try, away
+    /// from the fallbacks the other targets' hints are on.
     fn hint_at(&self, target: &mut Target, at: usize) -> Action {
+        if at == 0 {
+            let others = self.targets.iter().filter(|t| t.node != target.node);
+            let busy: Vec<NodeId> = others.filter_map(Target::hint_holder).cloned().collect();
+            target.places = self.places.order(&busy);
+        }
         target.hint = HintState::Trying(at);
-        Action::Hint { target: target.node.clone(), via: self.places.at(at) }
+        Action::Hint { target: target.node.clone(), via: target.places[at].clone() }
     }
 
     /// Answers the client once the quorum is met or nothing more can arrive.
@@ -395,6 +420,22 @@ mod tests {
         assert_eq!(round.on(hinted("b", on("f"))), vec![Answer(Ok(2))]);
     }
 
+    /// As in Dynamo, each missing replica's hint goes to the next fallback: at W=3 with two
+    /// replicas down, d and e hold one hint each and the write has its three copies.
+    #[test]
+    fn two_missing_replicas_hint_two_different_fallbacks() {
+        let placement = Placement::new().owners(&["a", "b", "c"]).required(3).down(&["b", "c"]);
+        let (mut round, start) = placement.write();
+        assert_eq!(start, vec![hint("b", on("d")), hint("c", on("e"))]);
+        assert_eq!(round.on(hinted("b", on("d"))), vec![]);
+        assert_eq!(round.on(hinted("c", on("e"))), vec![Answer(Ok(3))]);
+
+        // When e fails c's hint, d (already holding b's) is next, then this node.
+        let (mut busy, _) = placement.write();
+        assert_eq!(busy.on(hint_failed("c", "timeout")), vec![hint("c", on("d"))]);
+        assert_eq!(busy.on(hint_failed("c", "timeout")), vec![hint("c", Via::Here)]);
+    }
+
     #[test]
     fn a_strict_write_never_counts_hints() {
         let (mut round, start) = Placement::new().strict().write();
@@ -405,7 +446,8 @@ mod tests {
         assert!(round.done());
 
         let (mut short_of_two, _) = Placement::new().strict().down(&["c"]).write();
-        assert_eq!(short_of_two.on(failed("b", "error: refused")), vec![hint("b", on("d"))]);
+        let b_elsewhere = short_of_two.on(failed("b", "error: refused"));
+        assert_eq!(b_elsewhere, vec![hint("b", on("e"))], "d holds c's hint");
         assert_eq!(short_of_two.on(hinted("c", on("d"))), vec![]);
         let answer = short_of_two.on(hinted("b", on("e")));
         assert_eq!(answer, vec![short(2, 1, &[("c", "down"), ("b", "error: refused")])]);

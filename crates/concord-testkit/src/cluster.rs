@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use concord_client::{Client, ClientConfig, ClusterStatus};
 use concord_launch::{Layout, Ports, ready};
 
-use crate::server::{ServerOptions, TestServer};
+use crate::server::{Exited, ServerOptions, TestServer};
 
 /// Time between two checks of [`TestCluster::wait_for`].
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -139,6 +139,16 @@ impl TestCluster {
         node.server.terminate(STOP_TIMEOUT)
     }
 
+    /// Waits until node `i` exits on its own (it left the cluster, or was removed), up to
+    /// `timeout`.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> anyhow::Result<Exited> {
+        println!("wait for {} to exit on its own", self.id(i));
+        let node = &mut self.nodes[i];
+        let exited = node.server.wait_exit(timeout)?;
+        node.state = ProcessState::Stopped;
+        Ok(exited)
+    }
+
     /// Kills node `i` with SIGKILL.
     pub fn kill9(&mut self, i: usize) {
         println!("kill -9 {} (pid {})", self.id(i), self.node(i).pid());
@@ -202,14 +212,14 @@ impl TestCluster {
         Ok(())
     }
 
-    /// The partitions of namespace `ns` whose replicas' anti-entropy roots differ, as node
-    /// `n1` reports them (`GET /v1/cluster/partitions/{p}`).
+    /// The partitions of namespace `ns` whose replicas' anti-entropy roots differ, or that a
+    /// replica did not answer for, as node `n1` reports them (`GET /v1/cluster/partitions/{p}`).
     pub async fn disagreeing(&self, ns: &str) -> anyhow::Result<Vec<u32>> {
         let client = self.client(0);
         let partitions = client.ring().await?.partitions.len() as u32;
         let mut out = Vec::new();
         for p in 0..partitions {
-            if !client.partition(p, ns).await?.agree {
+            if !client.partition(p, ns).await?.fully_agree() {
                 out.push(p);
             }
         }

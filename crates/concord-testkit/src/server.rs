@@ -130,6 +130,22 @@ impl TestServer {
         }
     }
 
+    /// Waits for the process to exit on its own (a node that left the cluster), up to
+    /// `timeout`; fails if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Exited> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(self.options.log_path()).unwrap_or_default();
+                return Ok(Exited { status, log });
+            }
+            if Instant::now() > deadline {
+                bail!("server still runs after {timeout:?}; log:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Freezes the process (SIGSTOP): it holds its sockets but answers nothing.
     pub fn sigstop(&self) -> anyhow::Result<()> {
         self.signal(Signal::Stop)

@@ -32,7 +32,9 @@ pub use failures::{FailureLine, FailureLog, FailureLogs};
 pub use hlc::{Hlc, Timestamp, WallClock};
 pub use ids::{ActorId, ClusterId, NamespaceId, NodeId, PartitionId};
 pub use key::Key;
-pub use namespace::{ConflictPolicy, Consistency, NamespaceConfig, NamespaceName, Quorum};
+pub use namespace::{
+    ConflictPolicy, Consistency, NamespaceConfig, NamespaceName, NamespacePatch, PatchError, Quorum,
+};
 pub use version::{
     Content, CounterExhausted, Dot, DvvSet, HISTORY_ENTRIES_MAX, Sibling, VersionVector,
 };

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
 
+mod patch;
+
+pub use patch::{MUTABLE_FIELDS, NamespacePatch, PatchError};
+
 /// Largest replica count a namespace may ask for.
 pub const REPLICAS_MAX: usize = 7;
 
@@ -154,7 +158,8 @@ impl<'de> Deserialize<'de> for Quorum {
     }
 }
 
-/// A namespace's settings, fixed at creation. Decoding checks them like
+/// A namespace's settings. The quorums and `strict` may change later ([`NamespacePatch`]); the
+/// others are fixed at creation. Decoding checks them like
 /// [`NamespaceConfig::validate`], so a config from the disk or a peer is as valid as one a
 /// client had checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

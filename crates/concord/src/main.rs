@@ -42,7 +42,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Read, write, delete and list keys.
     Kv(cli::kv::KvArgs),
-    /// Create, list and show namespaces.
+    /// Create, list, show, update and delete namespaces.
     Ns(cli::ns::NsArgs),
     /// Show cluster members and the partition ring; decommission or remove nodes.
     Cluster(cli::cluster::ClusterArgs),

@@ -1,4 +1,4 @@
-//! `concord server`: run a node until SIGINT or SIGTERM.
+//! `concord server`: run a node until SIGINT or SIGTERM, or until it has left the cluster.
 //!
 //! Precedence of settings: built-in defaults, then the TOML file (`--config`), then `CONCORD_*`
 //! environment variables, then these flags.
@@ -117,10 +117,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
         drain_timeout: Duration::from_millis(config.limits.request_timeout_ms),
     };
-    concord_http::server::serve(listener, app, options, shutdown).await;
+    // A node that left the cluster (or was removed) stops as if signalled, and says so.
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            _ = node.departed() => {}
+        }
+    };
+    concord_http::server::serve(listener, app, options, stop).await;
     db.set_ready(false);
     node.shutdown().await.context("flushing storage at shutdown")?;
-    println!("concord node {} stopped cleanly", db.identity().node_id);
+    match node.departure() {
+        Some(departed) => println!("concord node stopped: {departed}"),
+        None => println!("concord node {} stopped cleanly", db.identity().node_id),
+    }
     Ok(())
 }
 

@@ -375,7 +375,7 @@ async fn wrong_methods_are_405_method_not_allowed() {
         (Method::DELETE, "/v1/namespaces"),
         (Method::POST, "/v1/namespaces"),
         (Method::POST, "/v1/namespaces/x"),
-        (Method::DELETE, "/v1/namespaces/default"),
+        (Method::PATCH, "/v1/namespaces"),
         (Method::PUT, "/v1/cluster"),
         (Method::POST, "/v1/cluster/ring"),
         (Method::POST, "/health"),

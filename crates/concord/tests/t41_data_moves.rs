@@ -148,11 +148,19 @@ async fn keys_survive_join_leave_and_remove_and_live_where_the_ring_says() {
 
     println!("n4 leaves");
     cluster.client(0).leave("n4").await.unwrap();
+    // n4 stops on its own once its partitions have moved away and it is no longer a member.
+    let exited = cluster.wait_exit(3, Duration::from_secs(180)).unwrap();
+    assert!(exited.status.success(), "n4 exits cleanly once it left: {}", exited.status);
     settle(&cluster, &["n1", "n2", "n3", "n5"], "n4 left").await;
-    cluster.stop(3).unwrap();
 
-    println!("n2 is killed, then removed");
+    println!("n2 is killed, then removed once the others see it down");
     cluster.kill9(1);
+    cluster
+        .wait_for("n2 down everywhere", Duration::from_secs(30), async || {
+            cluster.check_state_everywhere("n2", "down").await
+        })
+        .await
+        .unwrap();
     cluster.client(0).remove("n2").await.unwrap();
     settle(&cluster, &["n1", "n3", "n5"], "n2 removed and its replicas rebuilt").await;
 

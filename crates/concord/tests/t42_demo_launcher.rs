@@ -95,6 +95,13 @@ async fn detached_cluster_is_listed_restarted_alone_and_stopped() {
     println!("phase 2: kill -9 n3, restart it alone");
     let n3_pid = nodes[2]["pid"].as_u64().unwrap();
     signal(n3_pid, Signal::Kill).unwrap();
+    // The signal is delivered asynchronously: until the process is gone it holds its data
+    // dir's lock and its ports, and a node started meanwhile exits at once.
+    let deadline = std::time::Instant::now() + UP_TIMEOUT;
+    while pid_alive(n3_pid) {
+        assert!(std::time::Instant::now() < deadline, "n3 (pid {n3_pid}) outlived SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let restarted = endpoints(&demo(&[
         "--nodes",
         "3",

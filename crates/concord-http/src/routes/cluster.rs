@@ -39,9 +39,10 @@ pub struct MovesDto {
     pub pending: u64,
     /// Streams the answering node is running now.
     pub active: u64,
-    /// Bytes the answering node has received by handoff.
+    /// Bytes the answering node has received by handoff since it started.
     pub bytes_moved: u64,
-    /// Estimated total bytes of the transition on the answering node.
+    /// `bytes_moved` plus an estimate of what the answering node still has to receive (its
+    /// average per partition so far, times the moves to it still pending).
     pub bytes_total: u64,
     /// Rate of the answering node's last stream, bytes per second.
     pub rate_bytes_per_sec: u64,
@@ -74,20 +75,26 @@ pub struct AntiEntropyDto {
     pub keys_repaired: u64,
     /// Tombstones the answering node purged after the grace, once every replica held them.
     pub tombstones_purged: u64,
-    /// Seconds since the partition replica held here with the oldest clean exchange had one;
-    /// null until every one has had one.
+    /// Seconds since the partition replica held here with the oldest clean exchange had one
+    /// (an exchange, started by either replica, that found the pair equal). Null until every
+    /// partition replica held here that has another replica has had one, and on a node that
+    /// holds none (a one-node cluster has nothing to exchange).
     pub oldest_clean_exchange_s: Option<f64>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ClusterDto {
     pub cluster_id: String,
+    /// Counts the changes of members, ring and namespaces: a join, a leave, a removal, a ring
+    /// transition that completes, a namespace created. A fresh three-node cluster is at 5.
     pub epoch: u64,
     /// The metadata leader's node id ("" while there is none).
     pub leader: String,
     pub nodes: Vec<NodeDto>,
     pub moves: MovesDto,
     pub anti_entropy: AntiEntropyDto,
+    /// Deleted namespaces whose data some nodes still hold (dropped in the background).
+    pub namespaces_deleting: Vec<crate::routes::namespaces::DeletionDto>,
     pub alarms: Vec<String>,
 }
 
@@ -159,6 +166,7 @@ pub async fn get_cluster(State(app): State<Arc<AppState>>) -> Json<ClusterDto> {
             tombstones_purged: view.anti_entropy.tombstones_purged,
             oldest_clean_exchange_s: view.anti_entropy.oldest_clean_exchange_s,
         },
+        namespaces_deleting: view.deletions.into_iter().map(Into::into).collect(),
         alarms: view.alarms,
     })
 }
@@ -201,18 +209,25 @@ pub async fn leave_node(
     Ok((StatusCode::ACCEPTED, Json(ChangeDto { node: id, state: "leaving".into() })))
 }
 
-/// Remove a dead node at once; its replicas are rebuilt from the others.
+/// Remove a dead node at once; its replicas are rebuilt from the others. A node that is not
+/// down (as SWIM sees it) is refused with 409 `node_up` unless `force=true`: use `leave` for a
+/// live node.
 #[utoipa::path(post, path = "/v1/cluster/nodes/{id}/remove", tag = "cluster",
-    params(("id" = String, Path, description = "Node id")),
+    params(("id" = String, Path, description = "Node id"),
+        ("force" = Option<bool>, Query, description = "remove the node even if it is up")),
     responses((status = 202, description = "removed", body = ChangeDto),
         (status = 404, description = "`node_not_found`: not a member", body = ErrorBody),
         (status = 400, description = "`invalid_argument`: not a node name, or refused (the last member)", body = ErrorBody),
+        (status = 409, description = "`node_up`: the node is not down; `leave` it, or remove it with `force=true`", body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub async fn remove_node(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
+    uri: Uri,
 ) -> Result<(StatusCode, Json<ChangeDto>), ApiError> {
-    app.db.remove(&id).await?;
+    let query = Query::parse(uri.query(), &["force"])?;
+    let force = query.flag("force")?.unwrap_or(false);
+    app.db.remove(&id, force).await?;
     Ok((StatusCode::ACCEPTED, Json(ChangeDto { node: id, state: "removed".into() })))
 }
 
@@ -236,11 +251,15 @@ pub struct PartitionTreesDto {
     pub partition: u16,
     pub namespace: String,
     pub replicas: Vec<ReplicaTreeDto>,
-    /// Every replica answered with the same root.
+    /// Every replica that answered holds the same root (true when fewer than two answered).
     pub agree: bool,
+    /// The replicas that did not answer (each with an `error` in `replicas`): whether they
+    /// agree is unknown, and they do not make the others disagree.
+    pub unreachable: Vec<String>,
 }
 
-/// Every replica's anti-entropy root for one partition of a namespace, and whether they agree.
+/// Every replica's anti-entropy root for one partition of a namespace, whether those that
+/// answered agree, and which did not answer.
 #[utoipa::path(get, path = "/v1/cluster/partitions/{p}", tag = "cluster",
     params(("p" = u16, Path, description = "Partition"),
         ("ns" = Option<String>, Query, description = "namespace, default `default`")),
@@ -272,5 +291,6 @@ pub async fn get_partition(
         namespace: view.namespace,
         replicas,
         agree: view.agree,
+        unreachable: view.unreachable,
     }))
 }

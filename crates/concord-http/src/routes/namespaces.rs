@@ -1,4 +1,4 @@
-//! `/v1/namespaces`: create, list and show namespaces.
+//! `/v1/namespaces`: create, list, show, change and delete namespaces.
 
 use std::sync::Arc;
 
@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use concord_node::NamespaceView;
-use concord_types::{ConflictPolicy, Consistency, NamespaceConfig, Quorum};
+use concord_node::{DeletionView, NamespaceView};
+use concord_types::{ConflictPolicy, Consistency, NamespaceConfig, NamespacePatch, Quorum};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
@@ -86,6 +86,34 @@ impl NamespaceRequest {
             strict: self.strict.unwrap_or(defaults.strict),
         })
     }
+
+    /// The fields given, as a change to an existing namespace.
+    fn into_patch(self) -> Result<NamespacePatch, ApiError> {
+        Ok(NamespacePatch {
+            consistency: self.consistency,
+            replicas: self.replicas,
+            read_quorum: quorum("read_quorum", self.read_quorum)?,
+            write_quorum: quorum("write_quorum", self.write_quorum)?,
+            conflicts: self.conflicts,
+            strict: self.strict,
+        })
+    }
+}
+
+/// A deleted namespace whose data is being dropped in the background.
+#[derive(Serialize, ToSchema)]
+pub struct DeletionDto {
+    pub name: String,
+    /// The deleted namespace's id: only data of this id is dropped, whatever takes the name.
+    pub id: u32,
+    /// The nodes that still hold its data; `GET /v1/cluster` shows the drop's progress.
+    pub nodes_pending: Vec<String>,
+}
+
+impl From<DeletionView> for DeletionDto {
+    fn from(view: DeletionView) -> Self {
+        DeletionDto { name: view.name, id: view.id, nodes_pending: view.nodes_pending }
+    }
 }
 
 fn lower<T: Serialize>(value: &T) -> String {
@@ -128,16 +156,16 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Create a namespace.
+/// Create a namespace, or set an existing one's changeable settings to these.
 #[utoipa::path(put, path = "/v1/namespaces/{ns}", tag = "namespaces",
     params(("ns" = String, Path, description = "namespace name, [a-z0-9][a-z0-9_-]{0,62}")),
     request_body(content = Option<NamespaceRequest>, content_type = "application/json",
-        description = "the settings; an empty body takes every default"),
+        description = "the settings; an empty body (or `null`) takes every default"),
     responses(
         (status = 201, description = "created", body = NamespaceDto),
-        (status = 200, description = "exists with the same configuration", body = NamespaceDto),
+        (status = 200, description = "exists: its quorums and `strict` are now as given", body = NamespaceDto),
         (status = 400, body = ErrorBody), (status = 408, body = ErrorBody),
-        (status = 409, description = "`conflict`: the namespace exists with another configuration", body = ErrorBody),
+        (status = 409, description = "`conflict`: the namespace exists with another `replicas`, `conflicts` or `consistency`, which cannot change (`details.field` names it)", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
@@ -150,12 +178,7 @@ pub async fn put_namespace(
     check_json_content_type(&headers)?;
     let deadline = Instant::now() + app.limits.request_timeout;
     let bytes = body::read_limited(&headers, body, CONFIG_BYTES_MAX, deadline).await?;
-    let request: NamespaceRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        NamespaceRequest::default()
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid(format!("invalid namespace configuration: {e}")))?
-    };
+    let request = namespace_request(&bytes)?;
     let (created, view) = app.db.create_namespace(&name, request.into_config()?).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(NamespaceDto::from(view))).into_response())
@@ -181,4 +204,62 @@ pub async fn get_namespace(
     Path(name): Path<String>,
 ) -> Result<Json<NamespaceDto>, ApiError> {
     Ok(Json(app.db.namespace(&name).await?.into()))
+}
+
+/// The request body as settings: an empty body, or `null`, sets none.
+fn namespace_request(bytes: &[u8]) -> Result<NamespaceRequest, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(NamespaceRequest::default());
+    }
+    let request: Option<NamespaceRequest> = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid(format!("invalid namespace configuration: {e}")))?;
+    Ok(request.unwrap_or_default())
+}
+
+/// Change a namespace's quorums or `strict`; the fields not given stay as they are. Requests
+/// that follow (on any node that has caught up) use the new settings.
+#[utoipa::path(patch, path = "/v1/namespaces/{ns}", tag = "namespaces",
+    params(("ns" = String, Path, description = "namespace name")),
+    request_body(content = Option<NamespaceRequest>, content_type = "application/json",
+        description = "the settings to change: `read_quorum`, `write_quorum`, `strict`; \
+                       `replicas`, `conflicts` and `consistency` only with their current value"),
+    responses(
+        (status = 200, description = "the namespace with its new settings", body = NamespaceDto),
+        (status = 400, body = ErrorBody), (status = 404, description = "`namespace_not_found`", body = ErrorBody),
+        (status = 408, body = ErrorBody),
+        (status = 409, description = "`conflict`: a setting that is fixed at creation would change (`details.field` names it)", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn patch_namespace(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<NamespaceDto>, ApiError> {
+    check_json_content_type(&headers)?;
+    let deadline = Instant::now() + app.limits.request_timeout;
+    let bytes = body::read_limited(&headers, body, CONFIG_BYTES_MAX, deadline).await?;
+    let patch = namespace_request(&bytes)?.into_patch()?;
+    Ok(Json(app.db.update_namespace(&name, patch).await?.into()))
+}
+
+/// Delete a namespace. Its name is free at once (a namespace created under it again is a new
+/// one, with a new id); its data is dropped in the background by every node, after
+/// `cluster.handoff_drop_delay_ms`, and `GET /v1/cluster` lists it in `namespaces_deleting`
+/// until every node has.
+#[utoipa::path(delete, path = "/v1/namespaces/{ns}", tag = "namespaces",
+    params(("ns" = String, Path, description = "namespace name")),
+    responses(
+        (status = 202, description = "deleted; its data is being dropped", body = DeletionDto),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "`namespace_not_found`", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn delete_namespace(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<DeletionDto>), ApiError> {
+    let deletion = app.db.delete_namespace(&name).await?;
+    Ok((StatusCode::ACCEPTED, Json(deletion.into())))
 }

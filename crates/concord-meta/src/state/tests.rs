@@ -1,6 +1,7 @@
 //! The metadata state machine with exact expected outcomes.
 
 use super::*;
+use concord_types::{Consistency, Quorum};
 
 fn node(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
@@ -271,4 +272,168 @@ fn desired_voters_are_odd_and_at_most_five() {
         assert_eq!(voters.len(), expected, "{i} members");
         assert!(voters.iter().all(|v| ids(&state).contains(v)));
     }
+}
+
+/// Regression (issue 20, item 10): a fresh three-node cluster showed epoch 131, one bump per
+/// partition move reported. The epoch counts the changes an operator makes or sees settle:
+/// bootstrap, each join, and each transition that completes.
+#[test]
+fn the_epoch_counts_changes_not_partition_moves() {
+    let mut state = bootstrapped(64);
+    assert_eq!(state.epoch, 1, "bootstrap");
+    add(&mut state, "n2");
+    assert_eq!(state.epoch, 2, "n2 joins");
+    let moves = state.moves.len();
+    assert!(moves >= 64, "{moves} moves to n2");
+    finish_moves(&mut state);
+    assert_eq!(state.epoch, 3, "n2's transition completes, after {moves} move reports");
+    add(&mut state, "n3");
+    finish_moves(&mut state);
+    assert_eq!(state.epoch, 5, "a fresh three-node cluster");
+    // A transition's target epoch is still unique: the command that plans it bumps the epoch.
+    add(&mut state, "n4");
+    assert_eq!((state.epoch, state.target_epoch), (6, 6));
+}
+
+/// A member that left is remembered with its data dir's incarnation: that data dir's join is
+/// refused with the way back in, while a fresh data dir under the same name joins as new.
+#[test]
+fn a_departed_data_dir_is_refused_and_a_fresh_one_joins() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    add(&mut state, "n3");
+    finish_moves(&mut state);
+    state.apply(&Command::Leave { node: node("n3") });
+    assert_eq!(state.departure(&node("n3"), 1), None, "still leaving");
+    finish_moves(&mut state);
+    let left = Departure { node: node("n3"), incarnation: 1, how: DepartureKind::Left };
+    assert_eq!(state.departure(&node("n3"), 1), Some(&left));
+    assert_eq!(state.apply(&Command::Remove { node: node("n2") }), CommandResult::Ok);
+    let removed = Departure { node: node("n2"), incarnation: 1, how: DepartureKind::Removed };
+    assert_eq!(state.departed, [left, removed]);
+
+    let before = state.clone();
+    match add(&mut state, "n3") {
+        CommandResult::Refused(why) => {
+            assert!(why.starts_with("n3 left the cluster"), "{why}");
+            assert!(why.contains("empty its data dir and start it with --join"), "{why}");
+        }
+        other => panic!("the departed data dir of n3 joined: {other:?}"),
+    }
+    assert!(
+        matches!(add(&mut state, "n2"), CommandResult::Refused(why) if why.starts_with("n2 was removed"))
+    );
+    assert_eq!(state, before, "refused joins change nothing");
+
+    let fresh = Command::AddNode {
+        node: node("n3"),
+        http_addr: "h".into(),
+        peer_addr: "p".into(),
+        incarnation: 2,
+    };
+    assert_eq!(state.apply(&fresh), CommandResult::Ok);
+    assert_eq!(state.departure(&node("n3"), 1), None, "forgotten once the name is a member");
+    assert_eq!(state.departed.len(), 1);
+}
+
+/// At most [`DEPARTED_MAX`] departures are remembered, the oldest forgotten first.
+#[test]
+fn departures_are_bounded_oldest_first() {
+    let mut state = bootstrapped(8);
+    for i in 0..DEPARTED_MAX + 2 {
+        let name = format!("x{i}");
+        add(&mut state, &name);
+        assert_eq!(state.apply(&Command::Remove { node: node(&name) }), CommandResult::Ok);
+    }
+    assert_eq!(state.departed.len(), DEPARTED_MAX);
+    assert_eq!(state.departed[0].node, node("x2"));
+    assert_eq!(state.departed[DEPARTED_MAX - 1].node, node(&format!("x{}", DEPARTED_MAX + 1)));
+}
+
+/// A deleted namespace frees its name at once and waits for every member to drop its data; a
+/// namespace created again under the name gets a new id, so the drop (by id) never touches it.
+#[test]
+fn a_deleted_namespace_is_dropped_by_every_member_and_its_name_reused_with_a_new_id() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    let carts = NamespaceName::new("carts").unwrap();
+    let create =
+        Command::CreateNamespace { name: carts.clone(), config: NamespaceConfig::default() };
+    assert_eq!(state.apply(&create), CommandResult::NamespaceCreated(NamespaceId(2)));
+    let epoch = state.epoch;
+
+    let delete = Command::DeleteNamespace { name: carts.clone() };
+    assert_eq!(state.apply(&delete), CommandResult::NamespaceDeleted(NamespaceId(2)));
+    assert_eq!(state.epoch, epoch + 1);
+    assert!(!state.namespaces.contains_key(&carts));
+    assert!(state.namespace_deleted(NamespaceId(2)));
+    assert!(!state.namespace_deleted(NamespaceId(1)), "default lives");
+    assert!(!state.namespace_deleted(NamespaceId(3)), "an id not handed out yet is unknown");
+    let drop = &state.dropping[&NamespaceId(2)];
+    assert_eq!(drop.nodes, BTreeSet::from([node("n1"), node("n2")]));
+    assert_eq!(state.apply(&delete), CommandResult::NamespaceNotFound);
+
+    assert_eq!(state.apply(&create), CommandResult::NamespaceCreated(NamespaceId(3)));
+    assert_eq!(state.drops_for(&node("n1")).map(|d| d.id).collect::<Vec<_>>(), [NamespaceId(2)]);
+    let dropped = |n: &str| Command::NamespaceDropped { id: NamespaceId(2), node: node(n) };
+    let epoch = state.epoch;
+    assert_eq!(state.apply(&dropped("n1")), CommandResult::Ok);
+    assert_eq!(state.apply(&dropped("n1")), CommandResult::Unchanged);
+    assert_eq!(state.apply(&dropped("n2")), CommandResult::Ok);
+    assert!(state.dropping.is_empty());
+    assert_eq!(state.epoch, epoch, "drop reports are progress, not changes");
+    assert_eq!(state.namespaces[&carts].id, NamespaceId(3));
+}
+
+/// A member that leaves or is removed has nothing more to drop: a deletion waits only for
+/// the members that remain.
+#[test]
+fn a_departed_member_is_not_waited_for() {
+    let mut state = bootstrapped(8);
+    add(&mut state, "n2");
+    finish_moves(&mut state);
+    add(&mut state, "n3");
+    finish_moves(&mut state);
+    state.apply(&Command::DeleteNamespace { name: NamespaceName::new("default").unwrap() });
+    state.apply(&Command::Remove { node: node("n3") });
+    assert_eq!(state.dropping[&NamespaceId(1)].nodes, BTreeSet::from([node("n1"), node("n2")]));
+    state.apply(&Command::NamespaceDropped { id: NamespaceId(1), node: node("n1") });
+    state.apply(&Command::Leave { node: node("n2") });
+    finish_moves(&mut state);
+    assert!(state.dropping.is_empty(), "{:?}", state.dropping);
+}
+
+/// Quorums and `strict` change (an epoch each, none when nothing changes); a fixed field is
+/// refused by name, an invalid result refused, an unknown namespace not found.
+#[test]
+fn namespace_updates_change_only_what_may_change() {
+    let mut state = bootstrapped(8);
+    let default = NamespaceName::new("default").unwrap();
+    let update = |patch| Command::UpdateNamespace { name: default.clone(), patch };
+    let epoch = state.epoch;
+    let patch = NamespacePatch { write_quorum: Some(Quorum::All), ..Default::default() };
+    assert_eq!(
+        state.apply(&update(patch.clone())),
+        CommandResult::NamespaceUpdated(NamespaceId(1))
+    );
+    assert_eq!(state.namespaces[&default].config.write_quorum, Quorum::All);
+    assert_eq!(state.apply(&update(patch)), CommandResult::NamespaceExists(NamespaceId(1)));
+    assert_eq!(state.epoch, epoch + 1);
+
+    let before = state.clone();
+    let replicas = NamespacePatch { replicas: Some(5), ..Default::default() };
+    assert_eq!(
+        state.apply(&update(replicas)),
+        CommandResult::NamespaceFieldFixed("replicas".into())
+    );
+    let too_many = NamespacePatch { read_quorum: Some(Quorum::Count(4)), ..Default::default() };
+    assert!(matches!(state.apply(&update(too_many)), CommandResult::Refused(_)));
+    assert_eq!(state, before, "refused updates change nothing");
+    let stranger = Command::UpdateNamespace {
+        name: NamespaceName::new("nope").unwrap(),
+        patch: NamespacePatch::default(),
+    };
+    assert_eq!(state.apply(&stranger), CommandResult::NamespaceNotFound);
 }

@@ -250,18 +250,29 @@ impl ObjectStore {
         namespace: NamespaceId,
         partition: PartitionId,
     ) -> Result<usize, StorageError> {
-        let range = ObjectKey::partition_range(namespace, partition);
         let mut dropped = 0;
         loop {
-            let (reply, answer) = oneshot::channel();
-            let message = Message::DropStep { range: range.clone(), reply };
-            self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
-            let step = answer.await.map_err(|_| StorageError::Closed)??;
+            let step = self.drop_partition_step(namespace, partition).await?;
             dropped += step.dropped;
             if !step.more {
                 return Ok(dropped);
             }
         }
+    }
+
+    /// One step of [`ObjectStore::drop_partition`]: deletes at most [`DROP_STEP_MAX`] objects
+    /// of the partition, for a caller that paces the drop itself (a deleted namespace's data,
+    /// dropped in the background).
+    pub async fn drop_partition_step(
+        &self,
+        namespace: NamespaceId,
+        partition: PartitionId,
+    ) -> Result<DropStep, StorageError> {
+        let range = ObjectKey::partition_range(namespace, partition);
+        let (reply, answer) = oneshot::channel();
+        let message = Message::DropStep { range, reply };
+        self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
     }
 
     /// Stops taking writes, waits for everything queued to be durable, and syncs the engine.

@@ -101,6 +101,14 @@ struct Joiner {
     left: bool,
 }
 
+impl Joiner {
+    /// The joined node once it was told to leave: it stops on its own when it has left, and is
+    /// neither healed nor restarted.
+    fn departed(&self) -> Option<usize> {
+        self.index.filter(|_| self.left)
+    }
+}
+
 /// Node `i`'s options in `hosts` (its namespace and address), or unchanged on loopback.
 fn placed(hosts: &Option<NetnsHosts>, i: usize, options: ServerOptions) -> ServerOptions {
     let options = options.fault_injection().env("CONCORD_ANTI_ENTROPY_INTERVAL_MS", "1000");
@@ -173,19 +181,16 @@ pub async fn run(
         faults.push(what);
         // The fault's length is the scenario: it is in force while clients keep running.
         tokio::time::sleep(if kind == FaultKind::Pause { PAUSE } else { length }).await;
-        heal(&mut cluster, active).await?;
+        heal(&mut cluster, active, joiner.departed()).await?;
         tokio::time::sleep(calm).await;
     }
-    heal_everything(&mut cluster).await?;
+    heal_everything(&mut cluster, joiner.departed()).await?;
     let _ = stop.send(true);
     for client in clients {
         client.await?;
     }
 
-    let departed = match joiner {
-        Joiner { index: Some(i), left: true } => Some(i),
-        _ => None,
-    };
+    let departed = joiner.departed();
     if let Some(i) = departed {
         let id = cluster.id(i).to_owned();
         cluster
@@ -197,7 +202,9 @@ pub async fn run(
                 }
             })
             .await?;
-        cluster.stop(i)?;
+        // A node that left stops on its own.
+        let exited = cluster.wait_exit(i, UP_TIMEOUT)?;
+        anyhow::ensure!(exited.status.success(), "{id} exited with {}", exited.status);
     }
     let all_up = cluster
         .wait_for("every node up everywhere after heal", UP_TIMEOUT, async || {
@@ -343,7 +350,11 @@ async fn inject(
     })
 }
 
-async fn heal(cluster: &mut TestCluster, active: Active) -> anyhow::Result<()> {
+async fn heal(
+    cluster: &mut TestCluster,
+    active: Active,
+    departed: Option<usize>,
+) -> anyhow::Result<()> {
     match active {
         Active::Killed(nodes) => {
             for i in nodes {
@@ -351,26 +362,27 @@ async fn heal(cluster: &mut TestCluster, active: Active) -> anyhow::Result<()> {
             }
         }
         Active::Paused(i) => cluster.sigcont(i)?,
-        Active::Faults => {
-            for i in 0..cluster.len() {
-                cluster.client(i).clear_faults().await?;
-            }
-        }
+        Active::Faults => clear_faults(cluster, departed).await?,
         Active::Nothing => {}
     }
     Ok(())
 }
 
-/// Resumes, restarts and clears every node, whatever state it is in.
-async fn heal_everything(cluster: &mut TestCluster) -> anyhow::Result<()> {
-    for i in 0..cluster.len() {
+/// Resumes, restarts and clears every node but one that left, whatever state it is in.
+async fn heal_everything(cluster: &mut TestCluster, departed: Option<usize>) -> anyhow::Result<()> {
+    for i in (0..cluster.len()).filter(|i| Some(*i) != departed) {
         match cluster.state(i) {
             ProcessState::Paused => cluster.sigcont(i)?,
             ProcessState::Stopped => cluster.restart(i)?,
             ProcessState::Running => {}
         }
     }
-    for i in 0..cluster.len() {
+    clear_faults(cluster, departed).await
+}
+
+/// Clears the fault rules of every node but one that left (it may have stopped already).
+async fn clear_faults(cluster: &TestCluster, departed: Option<usize>) -> anyhow::Result<()> {
+    for i in (0..cluster.len()).filter(|i| Some(*i) != departed) {
         cluster.client(i).clear_faults().await?;
     }
     Ok(())

@@ -2,7 +2,9 @@
 //! table, the two membership changes an operator makes, and whether replicas agree.
 
 use clap::{Args, Subcommand};
-use concord_client::{ClusterStatus, MembershipChange, Moves, PartitionReplicas, Ring};
+use concord_client::{
+    AntiEntropy, ClusterStatus, MembershipChange, Moves, PartitionReplicas, Ring,
+};
 
 use super::ClientArgs;
 use super::output::{OutputFormat, Table, print_fields, print_json, print_line};
@@ -29,13 +31,18 @@ enum ClusterCommand {
         /// Id of the node to decommission.
         node: String,
     },
-    /// Remove a dead node at once; its replicas are rebuilt from the others.
+    /// Remove a dead node at once; its replicas are rebuilt from the others. A node that is up
+    /// is refused: decommission it with `leave`.
     Remove {
         /// Id of the node to remove.
         node: String,
+        /// Remove it even if it is up: its replicas are thrown away while it may still serve.
+        #[arg(long)]
+        force: bool,
     },
     /// Compare every partition's replicas by their anti-entropy tree roots. Prints the
-    /// partitions that disagree and a summary line; exits 1 if any disagree or cannot answer.
+    /// partitions whose replicas disagree and a summary line naming the nodes that did not
+    /// answer (unreachable); exits 1 unless every replica answered and agreed.
     Verify {
         /// Only this namespace (default: every namespace).
         #[arg(long)]
@@ -64,80 +71,37 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 }
             }
             ClusterCommand::Leave { node } => print_change(&client.leave(&node).await?, output),
-            ClusterCommand::Remove { node } => print_change(&client.remove(&node).await?, output),
-            ClusterCommand::Verify { ns } => verify(&client, ns, output).await,
+            ClusterCommand::Remove { node, force: false } => {
+                print_change(&client.remove(&node).await?, output)
+            }
+            ClusterCommand::Remove { node, force: true } => {
+                print_change(&client.force_remove(&node).await?, output)
+            }
+            ClusterCommand::Verify { ns } => super::verify::run(&client, ns, output).await,
         }
     })
-}
-
-/// `concord cluster verify`.
-async fn verify(
-    client: &concord_client::Client,
-    ns: Option<String>,
-    output: OutputFormat,
-) -> anyhow::Result<()> {
-    let namespaces = match ns {
-        Some(ns) => vec![ns],
-        None => client.namespaces().await?.into_iter().map(|n| n.name).collect(),
-    };
-    let partitions = client.ring().await?.partitions.len() as u32;
-    let (mut agree, mut disagree) = (0usize, Vec::new());
-    for ns in &namespaces {
-        for p in 0..partitions {
-            let trees = client.partition(p, ns).await?;
-            if trees.agree {
-                agree += 1;
-            } else {
-                disagree.push(trees);
-            }
-        }
-    }
-    match output {
-        OutputFormat::Json => print_json(&disagree)?,
-        OutputFormat::Table => {
-            for trees in &disagree {
-                let replicas: Vec<String> = trees
-                    .replicas
-                    .iter()
-                    .map(|r| match (&r.root, r.keys, &r.error) {
-                        (Some(root), Some(keys), _) => format!("{}={root}/{keys} keys", r.node),
-                        (_, _, error) => {
-                            format!("{}: {}", r.node, error.as_deref().unwrap_or("no answer"))
-                        }
-                    })
-                    .collect();
-                print_line(&format!(
-                    "disagree: {} partition {}: {}",
-                    trees.namespace,
-                    trees.partition,
-                    replicas.join(", ")
-                ))?;
-            }
-        }
-    }
-    let summary = format!(
-        "verified {} partitions in {} namespaces: {agree} agree, {} disagree",
-        agree + disagree.len(),
-        namespaces.len(),
-        disagree.len()
-    );
-    eprintln!("{summary}");
-    if !disagree.is_empty() {
-        anyhow::bail!("{} partitions disagree", disagree.len());
-    }
-    Ok(())
 }
 
 fn print_status(status: &ClusterStatus) -> anyhow::Result<()> {
     let alarms =
         if status.alarms.is_empty() { "(none)".to_owned() } else { status.alarms.join("; ") };
-    print_fields(&[
+    let deleting: Vec<String> = status
+        .namespaces_deleting
+        .iter()
+        .map(|d| format!("{} (id {}) on {}", d.name, d.id, d.nodes_pending.join(", ")))
+        .collect();
+    let mut fields = vec![
         ("cluster", status.cluster_id.clone()),
-        ("epoch", status.epoch.to_string()),
+        ("epoch", format!("{} (changes of members, ring and namespaces)", status.epoch)),
         ("leader", status.leader.clone().unwrap_or_else(|| "(none)".to_owned())),
         ("moves", moves_line(&status.moves)),
+        ("anti-entropy", anti_entropy_line(&status.anti_entropy)),
         ("alarms", alarms),
-    ])?;
+    ];
+    if !deleting.is_empty() {
+        fields.push(("dropping", format!("deleted namespaces' data: {}", deleting.join("; "))));
+    }
+    print_fields(&fields)?;
     print_line("")?;
     let header =
         ["ID", "STATE", "PARTITIONS", "CLOCK_OFFSET_MS", "VOTER", "HINTS_PENDING", "HTTP", "PEER"];
@@ -163,10 +127,29 @@ fn print_status(status: &ClusterStatus) -> anyhow::Result<()> {
     Ok(table.print()?)
 }
 
-/// `2 pending, 1 active, 3 received, 1.2 MiB of 4.0 MiB moved (35%), 800.0 KiB/s`.
+/// Data movement as the answering node sees it: cluster-wide pending moves, then this node's
+/// own streams, which is all its byte counts cover. `none pending (this node received 3
+/// partition replicas, 1.2 MiB, since it started)`, `5 pending cluster-wide; none streaming to
+/// this node now`, or while it receives: `2 pending cluster-wide; this node: 1 streaming, 3
+/// received, 1.2 MiB of ~4.0 MiB (30%), 800.0 KiB/s`.
 fn moves_line(moves: &Moves) -> String {
+    let received = match moves.partitions_moved {
+        0 => String::new(),
+        n => format!(
+            " (this node received {n} partition replicas, {}, since it started)",
+            human_bytes(moves.bytes_moved)
+        ),
+    };
+    if moves.active == 0 {
+        return match moves.pending {
+            0 => format!("none pending{received}"),
+            pending => {
+                format!("{pending} pending cluster-wide; none streaming to this node now{received}")
+            }
+        };
+    }
     let mut line = format!(
-        "{} pending, {} active, {} received, {} of {} moved",
+        "{} pending cluster-wide; this node: {} streaming, {} received, {} of ~{}",
         moves.pending,
         moves.active,
         moves.partitions_moved,
@@ -178,6 +161,15 @@ fn moves_line(moves: &Moves) -> String {
     }
     line.push_str(&format!(", {}/s", human_bytes(moves.rate_bytes_per_sec)));
     line
+}
+
+/// `438 exchanges, 2 keys repaired, oldest clean exchange 4.9 s ago` (this node's).
+fn anti_entropy_line(ae: &AntiEntropy) -> String {
+    let oldest = match ae.oldest_clean_exchange_s {
+        Some(seconds) => format!("oldest clean exchange {seconds:.1} s ago"),
+        None => "not every partition replica here has had a clean exchange yet".to_owned(),
+    };
+    format!("{} exchanges, {} keys repaired, {oldest}", ae.exchanges, ae.keys_repaired)
 }
 
 /// Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `3.0 GiB`.
@@ -270,7 +262,9 @@ mod tests {
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 
-    /// The moves line shows progress and rate.
+    /// The moves line shows progress and rate during a transition, and says plainly when
+    /// nothing is pending (regression, issue 20 item 10: after a leave it read "0 B of 0 B
+    /// moved", the answering node's own counters, which had nothing to count).
     #[test]
     fn moves_line_shows_progress() {
         let moves = Moves {
@@ -283,11 +277,19 @@ mod tests {
         };
         assert_eq!(
             moves_line(&moves),
-            "2 pending, 1 active, 3 received, 1.0 MiB of 4.0 MiB moved (25%), 800.0 KiB/s"
+            "2 pending cluster-wide; this node: 1 streaming, 3 received, 1.0 MiB of ~4.0 MiB \
+             (25%), 800.0 KiB/s"
         );
+        let elsewhere = Moves { pending: 5, ..Moves::default() };
         assert_eq!(
-            moves_line(&Moves::default()),
-            "0 pending, 0 active, 0 received, 0 B of 0 B moved, 0 B/s"
+            moves_line(&elsewhere),
+            "5 pending cluster-wide; none streaming to this node now"
+        );
+        assert_eq!(moves_line(&Moves::default()), "none pending");
+        let settled = Moves { partitions_moved: 64, bytes_moved: 1536, ..Moves::default() };
+        assert_eq!(
+            moves_line(&settled),
+            "none pending (this node received 64 partition replicas, 1.5 KiB, since it started)"
         );
     }
 

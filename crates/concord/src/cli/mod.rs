@@ -2,12 +2,13 @@
 //! one endpoint through `concord-client`; no database logic lives here.
 //!
 //! - [`output`]: the `--output` format, tables, byte rendering.
-//! - [`kv`], [`ns`], [`cluster`]: one module per command group.
+//! - [`kv`], [`ns`], [`cluster`]: one module per command group; [`verify`]: `cluster verify`.
 
 pub mod cluster;
 pub mod kv;
 pub mod ns;
 pub mod output;
+pub mod verify;
 
 use std::future::Future;
 

@@ -1,7 +1,9 @@
-//! `concord ns create|list|show`: namespaces and their replication settings.
+//! `concord ns create|list|show|update|delete`: namespaces and their replication settings.
 
 use clap::{Args, Subcommand, ValueEnum};
-use concord_client::{ConflictPolicy, Consistency, NamespaceConfig, NamespaceView, Quorum};
+use concord_client::{
+    ConflictPolicy, Consistency, NamespaceConfig, NamespaceDeletion, NamespaceView, Quorum,
+};
 use serde::Serialize;
 
 use super::ClientArgs;
@@ -28,6 +30,41 @@ enum NsCommand {
         /// Namespace.
         name: String,
     },
+    /// Change a namespace's quorums or `strict` (the other settings are fixed at creation).
+    Update(UpdateArgs),
+    /// Delete a namespace: its name is free at once, and every node drops its data in the
+    /// background (`concord cluster status` shows the drop until it is done).
+    Delete {
+        /// Namespace.
+        name: String,
+    },
+}
+
+/// The settings `ns update` may change; omitted ones stay as they are.
+#[derive(Debug, Args)]
+struct UpdateArgs {
+    /// Namespace.
+    name: String,
+    /// Read quorum (R): one, quorum, all or a count.
+    #[arg(long, value_name = "Q")]
+    read_quorum: Option<Quorum>,
+    /// Write quorum (W): one, quorum, all or a count.
+    #[arg(long, value_name = "Q")]
+    write_quorum: Option<Quorum>,
+    /// Count only primary replicas toward quorums (no sloppy quorum).
+    #[arg(long, value_name = "BOOL")]
+    strict: Option<bool>,
+}
+
+impl UpdateArgs {
+    fn changes(&self) -> NamespaceConfig {
+        NamespaceConfig {
+            read_quorum: self.read_quorum,
+            write_quorum: self.write_quorum,
+            strict: self.strict,
+            ..NamespaceConfig::default()
+        }
+    }
 }
 
 /// Omitted flags take the server's defaults: eventual, 3 replicas, quorum reads and writes,
@@ -133,8 +170,37 @@ pub fn run(args: NsArgs) -> anyhow::Result<()> {
                     OutputFormat::Table => print_view(&view),
                 }
             }
+            NsCommand::Update(update) => {
+                let view = client.update_namespace(&update.name, &update.changes()).await?;
+                match output {
+                    OutputFormat::Json => print_json(&view),
+                    OutputFormat::Table => print_view(&view),
+                }
+            }
+            NsCommand::Delete { name } => {
+                let deletion = client.delete_namespace(&name).await?;
+                match output {
+                    OutputFormat::Json => print_json(&deletion),
+                    OutputFormat::Table => {
+                        note(deleted_line(&deletion));
+                        Ok(())
+                    }
+                }
+            }
         }
     })
+}
+
+/// What `ns delete` did, for people.
+fn deleted_line(deletion: &NamespaceDeletion) -> String {
+    let nodes = match deletion.nodes_pending.as_slice() {
+        [] => "every node has dropped its data".to_owned(),
+        nodes => format!(
+            "its data is being dropped on {} (see `concord cluster status`)",
+            nodes.join(", ")
+        ),
+    };
+    format!("deleted namespace {} (id {}); {nodes}", deletion.name, deletion.id)
 }
 
 fn print_view(view: &NamespaceView) -> anyhow::Result<()> {
@@ -170,6 +236,34 @@ fn print_views(views: &[NamespaceView]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ns update` sends only the settings given, `--strict false` included.
+    #[test]
+    fn update_flags_become_a_sparse_patch() {
+        let args = UpdateArgs {
+            name: "carts".into(),
+            read_quorum: None,
+            write_quorum: Some(Quorum::One),
+            strict: Some(false),
+        };
+        let json = serde_json::to_value(args.changes()).unwrap();
+        assert_eq!(json, serde_json::json!({"write_quorum": "one", "strict": false}));
+    }
+
+    /// `ns delete` says which nodes still drop the data.
+    #[test]
+    fn the_deletion_line_names_the_nodes_still_dropping() {
+        let deletion = NamespaceDeletion {
+            name: "carts".into(),
+            id: 4,
+            nodes_pending: vec!["n1".into(), "n2".into()],
+        };
+        assert_eq!(
+            deleted_line(&deletion),
+            "deleted namespace carts (id 4); its data is being dropped on n1, n2 (see `concord \
+             cluster status`)"
+        );
+    }
 
     /// Only the flags given go into the request; `--strict` alone sets `strict`.
     #[test]

@@ -180,3 +180,23 @@ async fn chunks_keep_to_their_byte_bound_and_a_larger_object_goes_alone() {
         objects.unwrap().iter().map(|(k, v)| k.as_bytes().len() + v.encoded_len()).sum();
     assert!(size <= bound, "{size} bytes of segment objects");
 }
+
+/// A paced drop goes one bounded step at a time: each step deletes at most `DROP_STEP_MAX`
+/// objects and says whether more may be left, and the neighbours stay.
+#[tokio::test]
+async fn a_drop_step_is_bounded_and_says_whether_more_is_left() {
+    let store =
+        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    for i in 0..DROP_STEP_MAX + 5 {
+        let write = write(&VersionVector::new(), "v");
+        store.update(&in_partition(2, &format!("k{i:05}")), write).await.unwrap();
+    }
+    store.update(&in_partition(3, "other"), write(&VersionVector::new(), "v")).await.unwrap();
+    let (ns, p) = (NamespaceId(1), PartitionId(2));
+    let first = store.drop_partition_step(ns, p).await.unwrap();
+    assert_eq!(first, DropStep { dropped: DROP_STEP_MAX, more: true });
+    let second = store.drop_partition_step(ns, p).await.unwrap();
+    assert_eq!(second, DropStep { dropped: 5, more: false });
+    assert!(!store.holds(ns, p).unwrap());
+    assert!(store.holds(ns, PartitionId(3)).unwrap());
+}
