@@ -23,7 +23,7 @@ use concord_rpc::{
     Faults, Local, MessageKind, RpcServer, ServerLimits, TcpTransport, Transport, TransportConfig,
 };
 use concord_storage::{
-    Durability, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
+    Durability, EngineWatch, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
 };
 use concord_types::{ClusterId, FailureLog, NodeId, WallClock};
 use rand::Rng;
@@ -156,6 +156,9 @@ impl Node {
         };
         let storage: Arc<dyn Storage> =
             Arc::new(FjallStorage::open(&data_dir.join("db"), &engine)?);
+        // Samples flushes and compactions into the metrics and the debug log; it holds the
+        // storage weakly and ends after it is closed.
+        EngineWatch::spawn(&storage, metrics.clone());
         let grace = Duration::from_secs(config.anti_entropy.tombstone_grace_s);
         let allow = config.anti_entropy.start_after_grace;
         crate::downtime::check(&*storage, &*clock, grace, allow, node_id.as_str())?;
