@@ -352,7 +352,7 @@ impl Committer {
 
     /// Logs a slow commit's phases with what the engine was doing as it ended.
     fn log_slow(&self, timing: &CommitTiming) {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
         let engine = self.storage.engine_state().unwrap_or_default();
         let data = Space::Data.index();
         tracing::debug!(
