@@ -176,7 +176,7 @@ def one_run(args, label: str, env: dict) -> dict:
         with open(os.path.join(work, "n1.pid")) as f:
             node_pid = int(f.read().strip())
         bench = [args.concord, "bench", "--endpoint", endpoint, "--concurrency", str(args.conns),
-                 "--keys", str(args.keys), "--value-size", "128", "--read-ratio", "0",
+                 "--keys", str(args.keys), "--value-size", str(args.value_size), "--read-ratio", "0",
                  "--output", "json"]
         subprocess.run(bench + ["--ops", str(args.keys), "--prefill"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -253,6 +253,40 @@ def print_run(run: dict):
             print("  " + line)
 
 
+def print_summary(run: dict, rows: list[dict]):
+    """The run's seconds split by whether the node's engine was busy (from a memtable's seal to
+    its flush done, or a compaction ending) or quiet, with the stall seconds (max > 100 ms) of
+    each, the fsync probe and the other processes' disk writes: stalls in quiet seconds have a
+    cause outside the engine's background work."""
+    rows = rows[:-1]  # the last, partial second
+    busy, flushing = [], False
+    for r in rows:
+        events = r["engine_events"]
+        flushing |= any(e.startswith("seal(data") for e in events)
+        busy.append(flushing or any(e.startswith("compacted") for e in events))
+        if any(e.startswith("flushed(data") for e in events):
+            flushing = False
+    put = run["report"]["put"]
+    lat = put["latency_ms"] or {}
+    print(f"summary {run['label']} round {run.get('round')}: {put['ops_per_s']:.0f} puts/s "
+          f"p99 {lat.get('p99')} p99.9 {lat.get('p999')} max {lat.get('max')} ms")
+    for name, want in (("engine busy ", True), ("engine quiet", False)):
+        sel = [r for r, b in zip(rows, busy) if b == want]
+        if not sel:
+            print(f"  {name}: no second")
+            continue
+        med = lambda xs: sorted(xs)[len(xs) // 2]
+        mx = [r["max_ms"] or 0.0 for r in sel]
+        probe = [r.get("probe_fsync_max_ms", 0.0) for r in sel]
+        foreign = [max(0.0, r.get("disk_write_mb_s", 0.0) - r.get("node_write_mb_s", 0.0))
+                   for r in sel]
+        print(f"  {name}: {len(sel):3d} s, max median {med(mx):6.1f} ms, worst {max(mx):6.1f} ms, "
+              f"stall seconds (max > 100 ms) {sum(m > 100 for m in mx):3d}; "
+              f"probe fsync median {med(probe):5.1f} worst {max(probe):6.1f} ms; "
+              f"others' disk writes {sum(foreign) / len(foreign):5.1f} MB/s; "
+              f"load {sum(r.get('load1', 0.0) for r in sel) / len(sel):4.1f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     default_bin = os.path.join(ROOT, "target/release/concord")
@@ -262,10 +296,18 @@ def main():
     p.add_argument("--duration", type=int, default=60)
     p.add_argument("--conns", type=int, default=64)
     p.add_argument("--keys", type=int, default=100_000)
+    p.add_argument("--value-size", type=int, default=128,
+                   help="bytes per value; larger values fill memtables, so flushes, sooner")
+    p.add_argument("--analyze", metavar="JSON", help="only summarize a timeline.json written before")
     p.add_argument("--variant", action="append", default=[],
                    help="LABEL:KEY=VALUE,KEY=VALUE (CONCORD_* settings); default one 'default'")
     p.add_argument("--runs", type=int, default=1, help="rounds; each round runs every variant")
     args = p.parse_args()
+    if args.analyze:
+        with open(args.analyze) as f:
+            for run in json.load(f):
+                print_summary(run, run["seconds"])
+        return
     variants = []
     for v in args.variant or ["default:"]:
         label, _, pairs = v.partition(":")
@@ -278,6 +320,7 @@ def main():
             run = one_run(args, label, env)
             run["round"] = round_ + 1
             print_run(run)
+            print_summary(run, seconds(run))
             sys.stdout.flush()
             runs.append(run)
     out = os.path.join(args.work, "timeline.json")

@@ -153,6 +153,7 @@ impl Node {
             memtable_bytes: config.storage.memtable_bytes,
             background_threads: config.storage.background_threads,
             cache_bytes: config.storage.block_cache_bytes,
+            writeback_step_bytes: config.storage.table_writeback_bytes,
         };
         let storage: Arc<dyn Storage> =
             Arc::new(FjallStorage::open(&data_dir.join("db"), &engine)?);

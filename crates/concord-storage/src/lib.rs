@@ -18,6 +18,8 @@
 //! - [`hints`]: writes held for another replica (hinted handoff), in their own space.
 //! - [`tree`]: anti-entropy hash trees per partition replica, kept current by the committer.
 //! - [`tombstones`]: which tombstones are past their grace and may be purged.
+//! - [`writeback`]: new table files written back to disk in small steps as the engine writes
+//!   them, so a journal fsync never queues behind a whole table.
 //! - [`engine_watch`]: the engine's background work (flushes, compactions, journal files),
 //!   sampled into events for the log and the metrics, to line write stalls up with it.
 //!
@@ -33,6 +35,7 @@ pub mod objects;
 pub mod stored_state;
 pub mod tombstones;
 pub mod tree;
+pub mod writeback;
 
 mod error;
 mod fjall_engine;
