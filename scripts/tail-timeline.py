@@ -7,7 +7,7 @@ lines the bench's latency up with the node's engine events and with the machine'
 Each run starts one node (`concord demo --nodes 1 --detach`, logging concord_storage at debug),
 prefills KEYS keys, then runs `concord bench --timeline` with puts only while a sampler records,
 every second: /proc/loadavg, CPU used by other processes (total busy minus the node's and the
-bench's), the disk's writes (/proc/diskstats, whole device) and the node's own (/proc/PID/io),
+bench's), how long the committer thread waited for a CPU (schedstat), the disk's writes (/proc/diskstats, whole device) and the node's own (/proc/PID/io),
 and an fsync probe: a 4 KiB write + fdatasync every 20 ms in this script's work dir, the same
 file system, whose slowest sync per second shows what any journal fsync would have met. After
 the run the node's log is read for the engine's events (memtable sealed, flush done, compactions)
@@ -61,6 +61,27 @@ def write_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def run_queue_wait_ns(pid: int) -> tuple[int, int]:
+    """Time the node's threads spent runnable but waiting for a CPU (schedstat's second field):
+    the committer thread's, and all threads' together."""
+    committer = total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    wait = int(f.read().split()[1])
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    name = f.read().strip()
+            except (OSError, IndexError, ValueError):
+                continue
+            total += wait
+            if name == "concord-committ":  # comm is cut to 15 characters
+                committer += wait
+    except OSError:
+        pass
+    return committer, total
 
 
 def machine_busy_ticks() -> int:
@@ -123,7 +144,7 @@ class Sampler(threading.Thread):
     def snapshot(self):
         node = cpu_ticks(self.node_pid) + (cpu_ticks(self.bench_pid) if self.bench_pid else 0)
         return (time.time(), machine_busy_ticks(), node, disk(self.device),
-                write_bytes(self.node_pid))
+                write_bytes(self.node_pid), run_queue_wait_ns(self.node_pid))
 
     def run(self):
         prev = self.snapshot()
@@ -142,6 +163,9 @@ class Sampler(threading.Thread):
                 "disk_queue_avg": round(d[3] / dt / 1000, 2),
                 "node_write_mb_s": round((cur[4] - prev[4]) / dt / 1e6, 1),
                 "probe_fsync_max_ms": round(probe, 1),
+                # ms per second the committer (all node threads) waited for a CPU
+                "committer_cpu_wait_ms": round((cur[5][0] - prev[5][0]) / 1e6 / dt, 1),
+                "node_cpu_wait_ms": round((cur[5][1] - prev[5][1]) / 1e6 / dt, 1),
             })
             prev = cur
 
@@ -239,7 +263,7 @@ def print_run(run: dict):
           f"{put['errors']} errors")
     print(f"{'at':<13}{'ops/s':>7}{'p50':>7}{'p99':>8}{'max':>8} {'slow':>4}{'eng_max':>8}"
           f"{'q_max':>7} {'load':>5}{'fgn_cpu':>8}{'disk_MB':>8}{'node_MB':>8}{'util%':>6}"
-          f"{'probe':>7}  engine")
+          f"{'probe':>7}{'c_wait':>7}  engine")
     for r in seconds(run):
         f = lambda v: "-" if v is None else f"{v:.1f}"
         print(f"{r['at'][11:23]:<13}{r['ops_per_s']:>7.0f}{f(r['p50_ms']):>7}{f(r['p99_ms']):>8}"
@@ -247,7 +271,8 @@ def print_run(run: dict):
               f"{r['slow_queue_ms_max']:>7.1f} {r.get('load1', 0):>5.1f}"
               f"{r.get('foreign_cores', 0):>8.2f}{r.get('disk_write_mb_s', 0):>8.1f}"
               f"{r.get('node_write_mb_s', 0):>8.1f}{r.get('disk_util_pct', 0):>6.0f}"
-              f"{r.get('probe_fsync_max_ms', 0):>7.1f}  {' '.join(r['engine_events'])}")
+              f"{r.get('probe_fsync_max_ms', 0):>7.1f}{r.get('committer_cpu_wait_ms', 0):>7.1f}"
+              f"  {' '.join(r['engine_events'])}")
     for line in run["metrics"]:
         if "phase_seconds" in line or "engine_flushes" in line or "compactions_total" in line:
             print("  " + line)
@@ -280,11 +305,20 @@ def print_summary(run: dict, rows: list[dict]):
         probe = [r.get("probe_fsync_max_ms", 0.0) for r in sel]
         foreign = [max(0.0, r.get("disk_write_mb_s", 0.0) - r.get("node_write_mb_s", 0.0))
                    for r in sel]
+        wait = [r.get("committer_cpu_wait_ms", 0.0) for r in sel]
         print(f"  {name}: {len(sel):3d} s, max median {med(mx):6.1f} ms, worst {max(mx):6.1f} ms, "
               f"stall seconds (max > 100 ms) {sum(m > 100 for m in mx):3d}; "
               f"probe fsync median {med(probe):5.1f} worst {max(probe):6.1f} ms; "
               f"others' disk writes {sum(foreign) / len(foreign):5.1f} MB/s; "
-              f"load {sum(r.get('load1', 0.0) for r in sel) / len(sel):4.1f}")
+              f"load {sum(r.get('load1', 0.0) for r in sel) / len(sel):4.1f}; "
+              f"committer waited for a CPU {sum(wait) / len(wait):5.1f} ms/s")
+    slow = [e for e in run["events"] if e["what"] == "slow commit"]
+    for name, flushing in (("during a flush", True), ("otherwise", False)):
+        engine = sorted(float(e["engine_ms"]) for e in slow
+                        if (int(e.get("sealed_memtables", 0)) > 0) == flushing)
+        if engine:
+            print(f"  slow commits {name}: {len(engine)}, engine phase median "
+                  f"{engine[len(engine) // 2]:.1f} ms, worst {engine[-1]:.1f} ms")
 
 
 def main():

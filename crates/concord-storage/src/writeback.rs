@@ -38,6 +38,10 @@ impl Default for WritebackOptions {
     }
 }
 
+/// Writeback failures logged per engine: one is a curiosity (writeback is only a head start,
+/// the engine still syncs every table), a stream of them would flood the log.
+const FAILURES_LOGGED_MAX: u32 = 10;
+
 /// Looks unchanged this many times in a row: the engine has finished (and synced) the file.
 const STABLE_LOOKS: u32 = 50;
 
@@ -164,11 +168,12 @@ fn run(folders: &[PathBuf], options: WritebackOptions, stop: &AtomicBool) {
             .collect();
         for range in plan.look(&present, &sizes) {
             // A table may be gone already (compacted away): nothing left to write.
-            if let Err(e) = write_back(&range) {
-                if e.kind() != std::io::ErrorKind::NotFound && failures_logged < 10 {
-                    failures_logged += 1;
-                    tracing::warn!(path = %range.path.display(), error = %e, "table writeback failed");
-                }
+            if let Err(e) = write_back(&range)
+                && e.kind() != std::io::ErrorKind::NotFound
+                && failures_logged < FAILURES_LOGGED_MAX
+            {
+                failures_logged += 1;
+                tracing::warn!(path = %range.path.display(), error = %e, "table writeback failed");
             }
         }
         std::thread::sleep(options.interval);
