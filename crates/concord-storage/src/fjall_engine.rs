@@ -170,4 +170,33 @@ mod tests {
         }
         assert!(ours[Space::Data.index()] >= 1 && ours[Space::Hints.index()] >= 1, "{ours:?}");
     }
+
+    /// Tables written after the engine opened are written back in steps: with 64 KiB steps, a
+    /// flushed table of about 2 MiB has writeback started for at least one step (waited for
+    /// with a deadline: the thread looks every 10 ms).
+    #[test]
+    fn new_tables_are_written_back_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = FjallOptions {
+            memtable_bytes: 4 << 20,
+            writeback_step_bytes: 64 << 10,
+            ..Default::default()
+        };
+        let storage = FjallStorage::open(dir.path(), &options).unwrap();
+        let mut writes = Batch::new();
+        for i in 0..2048u32 {
+            // Incompressible values, so the table is as large as the data.
+            let value: Vec<u8> =
+                (0..1024u32).map(|j| (i.wrapping_mul(31) ^ (j * 7)) as u8).collect();
+            writes.put(Space::Data, format!("k{i:05}").into_bytes(), value);
+        }
+        storage.commit(writes, Durability::Buffered).unwrap();
+        storage.keyspace(Space::Data).rotate_memtable_and_wait().unwrap();
+        let writeback = storage._writeback.as_ref().expect("writeback is on");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while writeback.bytes_started() < 64 << 10 {
+            assert!(std::time::Instant::now() < deadline, "no writeback started");
+            std::thread::yield_now();
+        }
+    }
 }

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -131,6 +131,8 @@ impl WritebackPlan {
 /// The writeback thread of one engine; stopped and joined when dropped.
 pub struct Writeback {
     stop: Arc<AtomicBool>,
+    /// Bytes whose writeback the thread started so far.
+    started: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -138,12 +140,22 @@ impl Writeback {
     /// Starts writing back the tables under `tables` (each a folder of table files).
     pub fn start(tables: Vec<PathBuf>, options: WritebackOptions) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
+        let started = Arc::new(AtomicU64::new(0));
+        let (stopping, counting) = (stop.clone(), started.clone());
+        // The first look, here rather than on the thread: what exists when the engine opened
+        // is finished, and every table written after this returns is written back.
+        let mut plan = WritebackPlan::new(options.step_bytes);
+        plan.look(&list(&tables), &[]);
         let thread = std::thread::Builder::new()
             .name("concord-writeback".into())
-            .spawn(move || run(&tables, options, &stopping))
+            .spawn(move || run(&tables, plan, options.interval, &stopping, &counting))
             .expect("spawning the table writeback thread");
-        Self { stop, thread: Some(thread) }
+        Self { stop, started, thread: Some(thread) }
+    }
+
+    /// Bytes whose writeback was started so far.
+    pub fn bytes_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 }
 
@@ -156,8 +168,13 @@ impl Drop for Writeback {
     }
 }
 
-fn run(folders: &[PathBuf], options: WritebackOptions, stop: &AtomicBool) {
-    let mut plan = WritebackPlan::new(options.step_bytes);
+fn run(
+    folders: &[PathBuf],
+    mut plan: WritebackPlan,
+    interval: Duration,
+    stop: &AtomicBool,
+    started: &AtomicU64,
+) {
     let mut failures_logged = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let present = list(folders);
@@ -168,7 +185,11 @@ fn run(folders: &[PathBuf], options: WritebackOptions, stop: &AtomicBool) {
             .collect();
         for range in plan.look(&present, &sizes) {
             // A table may be gone already (compacted away): nothing left to write.
-            if let Err(e) = write_back(&range)
+            let result = write_back(&range);
+            if result.is_ok() {
+                started.fetch_add(range.len, Ordering::Relaxed);
+            }
+            if let Err(e) = result
                 && e.kind() != std::io::ErrorKind::NotFound
                 && failures_logged < FAILURES_LOGGED_MAX
             {
@@ -176,7 +197,7 @@ fn run(folders: &[PathBuf], options: WritebackOptions, stop: &AtomicBool) {
                 tracing::warn!(path = %range.path.display(), error = %e, "table writeback failed");
             }
         }
-        std::thread::sleep(options.interval);
+        std::thread::sleep(interval);
     }
 }
 
