@@ -315,9 +315,6 @@ impl Committer {
         let synced = durability == Durability::Sync;
         let timing = CommitTiming { kind, updates, queue_wait, apply: applied, engine, synced };
         self.observer.on_commit(&timing);
-        if timing.total() >= SLOW_COMMIT {
-            self.log_slow(&timing);
-        }
         for (reply, result) in waiting {
             let answer = match (&committed, result) {
                 (Ok(()), result) => result,
@@ -348,10 +345,17 @@ impl Committer {
             };
             let _ = reply.send(answer);
         }
+        // After the answers, so logging never delays them.
+        if timing.total() >= SLOW_COMMIT {
+            self.log_slow(&timing);
+        }
     }
 
     /// Logs a slow commit's phases with what the engine was doing as it ended.
     fn log_slow(&self, timing: &CommitTiming) {
+        if !tracing::enabled!(target: "concord_storage::commit", tracing::Level::DEBUG) {
+            return;
+        }
         let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
         let engine = self.storage.engine_state().unwrap_or_default();
         let data = Space::Data.index();
