@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Replica;
+use crate::context::Shared;
 
 /// Settings of the drop of deleted namespaces' data.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct DeletedConfig {
     pub pause: Duration,
 }
 
-impl Replica {
+impl Shared {
     /// `Err` for data of a namespace that was deleted: it is not stored again.
     pub(crate) fn refuse_deleted(&self, namespace: NamespaceId) -> Result<(), String> {
         if self.meta.state().namespace_deleted(namespace) {
@@ -82,6 +83,7 @@ fn due(
 
 /// Drops deleted namespaces' data as they become due, until `stop` turns true.
 pub async fn run(replica: Arc<Replica>, config: DeletedConfig, mut stop: watch::Receiver<bool>) {
+    let replica = replica.shared.clone();
     let mut states = replica.meta.subscribe();
     let mut seen = HashMap::new();
     loop {
@@ -110,7 +112,7 @@ pub async fn run(replica: Arc<Replica>, config: DeletedConfig, mut stop: watch::
 
 /// Drops this node's copy of `id` and tells the metadata it is gone.
 async fn drop_and_report(
-    replica: &Replica,
+    replica: &Shared,
     id: NamespaceId,
     config: &DeletedConfig,
 ) -> Result<usize, String> {

@@ -17,38 +17,81 @@ use concord_storage::{Durability, ObjectKey, ObjectStore, StorageError, Update};
 use concord_types::NodeId;
 
 use crate::Replica;
-use crate::exchange::TreeLeavesRequest;
+use crate::context::Shared;
+use crate::coordinator::Coordinator;
+use crate::exchange::{AntiEntropy, TreeLeavesRequest};
 use crate::exchange::{BATCH_BYTES_MAX, MergeBatch, SegmentObjects, SegmentRequest};
-use crate::hints::HintRequest;
+use crate::handoff::Handoff;
+use crate::hints::{HintRequest, Hints};
 use crate::list::ListRequest;
 use crate::messages::{
     FetchReply, FetchRequest, MergeRequest, ReadReply, ReadRequest, Scoped, WriteReply,
     WriteRequest,
 };
-use crate::tombstones::PurgeRequest;
+use crate::tombstones::{PurgeRequest, Tombstones};
 use crate::verify::{TreeRoot, TreeRootRequest};
 
 impl Replica {
     /// Registers every replica endpoint with the node's router.
     pub fn register(self: &Arc<Self>, router: &mut Router) {
-        let entry = Arc::new(Entry(self.clone()));
+        let coordinator = Arc::new(Entry(self.coordinator.clone()));
+        let hints = Arc::new(Entry(self.hints.clone()));
+        let tombstones = Arc::new(Entry(self.tombstones.clone()));
+        let anti_entropy = Arc::new(Entry(self.anti_entropy.clone()));
+        let handoff = Arc::new(Entry(self.handoff.clone()));
         router
-            .endpoint::<ReadRequest, _>(entry.clone())
-            .endpoint::<WriteRequest, _>(entry.clone())
-            .endpoint::<MergeRequest, _>(entry.clone())
-            .endpoint::<ListRequest, _>(entry.clone())
-            .endpoint::<HintRequest, _>(entry.clone())
-            .endpoint::<TreeRootRequest, _>(entry.clone())
-            .endpoint::<TreeLeavesRequest, _>(entry.clone())
-            .endpoint::<PurgeRequest, _>(entry.clone())
-            .encoded_endpoint::<FetchRequest, _>(entry.clone())
-            .encoded_endpoint::<SegmentRequest, _>(entry.clone())
-            .encoded_endpoint::<MergeBatch, _>(entry);
+            .endpoint::<ReadRequest, _>(coordinator.clone())
+            .endpoint::<WriteRequest, _>(coordinator.clone())
+            .endpoint::<MergeRequest, _>(coordinator.clone())
+            .endpoint::<ListRequest, _>(coordinator)
+            .endpoint::<HintRequest, _>(hints)
+            .endpoint::<TreeRootRequest, _>(anti_entropy.clone())
+            .endpoint::<TreeLeavesRequest, _>(anti_entropy.clone())
+            .endpoint::<PurgeRequest, _>(tombstones)
+            .encoded_endpoint::<FetchRequest, _>(handoff)
+            .encoded_endpoint::<SegmentRequest, _>(anti_entropy.clone())
+            .encoded_endpoint::<MergeBatch, _>(anti_entropy);
     }
 }
 
-/// The replica service as peers reach it.
-struct Entry(Arc<Replica>);
+/// A component of the replica service as peers reach it.
+struct Entry<C>(Arc<C>);
+
+/// A component that serves peers' requests; its context has the partition count [`admit`]
+/// checks against.
+trait Component: Send + Sync + 'static {
+    fn shared(&self) -> &Shared;
+}
+
+impl Component for Coordinator {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Component for Hints {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Component for AntiEntropy {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Component for Handoff {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Component for Tombstones {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
 
 /// Lets `request` into the replica layer if the partition it names exists: it is below the
 /// cluster's `partitions`.
@@ -59,85 +102,94 @@ fn admit<R: Scoped>(partitions: u16, request: R) -> Result<R, String> {
     Ok(request)
 }
 
-/// A request the router decodes, served once [`admit`]ted.
-trait Served: Rpc + Scoped {
+/// A request the router decodes, served by component `C` once [`admit`]ted.
+trait Served<C>: Rpc + Scoped {
     fn serve(
-        replica: &Replica,
+        component: &C,
         request: Self,
     ) -> impl Future<Output = Result<Self::Reply, String>> + Send;
 }
 
-impl<R: Served> Endpoint<R> for Entry {
+impl<C: Component, R: Served<C>> Endpoint<R> for Entry<C> {
     async fn handle(&self, _from: &NodeId, request: R) -> Result<R::Reply, String> {
-        let request = admit(self.0.partitions.get(), request)?;
+        let request = admit(self.0.shared().partitions.get(), request)?;
         R::serve(&self.0, request).await
     }
 }
 
-impl Served for ReadRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<ReadReply, String> {
-        let state = replica.read_local(request.namespace, request.key);
+impl Served<Coordinator> for ReadRequest {
+    async fn serve(coordinator: &Coordinator, request: Self) -> Result<ReadReply, String> {
+        let state = coordinator.read_local(request.namespace, request.key);
         Ok(ReadReply { state: state.map_err(|e| e.to_string())? })
     }
 }
 
-impl Served for WriteRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<WriteReply, String> {
-        Ok(replica.forwarded_write(request).await)
+impl Served<Coordinator> for WriteRequest {
+    async fn serve(coordinator: &Coordinator, request: Self) -> Result<WriteReply, String> {
+        Ok(coordinator.forwarded_write(request).await)
     }
 }
 
-impl Served for MergeRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<(), String> {
-        replica.refuse_deleted(request.namespace)?;
-        let partition = replica.partition_of(request.namespace, &request.key);
+impl Served<Coordinator> for MergeRequest {
+    async fn serve(coordinator: &Coordinator, request: Self) -> Result<(), String> {
+        coordinator.shared.refuse_deleted(request.namespace)?;
+        let partition = coordinator.shared.partition_of(request.namespace, &request.key);
         let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
         let update = Update::Merge { state: request.state, policy: request.policy };
-        replica.objects.update(&object, update).await.map(|_| ()).map_err(|e| e.to_string())
+        coordinator
+            .shared
+            .objects
+            .update(&object, update)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
-impl Served for ListRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<crate::list::ListReply, String> {
-        replica.list_local(request).await.map_err(|e| e.to_string())
+impl Served<Coordinator> for ListRequest {
+    async fn serve(
+        coordinator: &Coordinator,
+        request: Self,
+    ) -> Result<crate::list::ListReply, String> {
+        coordinator.list_local(request).await.map_err(|e| e.to_string())
     }
 }
 
-impl Served for HintRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<(), String> {
-        replica.handle_hint(request).await
+impl Served<Hints> for HintRequest {
+    async fn serve(hints: &Hints, request: Self) -> Result<(), String> {
+        hints.serve(request).await
     }
 }
 
-impl Served for TreeRootRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<TreeRoot, String> {
-        Ok(replica.answer_tree_root(request))
+impl Served<AntiEntropy> for TreeRootRequest {
+    async fn serve(anti_entropy: &AntiEntropy, request: Self) -> Result<TreeRoot, String> {
+        Ok(anti_entropy.answer_tree_root(request))
     }
 }
 
-impl Served for TreeLeavesRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<Vec<u64>, String> {
-        let tree = replica.objects.trees().get(request.namespace, request.partition);
+impl Served<AntiEntropy> for TreeLeavesRequest {
+    async fn serve(anti_entropy: &AntiEntropy, request: Self) -> Result<Vec<u64>, String> {
+        let tree = anti_entropy.shared().objects.trees().get(request.namespace, request.partition);
         Ok(tree.leaves().to_vec())
     }
 }
 
-impl Served for PurgeRequest {
-    async fn serve(replica: &Replica, request: Self) -> Result<Vec<bool>, String> {
-        replica.handle_purge(request).await
+impl Served<Tombstones> for PurgeRequest {
+    async fn serve(tombstones: &Tombstones, request: Self) -> Result<Vec<bool>, String> {
+        tombstones.serve(request).await
     }
 }
 
 /// `HandoffFetch`. A chunk is up to megabytes of reads and copying: scanned and encoded in the
 /// background lane, so that no client request waits behind it, on an async worker or for a core.
-impl EncodedEndpoint<FetchRequest> for Entry {
+impl EncodedEndpoint<FetchRequest> for Entry<Handoff> {
     async fn handle(
         &self,
         _from: &NodeId,
         request: Encoded<FetchRequest>,
     ) -> Result<Encoded<FetchReply>, String> {
-        let request = admit(self.0.partitions.get(), request.decode_request()?)?;
-        let objects = self.0.objects.clone();
+        let request = admit(self.0.shared().partitions.get(), request.decode_request()?)?;
+        let objects = self.0.shared().objects.clone();
         let scan = move || {
             let chunk = objects.scan_objects(
                 request.namespace,
@@ -149,7 +201,7 @@ impl EncodedEndpoint<FetchRequest> for Entry {
             let reply = FetchReply { objects: chunk.objects, more: chunk.more };
             Ok::<_, StorageError>(Encoded::new(&reply))
         };
-        let scanned = self.0.background.run(scan).await;
+        let scanned = self.0.shared().background.run(scan).await;
         scanned.map_err(|e| format!("handoff scan: {e}"))?.map_err(|e| e.to_string())
     }
 }
@@ -157,17 +209,17 @@ impl EncodedEndpoint<FetchRequest> for Entry {
 /// `SegmentObjects`: a scan of the partition for the objects of some segments, at most the
 /// request's `max_objects` (1 to 10 000) and [`BATCH_BYTES_MAX`], scanned and encoded in the
 /// background lane.
-impl EncodedEndpoint<SegmentRequest> for Entry {
+impl EncodedEndpoint<SegmentRequest> for Entry<AntiEntropy> {
     async fn handle(
         &self,
         _from: &NodeId,
         request: Encoded<SegmentRequest>,
     ) -> Result<Encoded<SegmentObjects>, String> {
-        let request = admit(self.0.partitions.get(), request.decode_request()?)?;
+        let request = admit(self.0.shared().partitions.get(), request.decode_request()?)?;
         let segments: BTreeSet<usize> = request.segments.iter().map(|s| usize::from(*s)).collect();
         let max = (request.max_objects as usize).clamp(1, 10_000);
         let (namespace, partition) = (request.namespace, request.partition);
-        let objects = self.0.objects.clone();
+        let objects = self.0.shared().objects.clone();
         let scan = move || {
             let found = objects.objects_in_segments(
                 namespace,
@@ -178,31 +230,36 @@ impl EncodedEndpoint<SegmentRequest> for Entry {
             )?;
             Ok::<_, StorageError>(Encoded::new(&SegmentObjects { objects: found }))
         };
-        let scanned = self.0.background.run(scan).await;
+        let scanned = self.0.shared().background.run(scan).await;
         scanned.map_err(|e| format!("segment scan: {e}"))?.map_err(|e| e.to_string())
     }
 }
 
 /// `MergeBatch`: up to a frame of objects, decoded (and so validated) in the background lane,
 /// then merged through the committer and synced before the answer.
-impl EncodedEndpoint<MergeBatch> for Entry {
+impl EncodedEndpoint<MergeBatch> for Entry<AntiEntropy> {
     async fn handle(
         &self,
         _from: &NodeId,
         request: Encoded<MergeBatch>,
     ) -> Result<Encoded<()>, String> {
-        let partitions = self.0.partitions.get();
+        let partitions = self.0.shared().partitions.get();
         let decode = move || {
             let batch = admit(partitions, request.decode_request()?)?;
             let objects = ObjectStore::decode_states(batch.objects)?;
             Ok::<_, String>((batch.namespace, batch.partition, batch.policy, objects))
         };
-        let decoded = self.0.background.run(decode).await;
+        let decoded = self.0.shared().background.run(decode).await;
         let (namespace, partition, policy, objects) =
             decoded.map_err(|e| format!("decoding a merge batch: {e}"))??;
-        self.0.refuse_deleted(namespace)?;
-        let merged =
-            self.0.objects.merge_all(namespace, partition, objects, policy, Durability::Sync);
+        self.0.shared().refuse_deleted(namespace)?;
+        let merged = self.0.shared().objects.merge_all(
+            namespace,
+            partition,
+            objects,
+            policy,
+            Durability::Sync,
+        );
         merged.await.map_err(|e| e.to_string())?;
         Ok(Encoded::new(&()))
     }

@@ -9,7 +9,7 @@
 //! paced, and each pair of replicas is exchanged by one side only (the smaller node id).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use concord_rpc::{Calls, Encoded, MessageKind, Rpc};
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::Replica;
+use crate::context::Shared;
 use crate::verify::{TreeRoot, TreeRootRequest};
 
 /// `TreeLeaves`: the leaf hashes of one partition replica's tree, answered with its
@@ -145,7 +146,18 @@ pub struct Repaired {
     pub there: usize,
 }
 
-impl Replica {
+/// Anti-entropy on this node: it exchanges the partitions it holds with their other replicas,
+/// serves the peers' side of exchanges and verifications, and keeps what they found.
+pub struct AntiEntropy {
+    pub(crate) shared: Arc<Shared>,
+    stats: ExchangeStats,
+}
+
+impl AntiEntropy {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared, stats: ExchangeStats::default() }
+    }
+
     /// The stored objects of `segments` of a partition, at most `max` and [`BATCH_BYTES_MAX`]:
     /// a scan of the partition, run in the background lane.
     async fn segment_objects(
@@ -155,11 +167,11 @@ impl Replica {
         segments: BTreeSet<usize>,
         max: usize,
     ) -> Result<Vec<(Key, StoredState)>, String> {
-        let objects = self.objects.clone();
+        let objects = self.shared.objects.clone();
         let scan = move || {
             objects.objects_in_segments(namespace, partition, &segments, max, BATCH_BYTES_MAX)
         };
-        let scanned = self.background.run(scan).await;
+        let scanned = self.shared.background.run(scan).await;
         scanned.map_err(|e| format!("segment scan: {e}"))?.map_err(|e| e.to_string())
     }
 
@@ -173,9 +185,14 @@ impl Replica {
         policy: ConflictPolicy,
     ) -> Result<(), String> {
         let decode = move || ObjectStore::decode_states(objects);
-        let decoded =
-            self.background.run(decode).await.map_err(|e| format!("decoding objects: {e}"))??;
-        self.objects
+        let decoded = self
+            .shared
+            .background
+            .run(decode)
+            .await
+            .map_err(|e| format!("decoding objects: {e}"))??;
+        self.shared
+            .objects
             .merge_all(namespace, partition, decoded, policy, Durability::Sync)
             .await
             .map_err(|e| e.to_string())
@@ -192,18 +209,19 @@ impl Replica {
     ) -> Result<Repaired, String> {
         let timeout = config.request_timeout;
         let failed = |e: concord_rpc::RpcError| e.to_string();
-        let tree = self.objects.trees().get(namespace, partition);
+        let tree = self.shared.objects.trees().get(namespace, partition);
         let asker_root = Some(tree.root());
         let ask_root = TreeRootRequest { namespace, partition, asker_root };
         let theirs: TreeRoot =
-            self.transport.call_rpc(peer, &ask_root, timeout).await.map_err(failed)?;
-        let tree = self.objects.trees().get(namespace, partition);
+            self.shared.transport.call_rpc(peer, &ask_root, timeout).await.map_err(failed)?;
+        let tree = self.shared.objects.trees().get(namespace, partition);
         if theirs.root == tree.root() {
-            self.exchange_stats.record_clean(namespace, partition);
+            self.stats.record_clean(namespace, partition);
             return Ok(Repaired::default());
         }
         let ask_leaves = TreeLeavesRequest { namespace, partition };
-        let leaves = self.transport.call_rpc(peer, &ask_leaves, timeout).await.map_err(failed)?;
+        let leaves =
+            self.shared.transport.call_rpc(peer, &ask_leaves, timeout).await.map_err(failed)?;
         if leaves.len() != tree.leaves().len() {
             return Err(format!("{peer} sent {} leaves", leaves.len()));
         }
@@ -215,10 +233,10 @@ impl Replica {
             segments: segments.iter().map(|s| *s as u16).collect(),
             max_objects: config.max_objects as u32,
         };
-        let reply = self.transport.call_encoded(peer, Encoded::new(&ask), timeout).await;
+        let reply = self.shared.transport.call_encoded(peer, Encoded::new(&ask), timeout).await;
         let reply = reply.map_err(failed)?;
         // Up to a frame of parsing and copying: in the background lane.
-        let remote = self.background.run(move || reply.decode()).await;
+        let remote = self.shared.background.run(move || reply.decode()).await;
         let remote =
             remote.map_err(|e| format!("decoding segment objects: {e}"))?.map_err(failed)?;
         let remote = remote.objects;
@@ -228,12 +246,12 @@ impl Replica {
         let repaired = Repaired { here: to_here.len(), there: to_there.len() };
         for objects in in_batches(to_there, BATCH_BYTES_MAX) {
             let batch = MergeBatch { namespace, partition, policy, objects };
-            self.transport.call_rpc(peer, &batch, timeout).await.map_err(failed)?;
+            self.shared.transport.call_rpc(peer, &batch, timeout).await.map_err(failed)?;
         }
         if !to_here.is_empty() {
             self.merge_raw(namespace, partition, to_here, policy).await?;
         }
-        self.metrics.ae_keys_repaired.inc_by((repaired.here + repaired.there) as u64);
+        self.shared.metrics.ae_keys_repaired.inc_by((repaired.here + repaired.there) as u64);
         Ok(repaired)
     }
 }
@@ -280,11 +298,8 @@ fn in_batches(objects: Vec<(Key, StoredState)>, max_bytes: usize) -> Vec<Vec<(Ke
 }
 
 /// Runs exchange rounds until `stop` turns true.
-pub async fn run(
-    replica: std::sync::Arc<Replica>,
-    config: ExchangeConfig,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(replica: Arc<Replica>, config: ExchangeConfig, mut stop: watch::Receiver<bool>) {
+    let anti_entropy = &replica.anti_entropy;
     if !config.enabled {
         return;
     }
@@ -293,12 +308,12 @@ pub async fn run(
     let mut failures = crate::peer_log::failure_logs();
     while !crate::stopped_after(config.interval, &mut stop).await {
         let mut repaired = 0;
-        for (namespace, policy, partition, peer) in replica.exchange_plan() {
+        for (namespace, policy, partition, peer) in anti_entropy.exchange_plan() {
             if *stop.borrow() {
                 return;
             }
-            replica.metrics.ae_exchanges.inc();
-            let outcome = replica.exchange(namespace, policy, partition, &peer, &config).await;
+            anti_entropy.shared.metrics.ae_exchanges.inc();
+            let outcome = anti_entropy.exchange(namespace, policy, partition, &peer, &config).await;
             let failure = outcome.as_ref().err().map(|e| format!("partition {partition}: {e}"));
             crate::peer_log::log_outcome(
                 &mut failures,
@@ -317,32 +332,16 @@ pub async fn run(
     }
 }
 
-impl Replica {
-    /// Every (namespace, partition) whose current replicas include this node, with its
-    /// conflict policy and those replicas.
-    pub(crate) fn placed_here(
-        &self,
-    ) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, Vec<NodeId>)> {
-        let state = self.meta.state();
-        let mut placed = Vec::new();
-        for entry in state.namespaces.values() {
-            let n = state.effective_replicas(&entry.config);
-            for partition in self.partitions.all() {
-                let replicas = state.read_replicas(partition, n);
-                if replicas.contains(&self.me) {
-                    placed.push((entry.id, entry.config.conflicts, partition, replicas));
-                }
-            }
-        }
-        placed
-    }
-
+impl AntiEntropy {
     /// Every (namespace, partition, peer) this node exchanges: partitions it is a current
     /// replica of, with each other current replica that has a larger id and is not down.
     fn exchange_plan(&self) -> Vec<(NamespaceId, ConflictPolicy, PartitionId, NodeId)> {
         let mut plan = Vec::new();
-        for (namespace, policy, partition, replicas) in self.placed_here() {
-            for peer in replicas.into_iter().filter(|p| *p > self.me && !self.liveness.is_down(p)) {
+        for (namespace, policy, partition, replicas) in self.shared.placed_here() {
+            for peer in replicas
+                .into_iter()
+                .filter(|p| *p > self.shared.me && !self.shared.liveness.is_down(p))
+            {
                 plan.push((namespace, policy, partition, peer));
             }
         }
@@ -352,7 +351,8 @@ impl Replica {
     /// Partition replicas this node holds now, per the current ring, that have another
     /// replica to exchange with (a namespace of one replica has none).
     pub fn exchanged_partitions(&self) -> Vec<(NamespaceId, PartitionId)> {
-        self.placed_here()
+        self.shared
+            .placed_here()
             .into_iter()
             .filter(|(_, _, _, replicas)| replicas.len() > 1)
             .map(|(namespace, _, partition, _)| (namespace, partition))
@@ -364,13 +364,13 @@ impl Replica {
     pub(crate) fn answer_tree_root(&self, request: TreeRootRequest) -> TreeRoot {
         let root = self.tree_root(request.namespace, request.partition);
         if request.asker_root == Some(root.root) {
-            self.exchange_stats.record_clean(request.namespace, request.partition);
+            self.stats.record_clean(request.namespace, request.partition);
         }
         root
     }
 
     pub fn exchange_stats(&self) -> &ExchangeStats {
-        &self.exchange_stats
+        &self.stats
     }
 }
 
@@ -396,7 +396,7 @@ mod tests {
         concord_storage::ObjectKey { namespace: NS, partition: P, key }
     }
 
-    /// One exchange between two local stores, by the same steps as [`Replica::exchange`] minus
+    /// One exchange between two local stores, by the same steps as [`AntiEntropy::exchange`] minus
     /// the network: differing segments, both sides' objects in them, each side merges what it
     /// lacks or holds differently.
     async fn exchange_locally(a: &ObjectStore, b: &ObjectStore) {

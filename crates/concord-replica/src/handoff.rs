@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Replica;
+use crate::context::Shared;
 use crate::messages::{FetchReply, FetchRequest};
 
 /// Most objects merged in one committer batch by handoff.
@@ -199,6 +200,20 @@ impl Pacer {
     }
 }
 
+/// Partition handoff on this node: it pulls the partitions it gains, drops the ones it lost,
+/// and serves other nodes' pulls.
+pub struct Handoff {
+    pub(crate) shared: Arc<Shared>,
+    /// Moves under way, done and failing, bytes moved: shown in the cluster view.
+    pub(crate) progress: HandoffProgress,
+}
+
+impl Handoff {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared, progress: HandoffProgress::default() }
+    }
+}
+
 /// The settings every stream of a node reads, with the pacer they share.
 #[derive(Debug)]
 struct Streams {
@@ -208,10 +223,11 @@ struct Streams {
 
 /// Runs handoff for `replica` until `stop` turns true.
 pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::Receiver<bool>) {
+    let handoff: &Handoff = &replica.handoff;
     let streams =
         Streams { pacer: Mutex::new(Pacer::new(config.rate_bytes, Instant::now())), config };
     let config = &streams.config;
-    let mut states = replica.meta.subscribe();
+    let mut states = handoff.shared.meta.subscribe();
     let mut settled_since: Option<(u64, Instant)> = None;
     // The settled epoch whose moved-away data was last dropped.
     let mut dropped_at: Option<u64> = None;
@@ -219,32 +235,32 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
         if *stop.borrow() {
             return;
         }
-        let state = replica.meta.state();
-        let planned: Vec<Move> = state.moves_to(&replica.me).cloned().collect();
+        let state = handoff.shared.meta.state();
+        let planned: Vec<Move> = state.moves_to(&handoff.shared.me).cloned().collect();
         let partitions: Vec<PartitionId> = planned.iter().map(|m| m.partition).collect();
-        replica.progress.retain_planned(&partitions);
+        handoff.progress.retain_planned(&partitions);
         // A failing move waits out its backoff; the others go now.
         let now = Instant::now();
         let mine: Vec<Move> =
-            planned.into_iter().filter(|m| replica.progress.due(m.partition, now)).collect();
+            planned.into_iter().filter(|m| handoff.progress.due(m.partition, now)).collect();
         // The rate is measured over this round of moves, so empty partitions do not make it
         // flicker.
         let round_started = Instant::now();
-        let round_base = replica.progress.bytes_moved.load(Ordering::Relaxed);
+        let round_base = handoff.progress.bytes_moved.load(Ordering::Relaxed);
         let moves = futures_util::stream::iter(mine).map(|planned| {
-            let (replica, streams, state, stop) = (&replica, &streams, &state, &stop);
+            let (handoff, streams, state, stop) = (handoff, &streams, &state, &stop);
             async move {
                 if *stop.borrow() {
                     return;
                 }
-                replica.progress.active.fetch_add(1, Ordering::Relaxed);
-                let outcome = receive(replica, streams, state, &planned).await;
-                replica.progress.active.fetch_sub(1, Ordering::Relaxed);
-                let moved = replica.progress.bytes_moved.load(Ordering::Relaxed) - round_base;
+                handoff.progress.active.fetch_add(1, Ordering::Relaxed);
+                let outcome = receive(handoff, streams, state, &planned).await;
+                handoff.progress.active.fetch_sub(1, Ordering::Relaxed);
+                let moved = handoff.progress.bytes_moved.load(Ordering::Relaxed) - round_base;
                 let elapsed = round_started.elapsed().as_secs_f64().max(1e-3);
                 let rate = (moved as f64 / elapsed) as u64;
-                replica.progress.rate_bytes.store(rate, Ordering::Relaxed);
-                report(replica, state, &planned, outcome).await;
+                handoff.progress.rate_bytes.store(rate, Ordering::Relaxed);
+                report(handoff, state, &planned, outcome).await;
             }
         });
         moves.buffer_unordered(config.streams.max(1)).collect::<Vec<()>>().await;
@@ -265,7 +281,7 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
                 }
             };
             if since.elapsed() >= config.drop_delay && dropped_at != Some(state.epoch) {
-                match drop_moved_away(&replica, &state).await {
+                match drop_moved_away(handoff, &state).await {
                     Ok(()) => dropped_at = Some(state.epoch),
                     Err(e) => tracing::warn!(error = %e, "dropping moved-away partitions failed"),
                 }
@@ -282,18 +298,18 @@ pub async fn run(replica: Arc<Replica>, config: HandoffConfig, mut stop: watch::
 /// Reports a finished move to the metadata leader, and records the outcome: a move that fails
 /// is retried after a backoff and shown in the cluster view; it is logged when it starts
 /// failing and when it recovers.
-async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: Result<(), String>) {
+async fn report(handoff: &Handoff, state: &MetaState, planned: &Move, outcome: Result<(), String>) {
     let partition = planned.partition;
     let outcome = match outcome {
         Ok(()) => {
             let done = Command::MoveDone {
                 partition,
-                node: replica.me.clone(),
+                node: handoff.shared.me.clone(),
                 target_epoch: state.target_epoch,
             };
-            match replica.meta.propose(done).await {
+            match handoff.shared.meta.propose(done).await {
                 Ok(_) => {
-                    replica.progress.moves_done.fetch_add(1, Ordering::Relaxed);
+                    handoff.progress.moves_done.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%partition, "partition received");
                     Ok(())
                 }
@@ -302,8 +318,8 @@ async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: R
         }
         Err(e) => Err(e),
     };
-    let now_ms = replica.clock.now_ms();
-    match replica.progress.record(partition, &outcome, now_ms, Instant::now()) {
+    let now_ms = handoff.shared.clock.now_ms();
+    match handoff.progress.record(partition, &outcome, now_ms, Instant::now()) {
         MoveChange::StartedFailing => {
             let error = outcome.err().unwrap_or_default();
             tracing::warn!(%partition, %error, "move failed; retrying with backoff")
@@ -321,7 +337,7 @@ async fn report(replica: &Replica, state: &MetaState, planned: &Move, outcome: R
 
 /// Pulls every namespace of `planned.partition` that this node gains.
 async fn receive(
-    replica: &Replica,
+    handoff: &Handoff,
     streams: &Streams,
     state: &MetaState,
     planned: &Move,
@@ -332,13 +348,13 @@ async fn receive(
     let partition = planned.partition;
     for entry in state.namespaces.values() {
         let n = state.effective_replicas(&entry.config);
-        if !target.replicas(partition, n).contains(&replica.me)
-            || current.replicas(partition, n).contains(&replica.me)
+        if !target.replicas(partition, n).contains(&handoff.shared.me)
+            || current.replicas(partition, n).contains(&handoff.shared.me)
         {
             continue;
         }
         let sources = source_order(
-            &replica.me,
+            &handoff.shared.me,
             &state.read_replicas(partition, n),
             &state.target_replicas(partition, n),
         );
@@ -348,8 +364,8 @@ async fn receive(
         let mut after = None;
         let mut errors = Vec::new();
         let mut finished = false;
-        for source in replica.live_first(&sources) {
-            match pull(replica, streams, &source, entry.id, partition, &mut after).await {
+        for source in handoff.shared.live_first(&sources) {
+            match pull(handoff, streams, &source, entry.id, partition, &mut after).await {
                 Ok(()) => {
                     finished = true;
                     break;
@@ -363,7 +379,7 @@ async fn receive(
     }
     // The chunks were merged without a sync each; the move is reported done only once they
     // are durable.
-    replica.objects.persist().await.map_err(|e| format!("syncing the received objects: {e}"))
+    handoff.shared.objects.persist().await.map_err(|e| format!("syncing the received objects: {e}"))
 }
 
 /// The current holders of a partition `me` is gaining, in the order to pull from: first the
@@ -396,7 +412,7 @@ fn source_order(me: &NodeId, holders: &[NodeId], incoming: &[NodeId]) -> Vec<Nod
 /// fetched while the current one is merged, so the source's scan and the network overlap the
 /// local commit; at most one chunk is in flight, which bounds memory and the source's work.
 async fn pull(
-    replica: &Replica,
+    handoff: &Handoff,
     streams: &Streams,
     source: &NodeId,
     namespace: NamespaceId,
@@ -412,13 +428,14 @@ async fn pull(
             max_bytes: streams.config.chunk_bytes,
         };
         let request = Encoded::new(&request);
-        tokio::spawn(replica.transport.call_encoded(
+        tokio::spawn(handoff.shared.transport.call_encoded(
             source,
             request,
             streams.config.request_timeout,
         ))
     };
-    let policy = replica
+    let policy = handoff
+        .shared
         .meta
         .state()
         .namespace_by_id(namespace)
@@ -433,7 +450,8 @@ async fn pull(
         let paced = tokio::time::sleep(wait);
         // Decoding a chunk is megabytes of parsing and copying: done in the background lane, so
         // that no client request waits behind it, on this async worker or for a core.
-        let (mut objects, more) = replica
+        let (mut objects, more) = handoff
+            .shared
             .background
             .run(move || decode_chunk(&reply))
             .await
@@ -443,21 +461,22 @@ async fn pull(
             next = Some(fetch(last.clone()));
         }
         // A namespace deleted meanwhile is not stored again; the move has nothing more of it.
-        if replica.meta.state().namespace_deleted(namespace) {
+        if handoff.shared.meta.state().namespace_deleted(namespace) {
             return Ok(());
         }
         // Merged in slices, so that the committer interleaves client writes between them
         // instead of holding them behind one large batch.
         while !objects.is_empty() {
             let rest = objects.split_off(objects.len().min(MERGE_SLICE));
-            replica
+            handoff
+                .shared
                 .objects
                 .merge_all(namespace, partition, objects, policy, Durability::Buffered)
                 .await
                 .map_err(|e| e.to_string())?;
             objects = rest;
         }
-        replica.progress.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
+        handoff.progress.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
         if last.is_some() {
             *after = last;
         }
@@ -478,15 +497,16 @@ fn decode_chunk(reply: &Encoded<FetchReply>) -> Result<(Vec<(Key, DvvSet)>, bool
 /// under the settled ring, and renews the partition's actor. The deletes go through the
 /// committer in bounded steps (`ObjectStore::drop_partition`), so they keep their order with
 /// writes and the anti-entropy trees follow them; nothing blocks this async worker.
-async fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), String> {
+async fn drop_moved_away(handoff: &Handoff, state: &MetaState) -> Result<(), String> {
     let Some(ring) = &state.ring else { return Ok(()) };
     for entry in state.namespaces.values() {
         let n = state.effective_replicas(&entry.config);
         for partition in ring.partitions().all() {
-            if ring.replicas(partition, n).contains(&replica.me) {
+            if ring.replicas(partition, n).contains(&handoff.shared.me) {
                 continue;
             }
-            let dropped = replica
+            let dropped = handoff
+                .shared
                 .objects
                 .drop_partition(entry.id, partition)
                 .await
@@ -494,8 +514,8 @@ async fn drop_moved_away(replica: &Replica, state: &MetaState) -> Result<(), Str
             if dropped == 0 {
                 continue; // not held here
             }
-            replica.actors.renew(partition);
-            replica.progress.dropped.fetch_add(1, Ordering::Relaxed);
+            handoff.shared.actors.renew(partition);
+            handoff.progress.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%partition, namespace = entry.id.0, keys = dropped, "dropped a partition replica that moved away");
         }
     }

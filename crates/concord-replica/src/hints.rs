@@ -9,7 +9,7 @@
 //! undelivered (see [`crate::tombstones`]).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use concord_rpc::{Calls, MessageKind, Rpc};
@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Replica;
+use crate::context::Shared;
 use crate::metrics::TargetLabels;
 
 /// `ReplicaHint`: hold `state` of a key for `target`, which could not take it.
@@ -100,15 +101,29 @@ impl HintLedger {
     }
 }
 
-impl Replica {
+/// Hinted handoff on this node: the hints it holds, their bound, and their replay.
+pub struct Hints {
+    pub(crate) shared: Arc<Shared>,
+    /// How many hints are held per target, for the bound and the gauge.
+    ledger: HintLedger,
+    config: HintConfig,
+    /// The tombstone grace: a hint older than it is dropped undelivered.
+    grace: Duration,
+}
+
+impl Hints {
+    pub(crate) fn new(shared: Arc<Shared>, config: HintConfig, grace: Duration) -> Self {
+        Self { shared, ledger: HintLedger::default(), config, grace }
+    }
+
     /// Hints this node holds for `target`.
-    pub fn hints_pending(&self, target: &NodeId) -> u64 {
+    pub fn pending(&self, target: &NodeId) -> u64 {
         self.ledger.pending(target)
     }
 
     /// Recounts the hints held, per target, from storage.
-    pub fn recount_hints(&self) -> Result<(), String> {
-        let fresh = self.objects.hint_counts().map_err(|e| e.to_string())?;
+    pub fn recount(&self) -> Result<(), String> {
+        let fresh = self.shared.objects.hint_counts().map_err(|e| e.to_string())?;
         for (target, count) in self.ledger.reset(fresh) {
             self.set_pending_gauge(&target, count);
         }
@@ -117,11 +132,11 @@ impl Replica {
 
     fn set_pending_gauge(&self, target: &NodeId, count: u64) {
         let labels = TargetLabels { target: target.to_string() };
-        self.metrics.hints_pending.get_or_create(&labels).set(count as i64);
+        self.shared.metrics.hints_pending.get_or_create(&labels).set(count as i64);
     }
 
     /// Stores a hint here, durably, unless its target has reached the bound.
-    pub(crate) async fn hold_hint(
+    pub(crate) async fn hold(
         &self,
         target: &NodeId,
         object: ObjectKey,
@@ -129,16 +144,16 @@ impl Replica {
         policy: ConflictPolicy,
     ) -> Result<(), String> {
         let key = HintKey { target: target.clone(), object };
-        let exists = self.objects.has_hint(&key).map_err(|e| e.to_string())?;
-        if !exists && self.ledger.pending(target) >= self.hint_config.max_per_target {
-            self.metrics.hints_refused.inc();
+        let exists = self.shared.objects.has_hint(&key).map_err(|e| e.to_string())?;
+        if !exists && self.ledger.pending(target) >= self.config.max_per_target {
+            self.shared.metrics.hints_refused.inc();
             return Err(format!(
                 "hint limit of {} reached for {target}",
-                self.hint_config.max_per_target
+                self.config.max_per_target
             ));
         }
-        self.objects.store_hint(&key, state, policy).await.map_err(|e| e.to_string())?;
-        self.metrics.hints_stored.inc();
+        self.shared.objects.store_hint(&key, state, policy).await.map_err(|e| e.to_string())?;
+        self.shared.metrics.hints_stored.inc();
         if !exists {
             let count = self.ledger.add(target, 1);
             self.set_pending_gauge(target, count);
@@ -147,20 +162,20 @@ impl Replica {
     }
 
     /// Serves `ReplicaHint`.
-    pub(crate) async fn handle_hint(&self, request: HintRequest) -> Result<(), String> {
-        if request.target == self.me {
+    pub(crate) async fn serve(&self, request: HintRequest) -> Result<(), String> {
+        if request.target == self.shared.me {
             return Err("a hint for the node that holds it".into());
         }
-        self.refuse_deleted(request.namespace)?;
-        let partition = self.partition_of(request.namespace, &request.key);
+        self.shared.refuse_deleted(request.namespace)?;
+        let partition = self.shared.partition_of(request.namespace, &request.key);
         let object = ObjectKey { namespace: request.namespace, partition, key: request.key };
-        self.hold_hint(&request.target, object, request.state, request.policy).await
+        self.hold(&request.target, object, request.state, request.policy).await
     }
 
     /// Delivers one hint: to its target if it still holds the partition, else to the
     /// partition's replicas now. `Err` if any of them did not take it.
     async fn deliver(&self, hint: &Hint, timeout: Duration) -> Result<(), String> {
-        let state = self.meta.state();
+        let state = self.shared.meta.state();
         let Some((_, namespace)) = state.namespace_by_id(hint.key.object.namespace) else {
             // No such namespace any more: nothing to deliver to.
             return Ok(());
@@ -177,9 +192,9 @@ impl Replica {
             replicas
         };
         for node in recipients {
-            if node == self.me {
+            if node == self.shared.me {
                 let update = Update::Merge { state: hint.state.clone(), policy };
-                self.objects.update(object, update).await.map_err(|e| e.to_string())?;
+                self.shared.objects.update(object, update).await.map_err(|e| e.to_string())?;
                 continue;
             }
             let merge = crate::messages::MergeRequest {
@@ -188,7 +203,11 @@ impl Replica {
                 state: hint.state.clone(),
                 policy,
             };
-            self.transport.call_rpc(&node, &merge, timeout).await.map_err(|e| e.to_string())?;
+            self.shared
+                .transport
+                .call_rpc(&node, &merge, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -197,7 +216,7 @@ impl Replica {
     /// share the committer's group commits, and keeps the ledger current. Returns how many went.
     async fn delete_hints(&self, target: &NodeId, hints: &[&Hint]) -> u64 {
         let mut deleted = 0;
-        for outcome in join_all(hints.iter().map(|h| self.objects.delete_hint(h))).await {
+        for outcome in join_all(hints.iter().map(|h| self.shared.objects.delete_hint(h))).await {
             if let Ok(true) = outcome {
                 deleted += 1;
                 let count = self.ledger.add(target, -1);
@@ -214,13 +233,13 @@ impl Replica {
         const PAGE: usize = 64;
         let mut replayed = 0;
         for target in self.ledger.targets() {
-            if self.liveness.is_down(&target) {
+            if self.shared.liveness.is_down(&target) {
                 continue;
             }
             let mut after: Option<HintKey> = None;
             loop {
                 let started = Instant::now();
-                let page = match self.objects.hints_for(&target, after.as_ref(), PAGE) {
+                let page = match self.shared.objects.hints_for(&target, after.as_ref(), PAGE) {
                     Ok(page) if page.is_empty() => break,
                     Ok(page) => page,
                     Err(e) => {
@@ -229,8 +248,7 @@ impl Replica {
                     }
                 };
                 after = page.last().map(|h| h.key.clone());
-                let (now, grace) =
-                    (self.clock.now_ms(), self.tombstone_config.grace.as_millis() as u64);
+                let (now, grace) = (self.shared.clock.now_ms(), self.grace.as_millis() as u64);
                 let (expired, page): (Vec<Hint>, Vec<Hint>) =
                     page.into_iter().partition(|hint| older_than(&hint.state, now, grace));
                 let delivered =
@@ -246,7 +264,7 @@ impl Replica {
                 }
                 let delivered = self.delete_hints(&target, &acknowledged).await;
                 replayed += delivered as usize;
-                self.metrics.hints_replayed.inc_by(delivered);
+                self.shared.metrics.hints_replayed.inc_by(delivered);
                 if !expired.is_empty() {
                     // Never delivered: a tombstone that covered them may have been purged since,
                     // and delivering them would bring deleted values back. Their target was
@@ -254,7 +272,7 @@ impl Replica {
                     // tombstone rule).
                     let expired: Vec<&Hint> = expired.iter().collect();
                     let dropped = self.delete_hints(&target, &expired).await;
-                    self.metrics.hints_expired.inc_by(dropped);
+                    self.shared.metrics.hints_expired.inc_by(dropped);
                     tracing::warn!(%target, dropped, "dropped hints older than the tombstone grace");
                 }
                 let stopped = failed.is_some();
@@ -263,7 +281,7 @@ impl Replica {
                     break;
                 }
                 // Pace: a page of PAGE hints takes at least PAGE / rate seconds.
-                let rate = self.hint_config.replay_rate.max(1) as f64;
+                let rate = self.config.replay_rate.max(1) as f64;
                 let budget = Duration::from_secs_f64(PAGE as f64 / rate);
                 tokio::time::sleep_until(started + budget).await;
             }
@@ -273,17 +291,18 @@ impl Replica {
 }
 
 /// Replays hints until `stop` turns true.
-pub async fn run_replay(replica: std::sync::Arc<Replica>, mut stop: watch::Receiver<bool>) {
-    if let Err(e) = replica.recount_hints() {
+pub async fn run_replay(replica: Arc<Replica>, mut stop: watch::Receiver<bool>) {
+    let hints = &replica.hints;
+    if let Err(e) = hints.recount() {
         tracing::error!(error = %e, "counting stored hints failed");
     }
-    let interval = replica.hint_config.replay_interval;
+    let interval = hints.config.replay_interval;
     let mut failures = crate::peer_log::failure_logs();
     while !crate::stopped_after(interval, &mut stop).await {
-        let replayed = replica.replay_round(&mut failures).await;
+        let replayed = hints.replay_round(&mut failures).await;
         if replayed > 0 {
             tracing::info!(replayed, "hints delivered");
-            if let Err(e) = replica.recount_hints() {
+            if let Err(e) = hints.recount() {
                 tracing::warn!(error = %e, "recounting hints failed");
             }
         }

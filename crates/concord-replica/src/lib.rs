@@ -1,12 +1,21 @@
 //! The eventual path: coordinating reads and writes across a key's replicas, answering peers'
 //! replica requests, and partition handoff when the ring changes (DESIGN.md §5).
 //!
-//! - [`service`]: [`Replica`], the coordinator and the replica-side handlers.
-//! - `endpoints.rs`: the layer's RPC endpoints ([`Replica::register`]); every request's
-//!   partition is checked against the cluster's count where it enters.
-//! - [`handoff`]: pulling gained partitions, dropping moved-away ones.
+//! [`Replica`] is a thin facade over components, each owning its own state and settings and
+//! serving its own endpoints; they share one small context, `Shared` (`context.rs`: this
+//! node, the partition count, the object store, actors, clock, transport, metadata, liveness,
+//! metrics and the background lane), and none reaches into another's state.
+//!
+//! - [`service`]: [`Replica`], the facade and the layer's public types and errors.
+//! - [`coordinator`]: [`coordinator::Coordinator`], reads with read repair, writes coordinated,
+//!   forwarded or taken as a fallback; it drives the pure rounds below (a write's coordination
+//!   in `coordinate.rs`).
+//! - `endpoints.rs`: the layer's RPC endpoints ([`Replica::register`]), each registered on the
+//!   component that serves it; every request's partition is checked against the cluster's
+//!   count where it enters.
+//! - [`handoff`]: [`handoff::Handoff`], pulling gained partitions, dropping moved-away ones.
 //! - [`deleted`]: dropping deleted namespaces' data, and refusing data that arrives for them.
-//! - [`list`]: key listings gathered from one replica of every partition.
+//! - [`list`]: key listings gathered from one replica of every partition (coordinator).
 //! - [`actors`]: replica incarnations (the actor in every dot).
 //! - [`messages`]: the payloads of the replica message kinds, with their kinds and replies.
 //! - [`quorum`]: acknowledgement tracking of a coordinated write, sloppy or strict, and the
@@ -14,14 +23,21 @@
 //! - [`write_round`]: the decisions of a coordinated write, `on(event) -> actions` (pure).
 //! - [`fallback_round`]: the decisions of a write no replica could be reached for (pure).
 //! - [`read_round`]: the decisions of a coordinated read and its read repair (pure).
-//! - [`hints`]: hinted handoff: holding writes for replicas that missed them, and replay.
+//! - [`hints`]: [`hints::Hints`], hinted handoff: holding writes for replicas that missed
+//!   them, and replay.
 //! - [`metrics`]: hints, read repairs and sloppy acknowledgements.
-//! - [`exchange`]: anti-entropy: replicas compare hash trees and repair differences.
-//! - [`tombstones`]: purging tombstones past their grace once every replica holds them alike.
-//! - [`verify`]: every replica's anti-entropy tree root for a partition, and whether they agree.
+//! - [`exchange`]: [`exchange::AntiEntropy`]: replicas compare hash trees and repair
+//!   differences.
+//! - [`tombstones`]: [`tombstones::Tombstones`], purging tombstones past their grace once every
+//!   replica holds them alike.
+//! - [`verify`]: every replica's anti-entropy tree root for a partition, and whether they agree
+//!   (on [`exchange::AntiEntropy`]).
 
 pub mod actors;
 pub mod background;
+mod context;
+mod coordinate;
+pub mod coordinator;
 pub mod deleted;
 mod endpoints;
 pub mod exchange;

@@ -15,7 +15,8 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
-use crate::{NamespaceRef, Replica, ReplicaError};
+use crate::coordinator::Coordinator;
+use crate::{NamespaceRef, ReplicaError};
 
 /// `ReplicaList`: live keys of one partition with `prefix`, after `after`, at most `limit`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,13 +94,13 @@ pub fn merge_pages(pages: Vec<ListReply>, limit: usize) -> KeyPage {
     KeyPage { keys, next: bound }
 }
 
-impl Replica {
+impl Coordinator {
     /// Lists one partition here, in the background lane.
     pub(crate) async fn list_local(&self, request: ListRequest) -> Result<ListReply, ReplicaError> {
-        if request.partition.0 >= self.partitions.get() {
+        if request.partition.0 >= self.shared.partitions.get() {
             return Err(ReplicaError::Storage(format!("no partition {}", request.partition)));
         }
-        let objects = self.objects.clone();
+        let objects = self.shared.objects.clone();
         let scan = move || {
             let limit = (request.limit as usize).clamp(1, PAGE_KEYS_MAX);
             let listing = Listing {
@@ -111,6 +112,7 @@ impl Replica {
             objects.scan_live(request.namespace, request.partition, listing)
         };
         let page = self
+            .shared
             .background
             .run(scan)
             .await
@@ -127,13 +129,13 @@ impl Replica {
         limit: usize,
         timeout: Duration,
     ) -> Result<KeyPage, ReplicaError> {
-        let state = self.meta.state();
+        let state = self.shared.meta.state();
         let n = state.effective_replicas(&namespace.config);
         // One more than asked, so that whether more follow is known.
         let wanted = limit + 1;
         let mut pages = Vec::new();
         let mut pending = FuturesUnordered::new();
-        let mut partitions = self.partitions.all();
+        let mut partitions = self.shared.partitions.all();
         loop {
             while pending.len() < FAN_OUT {
                 let Some(partition) = partitions.next() else { break };
@@ -144,7 +146,7 @@ impl Replica {
                     after: after.map(<[u8]>::to_vec),
                     limit: wanted as u32,
                 };
-                let owners = self.live_first(&state.read_replicas(partition, n));
+                let owners = self.shared.live_first(&state.read_replicas(partition, n));
                 pending.push(async move { self.list_partition(request, owners, timeout).await });
             }
             match pending.next().await {
@@ -162,12 +164,12 @@ impl Replica {
         owners: Vec<concord_types::NodeId>,
         timeout: Duration,
     ) -> Result<ListReply, ReplicaError> {
-        if owners.is_empty() || owners.contains(&self.me) {
+        if owners.is_empty() || owners.contains(&self.shared.me) {
             return self.list_local(request).await;
         }
         let mut failures = Vec::new();
         for owner in owners {
-            match self.transport.call_rpc(&owner, &request, timeout).await {
+            match self.shared.transport.call_rpc(&owner, &request, timeout).await {
                 Ok(reply) => return Ok(reply),
                 Err(e) => failures.push((owner.to_string(), e.to_string())),
             }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::Replica;
+use crate::context::Shared;
 
 /// Most tombstones one `PurgeTombstones` request carries.
 const PURGE_BATCH_MAX: usize = 10_000;
@@ -77,38 +78,52 @@ impl Rpc for PurgeRequest {
     type Reply = Vec<bool>;
 }
 
-impl Replica {
+/// The tombstone purge on this node: it sweeps the partitions it leads and serves the other
+/// sweepers' checks and purges.
+pub struct Tombstones {
+    pub(crate) shared: Arc<Shared>,
+    config: TombstoneConfig,
+}
+
+impl Tombstones {
+    pub(crate) fn new(shared: Arc<Shared>, config: TombstoneConfig) -> Self {
+        Self { shared, config }
+    }
+
     /// Serves `PurgeTombstones`.
-    pub(crate) async fn handle_purge(&self, request: PurgeRequest) -> Result<Vec<bool>, String> {
+    pub(crate) async fn serve(&self, request: PurgeRequest) -> Result<Vec<bool>, String> {
         // The partition was checked where the request entered the layer.
         if request.tombstones.len() > PURGE_BATCH_MAX {
             return Err(format!("more than {PURGE_BATCH_MAX} tombstones in one request"));
         }
         let PurgeRequest { namespace, partition, check, tombstones } = request;
         let outcomes = tombstones.into_iter().map(|(key, state)| async move {
-            if self.partition_of(namespace, &key) != partition || !self.purgeable(&state) {
+            if self.shared.partition_of(namespace, &key) != partition || !self.purgeable(&state) {
                 return Ok(false);
             }
             let object = ObjectKey { namespace, partition, key };
             if check {
-                return Ok(self.objects.get(&object)?.as_ref() == Some(&state));
+                return Ok(self.shared.objects.get(&object)?.as_ref() == Some(&state));
             }
-            self.objects.purge(&object, state, self.actors.get(partition)).await
+            self.shared.objects.purge(&object, state, self.shared.actors.get(partition)).await
         });
         let mut held = Vec::new();
         for outcome in join_all(outcomes).await {
             held.push(outcome.map_err(|e: concord_storage::StorageError| e.to_string())?);
         }
         if !check {
-            self.metrics.tombstones_purged.inc_by(held.iter().filter(|p| **p).count() as u64);
+            self.shared
+                .metrics
+                .tombstones_purged
+                .inc_by(held.iter().filter(|p| **p).count() as u64);
         }
         Ok(held)
     }
 
     /// Whether `state` is a tombstone past the grace by this node's clock.
     fn purgeable(&self, state: &DvvSet) -> bool {
-        let grace = self.tombstone_config.grace.as_millis() as u64;
-        expired(state, self.clock.now_ms(), grace)
+        let grace = self.config.grace.as_millis() as u64;
+        expired(state, self.shared.clock.now_ms(), grace)
     }
 
     /// Sweeps one partition this node leads: purges every expired tombstone all `replicas`
@@ -120,22 +135,22 @@ impl Replica {
         replicas: &[NodeId],
         stop: &watch::Receiver<bool>,
     ) -> Result<usize, String> {
-        let config = &self.tombstone_config;
-        let others: Vec<&NodeId> = replicas.iter().filter(|n| **n != self.me).collect();
+        let config = &self.config;
+        let others: Vec<&NodeId> = replicas.iter().filter(|n| **n != self.shared.me).collect();
         let mut after: Option<Key> = None;
         let mut purged = 0;
         loop {
             let sweep = Sweep {
-                now_ms: self.clock.now_ms(),
+                now_ms: self.shared.clock.now_ms(),
                 grace_ms: config.grace.as_millis() as u64,
                 limit: config.page,
                 scan_max: 4096,
             };
             // A scan of up to 4096 stored objects: in the background lane, off the async worker.
-            let (objects, from) = (self.objects.clone(), after.clone());
+            let (objects, from) = (self.shared.objects.clone(), after.clone());
             let scan =
                 move || objects.expired_tombstones(namespace, partition, from.as_ref(), sweep);
-            let scanned = self.background.run(scan).await;
+            let scanned = self.shared.background.run(scan).await;
             let page =
                 scanned.map_err(|e| format!("tombstone scan: {e}"))?.map_err(|e| e.to_string())?;
             let mut candidates = page.tombstones;
@@ -165,7 +180,7 @@ impl Replica {
                     }
                 }
                 // This replica purges by the same rules it asks of the others.
-                let here = self.handle_purge(request).await?;
+                let here = self.serve(request).await?;
                 purged += here.iter().filter(|p| **p).count();
             }
             match page.next {
@@ -178,8 +193,8 @@ impl Replica {
     }
 
     async fn ask_purge(&self, peer: &NodeId, request: &PurgeRequest) -> Result<Vec<bool>, String> {
-        let timeout = self.tombstone_config.request_timeout;
-        let call = self.transport.call_rpc(peer, request, timeout);
+        let timeout = self.config.request_timeout;
+        let call = self.shared.transport.call_rpc(peer, request, timeout);
         let held = call.await.map_err(|e| format!("{peer}: {e}"))?;
         if held.len() != request.tombstones.len() {
             return Err(format!(
@@ -194,14 +209,15 @@ impl Replica {
     /// The partitions this node sweeps now: those whose preference list it heads, while the
     /// ring is not in transition and every replica is up.
     fn sweep_plan(&self) -> Vec<(NamespaceId, PartitionId, Vec<NodeId>)> {
-        if self.meta.state().in_transition() {
+        if self.shared.meta.state().in_transition() {
             return Vec::new();
         }
-        self.placed_here()
+        self.shared
+            .placed_here()
             .into_iter()
             .filter(|(_, _, _, replicas)| {
-                replicas.first() == Some(&self.me)
-                    && !replicas.iter().any(|n| self.liveness.is_down(n))
+                replicas.first() == Some(&self.shared.me)
+                    && !replicas.iter().any(|n| self.shared.liveness.is_down(n))
             })
             .map(|(namespace, _, partition, replicas)| (namespace, partition, replicas))
             .collect()
@@ -210,14 +226,15 @@ impl Replica {
 
 /// Sweeps for expired tombstones every `interval` until `stop` turns true.
 pub async fn run(replica: Arc<Replica>, mut stop: watch::Receiver<bool>) {
-    let interval = replica.tombstone_config.interval;
+    let tombstones = &replica.tombstones;
+    let interval = tombstones.config.interval;
     while !crate::stopped_after(interval, &mut stop).await {
         let mut purged = 0;
-        for (namespace, partition, replicas) in replica.sweep_plan() {
+        for (namespace, partition, replicas) in tombstones.sweep_plan() {
             if *stop.borrow() {
                 return;
             }
-            match replica.sweep(namespace, partition, &replicas, &stop).await {
+            match tombstones.sweep(namespace, partition, &replicas, &stop).await {
                 Ok(n) => purged += n,
                 Err(e) => tracing::debug!(%partition, error = %e, "tombstone sweep stopped"),
             }

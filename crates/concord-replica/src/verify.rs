@@ -10,7 +10,8 @@ use concord_rpc::{Calls, MessageKind, Rpc};
 use concord_types::{NamespaceId, NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 
-use crate::{NamespaceRef, Replica};
+use crate::NamespaceRef;
+use crate::exchange::AntiEntropy;
 
 /// The longest a verification waits for one replica's root.
 pub const VERIFY_WAIT_MAX: Duration = Duration::from_secs(2);
@@ -64,10 +65,10 @@ pub fn judge(trees: &[ReplicaTree]) -> Verdict {
     }
 }
 
-impl Replica {
+impl AntiEntropy {
     /// This node's tree of one partition replica.
     pub fn tree_root(&self, namespace: NamespaceId, partition: PartitionId) -> TreeRoot {
-        let tree = self.objects.trees().get(namespace, partition);
+        let tree = self.shared.objects.trees().get(namespace, partition);
         TreeRoot { root: tree.root(), keys: tree.keys() }
     }
 
@@ -80,7 +81,7 @@ impl Replica {
         partition: PartitionId,
         timeout: Duration,
     ) -> (Vec<ReplicaTree>, Verdict) {
-        let state = self.meta.state();
+        let state = self.shared.meta.state();
         let n = state.effective_replicas(&namespace.config);
         let replicas = state.read_replicas(partition, n);
         let request = TreeRootRequest { namespace: namespace.id, partition, asker_root: None };
@@ -88,12 +89,12 @@ impl Replica {
         let asks = replicas.into_iter().map(|node| {
             let request = &request;
             async move {
-                let tree = if node == self.me {
+                let tree = if node == self.shared.me {
                     Ok(self.tree_root(namespace.id, partition))
-                } else if self.liveness.is_down(&node) {
+                } else if self.shared.liveness.is_down(&node) {
                     Err("down".to_string())
                 } else {
-                    let call = self.transport.call_rpc(&node, request, timeout);
+                    let call = self.shared.transport.call_rpc(&node, request, timeout);
                     call.await.map_err(|e| e.to_string())
                 };
                 ReplicaTree { node, tree }
