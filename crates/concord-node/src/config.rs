@@ -216,6 +216,10 @@ pub struct StorageConfig {
     /// Memory for the engine's cache of table blocks, in bytes. Default 33554432 (32 MiB,
     /// fjall's own); fjall suggests a fifth to a quarter of the memory left to the node.
     pub block_cache_bytes: u64,
+    /// Step in which table files being written by a flush or a compaction are written back to
+    /// disk as they grow, in bytes; 0 leaves each table to the engine's one fsync at its end,
+    /// which puts the whole table in front of the next journal fsync. Default 1048576 (1 MiB).
+    pub table_writeback_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -228,6 +232,7 @@ impl Default for StorageConfig {
             memtable_bytes: 64 << 20,
             background_threads: 4,
             block_cache_bytes: 32 << 20,
+            table_writeback_bytes: 1 << 20,
         }
     }
 }
@@ -355,6 +360,10 @@ impl Config {
         }
         if self.storage.memtable_bytes < 1 << 20 {
             return fail("storage.memtable_bytes must be at least 1048576");
+        }
+        let writeback = self.storage.table_writeback_bytes;
+        if writeback != 0 && writeback < 64 << 10 {
+            return fail("storage.table_writeback_bytes must be 0 (off) or at least 65536");
         }
         if self.storage.block_cache_bytes < 1 << 20 {
             return fail("storage.block_cache_bytes must be at least 1048576");
@@ -495,6 +504,10 @@ mod tests {
         assert!(err.unwrap_err().to_string().contains("power of two"));
         let err = Config::load(None, env(&[("CONCORD_STORAGE_BLOCK_CACHE_BYTES", "4096")]));
         assert!(err.unwrap_err().to_string().contains("storage.block_cache_bytes"));
+        let err = Config::load(None, env(&[("CONCORD_STORAGE_TABLE_WRITEBACK_BYTES", "4096")]));
+        assert!(err.unwrap_err().to_string().contains("storage.table_writeback_bytes"));
+        let off = Config::load(None, env(&[("CONCORD_STORAGE_TABLE_WRITEBACK_BYTES", "0")]));
+        assert_eq!(off.unwrap().storage.table_writeback_bytes, 0);
         let err = Config::load(None, env(&[("CONCORD_CLUSTER_HANDOFF_NICE", "-5")]));
         assert!(err.unwrap_err().to_string().contains("cluster.handoff_nice"));
     }

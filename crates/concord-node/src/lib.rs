@@ -29,6 +29,7 @@ mod downtime;
 mod error;
 mod node;
 mod peers;
+mod storage_metrics;
 mod tasks;
 
 pub use config::Config;

@@ -9,6 +9,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use concord_storage::{CommitTiming, EngineEvent, EngineState};
+
+use crate::storage_metrics::StorageMetrics;
+
 /// Labels of a served HTTP request. Every label value comes from a fixed set, so no client can
 /// grow the number of series (issue 19: made-up methods once grew a scrape to 63 MB): `route`
 /// and `method` are `'static` strings, which only the front end's own tables can provide (a
@@ -32,17 +36,12 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
 }
 
-fn batch_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(1.0, 2.0, 12))
-}
-
 /// Every metric the node exports.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    commit_seconds: Histogram,
-    commit_batch_updates: Histogram,
+    storage: StorageMetrics,
     rpc: concord_rpc::RpcMetrics,
     replica: concord_replica::ReplicaMetrics,
 }
@@ -67,29 +66,10 @@ impl Metrics {
             "HTTP request latency from headers received to response ready",
             request_seconds.clone(),
         );
-        let commit_seconds = latency_histogram();
-        registry.register(
-            "storage_commit_duration_seconds",
-            "Time to apply and sync one group commit (the fsync latency in sync mode)",
-            commit_seconds.clone(),
-        );
-        let commit_batch_updates = batch_histogram();
-        registry.register(
-            "storage_commit_batch_updates",
-            "Writes sharing one group commit",
-            commit_batch_updates.clone(),
-        );
+        let storage = StorageMetrics::new(&mut registry);
         let rpc = concord_rpc::RpcMetrics::new(&mut registry);
         let replica = concord_replica::ReplicaMetrics::new(&mut registry);
-        Self {
-            registry,
-            requests,
-            request_seconds,
-            commit_seconds,
-            commit_batch_updates,
-            rpc,
-            replica,
-        }
+        Self { registry, requests, request_seconds, storage, rpc, replica }
     }
 
     /// The peer transport's metrics (`concord_rpc_*`).
@@ -125,27 +105,58 @@ impl Metrics {
 }
 
 impl concord_storage::CommitObserver for Metrics {
-    fn on_commit(&self, updates: usize, elapsed: Duration) {
-        self.commit_seconds.observe(elapsed.as_secs_f64());
-        self.commit_batch_updates.observe(updates as f64);
+    fn on_commit(&self, timing: &CommitTiming) {
+        self.storage.on_commit(timing);
+    }
+}
+
+impl concord_storage::EngineObserver for Metrics {
+    fn on_engine_state(&self, state: &EngineState) {
+        self.storage.on_engine_state(state);
+    }
+
+    fn on_engine_event(&self, event: &EngineEvent) {
+        self.storage.on_engine_event(event);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use concord_storage::CommitObserver;
+    use concord_storage::{CommitKind, CommitObserver, EngineObserver, Space};
 
     #[test]
     fn recorded_values_appear_in_the_exposition() {
         let metrics = Metrics::new();
         metrics.record_request("/v1/kv/{ns}/{key}", "GET", 200, Duration::from_millis(2));
-        metrics.on_commit(7, Duration::from_micros(300));
+        metrics.on_commit(&CommitTiming {
+            kind: CommitKind::Client,
+            updates: 7,
+            queue_wait: Duration::from_millis(40),
+            apply: Duration::from_micros(100),
+            engine: Duration::from_micros(200),
+            synced: true,
+        });
+        let state = EngineState { sealed_memtables: [2, 0, 0, 0], ..EngineState::default() };
+        metrics.on_engine_state(&state);
+        let flush = EngineEvent::FlushDone { space: Space::Data, pending: Duration::from_secs(1) };
+        metrics.on_engine_event(&flush);
         let text = metrics.render();
         assert!(text.contains(
             "concord_http_requests_total{route=\"/v1/kv/{ns}/{key}\",method=\"GET\",status=\"200\"} 1"
         ), "{text}");
         assert!(text.contains("concord_storage_commit_duration_seconds_count 1"), "{text}");
         assert!(text.contains("concord_storage_commit_batch_updates_sum 7.0"), "{text}");
+        assert!(
+            text.contains(
+                "concord_storage_commit_phase_seconds_sum{phase=\"queue_wait\",kind=\"client\"} 0.04"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("concord_storage_engine_flushes_total{space=\"data\"} 1"), "{text}");
+        assert!(
+            text.contains("concord_storage_engine_sealed_memtables{space=\"data\"} 2"),
+            "{text}"
+        );
     }
 }

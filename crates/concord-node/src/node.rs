@@ -27,7 +27,7 @@ use concord_rpc::{
     TransportConfig,
 };
 use concord_storage::{
-    Durability, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
+    Durability, EngineWatch, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
 };
 use concord_types::{ClusterId, FailureLog, NodeId, WallClock};
 use rand::Rng;
@@ -160,9 +160,13 @@ impl Node {
             memtable_bytes: config.storage.memtable_bytes,
             background_threads: config.storage.background_threads,
             cache_bytes: config.storage.block_cache_bytes,
+            writeback_step_bytes: config.storage.table_writeback_bytes,
         };
         let storage: Arc<dyn Storage> =
             Arc::new(FjallStorage::open(&data_dir.join("db"), &engine)?);
+        // Samples flushes and compactions into the metrics and the debug log; it holds the
+        // storage weakly and ends after it is closed.
+        EngineWatch::spawn(&storage, metrics.clone());
         let grace = Duration::from_secs(config.anti_entropy.tombstone_grace_s);
         let allow = config.anti_entropy.start_after_grace;
         crate::downtime::check(&*storage, &*clock, grace, allow, node_id.as_str())?;

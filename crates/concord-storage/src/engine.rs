@@ -1,6 +1,7 @@
 //! The byte-level storage seam. Production uses fjall; tests and simulation use memory.
 
 use crate::StorageError;
+use crate::engine_watch::EngineState;
 
 /// A named keyspace. Each is its own ordered map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,4 +102,10 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Makes everything committed so far durable (used at shutdown).
     fn persist(&self) -> Result<(), StorageError>;
+
+    /// A sample of what the engine does in the background (flushes, compactions, journal
+    /// files), for [`crate::EngineWatch`]; `None` for engines with no background work.
+    fn engine_state(&self) -> Option<EngineState> {
+        None
+    }
 }

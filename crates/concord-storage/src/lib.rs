@@ -18,11 +18,16 @@
 //! - [`hints`]: writes held for another replica (hinted handoff), in their own space.
 //! - [`tree`]: anti-entropy hash trees per partition replica, kept current by the committer.
 //! - [`tombstones`]: which tombstones are past their grace and may be purged.
+//! - [`writeback`]: new table files written back to disk in small steps as the engine writes
+//!   them, so a journal fsync never queues behind a whole table.
+//! - [`engine_watch`]: the engine's background work (flushes, compactions, journal files),
+//!   sampled into events for the log and the metrics, to line write stalls up with it.
 //!
 //! This crate knows nothing of the network; [`StoredState`] only says how stored bytes serialize
 //! where they cross it.
 
 pub mod engine;
+pub mod engine_watch;
 pub mod hints;
 pub mod keys;
 pub mod meta;
@@ -30,19 +35,22 @@ pub mod objects;
 pub mod stored_state;
 pub mod tombstones;
 pub mod tree;
+pub mod writeback;
 
 mod error;
 mod fjall_engine;
 mod memory;
 
 pub use engine::{Batch, Durability, Space, Storage};
+pub use engine_watch::{EngineEvent, EngineObserver, EngineState, EngineWatch};
 pub use error::{StorageError, too_many_siblings};
 pub use fjall_engine::{FjallOptions, FjallStorage};
 pub use hints::Hint;
 pub use keys::{HintKey, ObjectKey};
 pub use memory::MemoryStorage;
 pub use objects::{
-    CommitObserver, Listing, LiveKeys, ObjectChunk, ObjectStore, ObjectStoreOptions, Update,
+    CommitKind, CommitObserver, CommitTiming, Listing, LiveKeys, ObjectChunk, ObjectStore,
+    ObjectStoreOptions, Update,
 };
 pub use stored_state::{StoredState, StoredStateError};
 pub use tombstones::{Expired, Sweep};

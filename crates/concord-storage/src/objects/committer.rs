@@ -12,17 +12,27 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use concord_types::{ActorId, ConflictPolicy, Content, CounterExhausted, Dot, DvvSet};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CommitObserver, ObjectStoreOptions, Update};
+use super::{CommitKind, CommitObserver, CommitTiming, ObjectStoreOptions, Update};
 use crate::stored_state::decode_stored;
 use crate::tree::{self, Trees};
 use crate::{Batch, Durability, Space, Storage, StorageError, StoredState};
 
 pub(super) type Reply = oneshot::Sender<Result<DvvSet, StorageError>>;
+
+/// A commit at least this long, from its oldest message's arrival to its end, is logged at
+/// debug with its phases and the engine's state, to line it up with the engine's events.
+const SLOW_COMMIT: Duration = Duration::from_millis(20);
+
+/// A message with the time it entered the inbox.
+pub(super) struct Queued {
+    pub(super) at: Instant,
+    pub(super) message: Message,
+}
 
 /// What the committer's inbox carries.
 pub(super) enum Message {
@@ -72,6 +82,8 @@ pub(super) struct BulkMerge {
     pub(super) items: Vec<(Vec<u8>, DvvSet)>,
     pub(super) policy: ConflictPolicy,
     pub(super) durability: Durability,
+    /// When it was handed to the committer.
+    pub(super) queued: Instant,
     pub(super) reply: BulkReply,
 }
 
@@ -123,7 +135,7 @@ impl Committer {
         options: ObjectStoreOptions,
         observer: Arc<dyn CommitObserver>,
         trees: Arc<Trees>,
-        inbox: mpsc::Receiver<Message>,
+        inbox: mpsc::Receiver<Queued>,
     ) -> JoinHandle<()> {
         let committer = Committer {
             storage,
@@ -144,7 +156,7 @@ impl Committer {
     /// with one sync. A bulk batch holds queued bulk merges up to `bulk_max` objects, synced only
     /// if one of them asked for it. So a client write waits at most for one bounded bulk batch,
     /// never shares its sync with megabytes of handoff, and neither kind starves the other.
-    fn run(self, mut inbox: mpsc::Receiver<Message>) {
+    fn run(self, mut inbox: mpsc::Receiver<Queued>) {
         let mut closing = None;
         // Bulk merges waiting for a bulk batch, in arrival order.
         let mut bulk: VecDeque<BulkMerge> = VecDeque::new();
@@ -175,8 +187,9 @@ impl Committer {
                 }
             };
             let mut batch = Vec::new();
+            let oldest = first.at;
             let mut next = Some(first);
-            while let Some(message) = next.take() {
+            while let Some(Queued { message, .. }) = next.take() {
                 match message {
                     Message::Update { space, key, update, reply } => {
                         batch.push(Pending::Update { space, key, update, reply: Some(reply) })
@@ -198,7 +211,8 @@ impl Committer {
                 }
             }
             if !batch.is_empty() {
-                self.commit(batch, Vec::new(), self.options.durability);
+                let waited = oldest.elapsed();
+                self.commit(batch, Vec::new(), self.options.durability, waited);
             }
         }
         inbox.close();
@@ -213,11 +227,14 @@ impl Committer {
         let mut batch = Vec::new();
         let mut replies = Vec::new();
         let mut sync = false;
+        let mut waited = Duration::ZERO;
         while batch.len() < self.options.bulk_max {
-            let Some(BulkMerge { items, policy, durability, reply }) = queue.pop_front() else {
+            let Some(BulkMerge { items, policy, durability, queued, reply }) = queue.pop_front()
+            else {
                 break;
             };
             sync |= durability == Durability::Sync;
+            waited = waited.max(queued.elapsed());
             batch.extend(items.into_iter().map(|(key, state)| Pending::Update {
                 space: Space::Data,
                 key,
@@ -227,12 +244,19 @@ impl Committer {
             replies.push(reply);
         }
         let durability = if sync { self.options.durability } else { Durability::Buffered };
-        self.commit(batch, replies, durability);
+        self.commit(batch, replies, durability, waited);
     }
 
     /// Applies a batch of updates on the latest states, commits them at once with `durability`,
-    /// and answers every waiter.
-    fn commit(&self, batch: Vec<Pending>, bulk: Vec<BulkReply>, durability: Durability) {
+    /// and answers every waiter. `queue_wait` is how long its oldest message waited for it.
+    fn commit(
+        &self,
+        batch: Vec<Pending>,
+        bulk: Vec<BulkReply>,
+        durability: Durability,
+        queue_wait: Duration,
+    ) {
+        let kind = if bulk.is_empty() { CommitKind::Client } else { CommitKind::Bulk };
         let started = Instant::now();
         let mut states = std::mem::take(&mut *self.staged.borrow_mut());
         let updates = batch.len();
@@ -282,11 +306,15 @@ impl Committer {
             }
         }
         *self.staged.borrow_mut() = states;
+        let applied = started.elapsed();
         let committed = self.storage.commit(writes, durability);
+        let engine = started.elapsed() - applied;
         if committed.is_ok() {
             self.trees.apply_all(changes);
         }
-        self.observer.on_commit(updates, started.elapsed());
+        let synced = durability == Durability::Sync;
+        let timing = CommitTiming { kind, updates, queue_wait, apply: applied, engine, synced };
+        self.observer.on_commit(&timing);
         for (reply, result) in waiting {
             let answer = match (&committed, result) {
                 (Ok(()), result) => result,
@@ -317,6 +345,33 @@ impl Committer {
             };
             let _ = reply.send(answer);
         }
+        // After the answers, so logging never delays them.
+        if timing.total() >= SLOW_COMMIT {
+            self.log_slow(&timing);
+        }
+    }
+
+    /// Logs a slow commit's phases with what the engine was doing as it ended.
+    fn log_slow(&self, timing: &CommitTiming) {
+        if !tracing::enabled!(target: "concord_storage::commit", tracing::Level::DEBUG) {
+            return;
+        }
+        let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
+        let engine = self.storage.engine_state().unwrap_or_default();
+        let data = Space::Data.index();
+        tracing::debug!(
+            target: "concord_storage::commit",
+            kind = ?timing.kind,
+            updates = timing.updates,
+            queue_wait_ms = ms(timing.queue_wait),
+            apply_ms = ms(timing.apply),
+            engine_ms = ms(timing.engine),
+            synced = timing.synced,
+            sealed_memtables = engine.sealed_memtables[data],
+            l0_tables = engine.l0_tables[data],
+            compactions_active = engine.compactions_active,
+            "slow commit"
+        );
     }
 
     /// The latest state of a key: staged by this batch, else stored (`None` if absent).

@@ -28,7 +28,7 @@ use crate::{Durability, ObjectKey, Space, Storage, StorageError, StoredState};
 mod committer;
 mod scans;
 
-use committer::{BulkMerge, Committer, Message};
+use committer::{BulkMerge, Committer, Message, Queued};
 pub use committer::{DROP_STEP_MAX, DropStep};
 pub use scans::{Listing, LiveKeys, ObjectChunk};
 
@@ -80,13 +80,48 @@ pub enum Update {
     Merge { state: DvvSet, policy: ConflictPolicy },
 }
 
+/// Which turn of the committer a batch was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitKind {
+    /// Client writes, conditional deletes and drop steps: everything queued, one sync.
+    Client,
+    /// Bulk merges of handoff or anti-entropy.
+    Bulk,
+}
+
+/// Where one commit's time went, phase by phase (issue 21: which phase a slow write waits in).
+/// A write's time in storage is at most `queue_wait + apply + engine` of its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitTiming {
+    pub kind: CommitKind,
+    /// Updates in the batch (bulk items one by one).
+    pub updates: usize,
+    /// How long the batch's longest-waiting message waited for the batch to start: in the
+    /// committer's inbox behind the batches before it, and for a bulk merge, its turn.
+    pub queue_wait: Duration,
+    /// Reading stored states, applying the updates and encoding them: the committer's own work.
+    pub apply: Duration,
+    /// The engine's commit: the journal write, its fsync if synced, the memtable inserts, and any
+    /// write stall the engine imposes (fjall halts writers while 4 memtables await a flush).
+    pub engine: Duration,
+    /// Whether the engine synced the batch.
+    pub synced: bool,
+}
+
+impl CommitTiming {
+    /// From the oldest message's arrival to the batch's end.
+    pub fn total(&self) -> Duration {
+        self.queue_wait + self.apply + self.engine
+    }
+}
+
 /// Told about every committed batch; the node turns this into metrics.
 pub trait CommitObserver: Send + Sync + 'static {
-    fn on_commit(&self, updates: usize, elapsed: Duration);
+    fn on_commit(&self, timing: &CommitTiming);
 }
 
 impl CommitObserver for () {
-    fn on_commit(&self, _updates: usize, _elapsed: Duration) {}
+    fn on_commit(&self, _timing: &CommitTiming) {}
 }
 
 /// Reads go straight to the engine; writes go through the committer thread.
@@ -94,7 +129,7 @@ pub struct ObjectStore {
     storage: Arc<dyn Storage>,
     /// The committer's inbox. Bounded, so a write burst makes handlers wait instead of growing
     /// memory without limit.
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::Sender<Queued>,
     /// Joined on close, so shutdown returns only after the last batch is durable.
     committer: Mutex<Option<JoinHandle<()>>>,
     trees: Arc<Trees>,
@@ -135,6 +170,12 @@ impl ObjectStore {
         self.update_in(Space::Data, key.encode(), update).await
     }
 
+    /// Hands `message` to the committer, stamped with when it was queued (for its queue wait).
+    async fn send(&self, message: Message) -> Result<(), StorageError> {
+        let queued = Queued { at: Instant::now(), message };
+        self.queue.send(queued).await.map_err(|_| StorageError::Closed)
+    }
+
     /// Applies `update` to the DVV set stored under `key` in `space` (the data space, or hints).
     pub(crate) async fn update_in(
         &self,
@@ -144,7 +185,7 @@ impl ObjectStore {
     ) -> Result<DvvSet, StorageError> {
         let (reply, answer) = oneshot::channel();
         let message = Message::Update { space, key, update, reply };
-        self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+        self.send(message).await?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
 
@@ -181,7 +222,7 @@ impl ObjectStore {
     ) -> Result<bool, StorageError> {
         let (reply, answer) = oneshot::channel();
         let message = Message::DeleteIf { space, key, expected, purged_by, reply };
-        self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+        self.send(message).await?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
 
@@ -209,8 +250,9 @@ impl ObjectStore {
             .map(|(key, state)| (ObjectKey { namespace, partition, key }.encode(), state))
             .collect();
         let (reply, answer) = oneshot::channel();
-        let message = Message::MergeAll(BulkMerge { items, policy, durability, reply });
-        self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+        let queued = Instant::now();
+        let message = Message::MergeAll(BulkMerge { items, policy, durability, queued, reply });
+        self.send(message).await?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
 
@@ -270,15 +312,14 @@ impl ObjectStore {
     ) -> Result<DropStep, StorageError> {
         let range = ObjectKey::partition_range(namespace, partition);
         let (reply, answer) = oneshot::channel();
-        let message = Message::DropStep { range, reply };
-        self.queue.send(message).await.map_err(|_| StorageError::Closed)?;
+        self.send(Message::DropStep { range, reply }).await?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
 
     /// Stops taking writes, waits for everything queued to be durable, and syncs the engine.
     pub async fn close(&self) -> Result<(), StorageError> {
         let (done, closed) = oneshot::channel();
-        if self.queue.send(Message::Close(done)).await.is_ok() {
+        if self.send(Message::Close(done)).await.is_ok() {
             let _ = closed.await;
         }
         let handle = self.committer.lock().expect("committer handle lock").take();

@@ -20,9 +20,12 @@ use tokio::task::JoinSet;
 
 use super::progress::{Progress, Span};
 use super::stats::{Outcome, Stats};
+use super::timeline::Timeline;
 
 /// How often the progress bar is refreshed.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+/// The span of one line of the timeline.
+const TIMELINE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the tasks send.
 #[derive(Debug)]
@@ -96,7 +99,7 @@ pub async fn prefill(
         async move {
             let mut stats = Stats::new();
             while let Some(index) = shared.claim(workload.keys) {
-                let outcome = put(&client, &workload, index, &mut stats).await;
+                let (outcome, _) = put(&client, &workload, index, &mut stats).await;
                 shared.finished(&outcome);
             }
             stats
@@ -105,21 +108,35 @@ pub async fn prefill(
     .await
 }
 
-/// Runs the measured mix of reads and writes until `limit`.
+/// Runs the measured mix of reads and writes until `limit`. With a `timeline`, every request
+/// is also recorded there and a line is printed (and kept) every second.
 pub async fn measure(
     client: &Client,
     workload: Arc<Workload>,
     concurrency: u32,
     limit: Limit,
+    timeline: Option<Arc<Timeline>>,
 ) -> anyhow::Result<PhaseResult> {
     let (span, deadline, budget) = match limit {
         Limit::Time(duration) => (Span::Time(duration), Some(Instant::now() + duration), u64::MAX),
         Limit::Ops(ops) => (Span::Ops(ops), None, ops),
     };
     let progress = Progress::new("bench", span);
-    run_phase(concurrency, progress, |shared| {
+    let ticker = timeline.clone().map(|timeline| {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TIMELINE_INTERVAL);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                progress.println(&timeline.tick().line());
+            }
+        })
+    });
+    let result = run_phase(concurrency, progress.clone(), |shared| {
         let client = client.clone();
         let workload = workload.clone();
+        let slot = timeline.as_ref().map(|timeline| timeline.slot());
         let mut rng = SmallRng::seed_from_u64(rand::random());
         async move {
             let mut stats = Stats::new();
@@ -127,40 +144,63 @@ pub async fn measure(
                 && shared.claim(budget).is_some()
             {
                 let index = rng.random_range(0..workload.keys);
-                let outcome = if rng.random_bool(workload.read_ratio) {
+                let (outcome, latency) = if rng.random_bool(workload.read_ratio) {
                     get(&client, &workload, index, &mut stats).await
                 } else {
                     put(&client, &workload, index, &mut stats).await
                 };
+                if let Some(slot) = &slot {
+                    slot.record(latency, &outcome);
+                }
                 shared.finished(&outcome);
             }
             stats
         }
     })
-    .await
+    .await;
+    if let (Some(ticker), Some(timeline)) = (ticker, &timeline) {
+        ticker.abort();
+        // The last, partial second: what completed since the last tick.
+        crate::cli::output::note(timeline.tick().line());
+    }
+    result
 }
 
 fn key(index: u64) -> String {
     format!("key{index:09}")
 }
 
-async fn get(client: &Client, workload: &Workload, index: u64, stats: &mut Stats) -> Outcome {
+/// Reads one key; returns how it ended and how long it took.
+async fn get(
+    client: &Client,
+    workload: &Workload,
+    index: u64,
+    stats: &mut Stats,
+) -> (Outcome, Duration) {
     let started = Instant::now();
     let result = client.get(&workload.ns, key(index).as_bytes(), GetOptions::default()).await;
+    let latency = started.elapsed();
     let outcome = Outcome::of_get(&result);
-    stats.get.record(started.elapsed(), outcome.clone());
-    outcome
+    stats.get.record(latency, outcome.clone());
+    (outcome, latency)
 }
 
-async fn put(client: &Client, workload: &Workload, index: u64, stats: &mut Stats) -> Outcome {
+/// Writes one key blindly; returns how it ended and how long it took.
+async fn put(
+    client: &Client,
+    workload: &Workload,
+    index: u64,
+    stats: &mut Stats,
+) -> (Outcome, Duration) {
     let key = key(index);
     let value = workload.value.clone();
     let started = Instant::now();
     let result =
         client.put(&workload.ns, key.as_bytes(), value, None, None, WriteOptions::default()).await;
+    let latency = started.elapsed();
     let outcome = Outcome::of_put(&result);
-    stats.put.record(started.elapsed(), outcome.clone());
-    outcome
+    stats.put.record(latency, outcome.clone());
+    (outcome, latency)
 }
 
 /// Spawns `concurrency` tasks made by `task`, shows their progress, and merges their stats.

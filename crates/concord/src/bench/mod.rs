@@ -5,6 +5,8 @@
 //! - [`stats`]: per-operation histograms and outcome counts, merged at the end.
 //! - [`report`]: the result as a table or one JSON object.
 //! - [`progress`]: the progress bar on stderr.
+//! - [`timeline`]: with `--timeline`, one line a second (throughput, p50, p99, max, errors) so
+//!   stalls show; printed on stderr as it goes and kept in the JSON report.
 //!
 //! Writes are blind (no context), like wrk's. In a `siblings` namespace they pile up siblings,
 //! so a missing namespace is created with `conflicts: lww`.
@@ -13,6 +15,7 @@ mod load;
 mod progress;
 mod report;
 mod stats;
+mod timeline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,7 @@ use rand::Rng;
 use self::load::{Limit, PhaseResult, Workload};
 use self::report::{Report, Settings};
 use self::stats::Stats;
+use self::timeline::Timeline;
 use crate::cli::ClientArgs;
 use crate::cli::output::{OutputFormat, note, print_json};
 
@@ -79,6 +83,11 @@ pub struct BenchArgs {
     /// Write every key once before measuring, so reads find values.
     #[arg(long)]
     prefill: bool,
+
+    /// Print a line every second of the measured phase (wall-clock time, ops/s, p50, p99, max,
+    /// errors) on stderr, and keep the lines in the JSON report, so stalls are visible.
+    #[arg(long)]
+    timeline: bool,
 }
 
 /// Runs `concord bench` on its own multi-threaded runtime.
@@ -112,6 +121,7 @@ async fn bench(client: &Client, args: &BenchArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
+    let timeline = args.timeline.then(|| Arc::new(Timeline::new()));
     let limit = match (args.ops, args.duration) {
         (Some(ops), _) => Limit::Ops(ops),
         (None, duration) => Limit::Time(duration.unwrap_or(DURATION_DEFAULT)),
@@ -122,7 +132,7 @@ async fn bench(client: &Client, args: &BenchArgs) -> anyhow::Result<Report> {
             note(format_args!("prefill interrupted after {:.1} s", prefill.elapsed.as_secs_f64()));
             PhaseResult { stats: Stats::new(), elapsed: Duration::ZERO, interrupted: true }
         }
-        _ => load::measure(client, workload, args.concurrency, limit).await?,
+        _ => load::measure(client, workload, args.concurrency, limit, timeline.clone()).await?,
     };
     let settings = Settings {
         endpoint: client.endpoint().to_owned(),
@@ -132,7 +142,8 @@ async fn bench(client: &Client, args: &BenchArgs) -> anyhow::Result<Report> {
         value_size: args.value_size as usize,
         read_ratio: args.read_ratio,
     };
-    Ok(Report::new(settings, prefill.as_ref(), &measured))
+    let timeline = timeline.map(|timeline| timeline.seconds());
+    Ok(Report::new(settings, prefill.as_ref(), &measured, timeline))
 }
 
 /// Checks that `ns` exists, creating it with `lww` conflicts if it does not. Failing here,

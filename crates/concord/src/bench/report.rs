@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::load::PhaseResult;
 use super::stats::OpStats;
+use super::timeline::Second;
 use crate::cli::output::{Table, note, print_fields, print_line};
 
 /// The settings a run used, echoed in its report.
@@ -32,6 +33,9 @@ pub struct Report {
     pub total: PhaseReport,
     pub get: OpReport,
     pub put: OpReport,
+    /// The measured phase second by second, with `--timeline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<Second>>,
 }
 
 /// One phase (or one operation of it): throughput, outcomes, latency.
@@ -124,7 +128,12 @@ fn round(value: f64, decimals: i32) -> f64 {
 }
 
 impl Report {
-    pub fn new(settings: Settings, prefill: Option<&PhaseResult>, measured: &PhaseResult) -> Self {
+    pub fn new(
+        settings: Settings,
+        prefill: Option<&PhaseResult>,
+        measured: &PhaseResult,
+        timeline: Option<Vec<Second>>,
+    ) -> Self {
         let PhaseResult { stats, elapsed, interrupted } = measured;
         Report {
             settings,
@@ -133,6 +142,7 @@ impl Report {
             total: PhaseReport::new(&stats.all(), *elapsed, *interrupted),
             get: OpReport::new(&stats.get, *elapsed, *interrupted),
             put: OpReport::new(&stats.put, *elapsed, *interrupted),
+            timeline,
         }
     }
 
@@ -261,7 +271,7 @@ mod tests {
             value_size: 128,
             read_ratio: 0.5,
         };
-        let report = Report::new(settings, None, &measured);
+        let report = Report::new(settings, None, &measured, None);
         assert_eq!((report.total.ops, report.total.errors), (10, 1));
         assert_eq!(report.total.ops_per_s, 5.0);
         assert_eq!(report.errors(), 1);
@@ -273,5 +283,6 @@ mod tests {
         assert_eq!(json["put"]["latency_ms"]["max"], 2.0);
         assert_eq!(json["get"]["latency_ms"]["p50"], 1.5);
         assert!(json["prefill"].is_null());
+        assert!(json.get("timeline").is_none(), "no timeline unless asked for");
     }
 }

@@ -7,13 +7,14 @@ use std::sync::mpsc as std_mpsc;
 use super::*;
 use crate::engine::Entries;
 
-/// Records the size of every committed batch.
+/// Records the size of every committed batch, and its timing.
 #[derive(Default)]
-struct BatchSizes(StdMutex<Vec<usize>>);
+struct BatchSizes(StdMutex<Vec<usize>>, StdMutex<Vec<CommitTiming>>);
 
 impl CommitObserver for BatchSizes {
-    fn on_commit(&self, updates: usize, _elapsed: Duration) {
-        self.0.lock().unwrap().push(updates);
+    fn on_commit(&self, timing: &CommitTiming) {
+        self.0.lock().unwrap().push(timing.updates);
+        self.1.lock().unwrap().push(*timing);
     }
 }
 
@@ -142,6 +143,35 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
     assert_eq!(*sizes.0.lock().unwrap(), vec![1, 99]);
 }
 
+/// A write queued behind a commit in progress reports, as its batch's queue wait, at least the
+/// time it was seen waiting while that commit was held: the phase a slow write spent its time
+/// in is the one the metrics name. Checked as an ordering of clock readings, not a speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_behind_a_commit_reports_its_wait_as_queue_wait() {
+    let HeldCommit { store, sizes, first, release, .. } =
+        store_with_a_held_commit(Default::default()).await;
+    let queued = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { store.update(&key("second"), write(&Default::default(), "y")).await },
+        )
+    };
+    wait_until_queued_past(&store, 0).await;
+    let seen_queued = Instant::now();
+    tokio::task::yield_now().await;
+    let waited_at_least = seen_queued.elapsed();
+    release.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    queued.await.unwrap().unwrap();
+
+    let timings = sizes.1.lock().unwrap().clone();
+    assert_eq!(timings.len(), 2, "{timings:?}");
+    let second = timings[1];
+    assert_eq!((second.kind, second.updates, second.synced), (CommitKind::Client, 1, true));
+    assert!(second.queue_wait >= waited_at_least, "{second:?} waited at least {waited_at_least:?}");
+    assert_eq!(second.total(), second.queue_wait + second.apply + second.engine);
+}
+
 /// Client writes and bulk merges go in separate batches: the client writes queued among bulk
 /// merges go first, together, then the bulk merges, at most `bulk_max` items a batch; every item
 /// is committed in the end. A client batch is synced; a bulk batch only if one of its merges
@@ -196,6 +226,11 @@ async fn client_writes_and_bulk_merges_take_separate_batches() {
     // The first write alone; then the five writes queued behind it; then the three bulk
     // merges, one batch each, of which only the second asked for a sync.
     assert_eq!(*sizes.0.lock().unwrap(), vec![1, 5, 4, 4, 4]);
+    let kinds: Vec<CommitKind> = sizes.1.lock().unwrap().iter().map(|t| t.kind).collect();
+    use CommitKind::{Bulk, Client};
+    assert_eq!(kinds, vec![Client, Client, Bulk, Bulk, Bulk]);
+    let synced: Vec<bool> = sizes.1.lock().unwrap().iter().map(|t| t.synced).collect();
+    assert_eq!(synced, vec![true, true, false, true, false]);
     use Durability::{Buffered, Sync};
     assert_eq!(*storage.durabilities.lock().unwrap(), vec![Sync, Sync, Buffered, Sync, Buffered]);
     for (i, step) in PLAN.iter().enumerate() {
