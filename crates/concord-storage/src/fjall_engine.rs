@@ -27,7 +27,7 @@ impl Default for FjallOptions {
 /// `Storage` on a fjall database, one fjall keyspace per [`Space`].
 pub struct FjallStorage {
     db: Database,
-    spaces: [Keyspace; 4],
+    spaces: [Keyspace; Space::ALL.len()],
 }
 
 impl FjallStorage {
@@ -44,8 +44,14 @@ impl FjallStorage {
                 KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
             })
         };
-        let spaces =
-            [open(Space::Data)?, open(Space::Meta)?, open(Space::Raft)?, open(Space::Hints)?];
+        let spaces = [
+            open(Space::Data)?,
+            open(Space::Meta)?,
+            open(Space::Raft)?,
+            open(Space::Hints)?,
+            open(Space::GroupLog)?,
+            open(Space::GroupState)?,
+        ];
         Ok(Self { db, spaces })
     }
 
