@@ -273,7 +273,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
 
     async fn purge(&mut self, log_id: LogId<RaftId>) -> Result<(), SError> {
         let store = self.clone();
-        let purged = (group_log::purged_key(self.group), encode(&Some(log_id)));
+        let purged = (group_log::purged_key(self.group), encode(&log_id));
         let to = log_id.index.checked_add(1);
         blocking(move || store.delete_entries(0, to, Some(purged)))
             .await
