@@ -217,3 +217,111 @@ pub enum Response {
     /// waits for it.
     NotACommand,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command as a peer could send it, with any bytes where the types are stricter.
+    #[derive(Serialize)]
+    enum RawCommand {
+        Put {
+            namespace: NamespaceId,
+            #[serde(with = "serde_bytes")]
+            key: Vec<u8>,
+            value: RawValue,
+            condition: PutCondition,
+        },
+    }
+
+    #[derive(Serialize)]
+    struct RawValue {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        content_type: String,
+    }
+
+    fn decode_put(key: Vec<u8>, data: Vec<u8>, content_type: &str) -> Result<Command, String> {
+        let value = RawValue { data, content_type: content_type.into() };
+        let raw = RawCommand::Put {
+            namespace: NamespaceId(1),
+            key,
+            value,
+            condition: PutCondition::None,
+        };
+        let bytes = postcard::to_allocvec(&raw).unwrap();
+        postcard::from_bytes::<Command>(&bytes).map_err(|e| e.to_string())
+    }
+
+    /// The raw shape is the real one: a valid command decodes to what was meant.
+    #[test]
+    fn a_valid_command_decodes_from_its_wire_shape() {
+        let command = decode_put(b"k".to_vec(), b"v".to_vec(), "text/plain").unwrap();
+        let value = Value::new(b"v".to_vec(), "text/plain".into()).unwrap();
+        let expected = Command::Put {
+            namespace: NamespaceId(1),
+            key: Key::new(b"k".to_vec()).unwrap(),
+            value,
+            condition: PutCondition::None,
+        };
+        assert_eq!(command, expected);
+        assert_eq!(postcard::to_allocvec(&expected).unwrap(), {
+            let value = RawValue { data: b"v".to_vec(), content_type: "text/plain".into() };
+            let raw = RawCommand::Put {
+                namespace: NamespaceId(1),
+                key: b"k".to_vec(),
+                value,
+                condition: PutCondition::None,
+            };
+            postcard::to_allocvec(&raw).unwrap()
+        });
+    }
+
+    #[test]
+    fn a_command_with_a_bad_key_value_or_content_type_does_not_decode() {
+        assert!(decode_put(Vec::new(), b"v".to_vec(), "t").is_err(), "empty key");
+        assert!(decode_put(vec![b'k'; 1025], b"v".to_vec(), "t").is_err(), "long key");
+        assert!(decode_put(b"k".to_vec(), b"v".to_vec(), "a\nb").is_err(), "control character");
+        assert!(decode_put(b"k".to_vec(), b"v".to_vec(), "é").is_err(), "not ASCII");
+        assert!(decode_put(b"k".to_vec(), b"v".to_vec(), &"t".repeat(257)).is_err(), "long type");
+        assert!(decode_put(b"k".to_vec(), vec![0; VALUE_BYTES_MAX + 1], "t").is_err(), "big value");
+        assert!(decode_put(b"k".to_vec(), vec![0; VALUE_BYTES_MAX], "t").is_ok(), "largest value");
+    }
+
+    #[test]
+    fn values_are_checked_when_built() {
+        let too_big = Value::new(vec![0; VALUE_BYTES_MAX + 1], String::new()).unwrap_err();
+        assert_eq!(
+            too_big.to_string(),
+            "a strong key's value is at most 16777216 bytes, got 16777217"
+        );
+        let error = Value::new(Vec::new(), "a\tb".into()).unwrap_err();
+        assert_eq!(error.to_string(), "content type refused: not visible ASCII");
+        assert!(Value::new(Vec::new(), "text/plain; charset=utf-8".into()).is_ok());
+    }
+
+    fn record(create_revision: u64, mod_revision: u64, version: u64) -> Record {
+        let value = Value::new(b"v".to_vec(), "t".into()).unwrap();
+        Record { value, create_revision, mod_revision, version }
+    }
+
+    #[test]
+    fn a_stored_record_round_trips_and_a_broken_one_is_refused() {
+        let good = record(3, 7, 5);
+        assert_eq!(Record::decode(&good.encode()).unwrap(), good);
+        for (create, modified, version) in [(0, 7, 1), (8, 7, 1), (3, 7, 0), (3, 7, 6)] {
+            let mut bytes = vec![1];
+            postcard::to_io(&record(create, modified, version), &mut bytes).unwrap();
+            let error = Record::decode(&bytes).unwrap_err().to_string();
+            assert!(error.contains("corrupt record"), "{create} {modified} {version}: {error}");
+        }
+        let mut newer = good.encode();
+        newer[0] = 2;
+        assert!(
+            Record::decode(&newer).unwrap_err().to_string().contains("unknown record format 2")
+        );
+        assert!(Record::decode(&[]).is_err());
+        let padded = [good.encode().as_slice(), &[0]].concat();
+        assert!(Record::decode(&padded).unwrap_err().to_string().contains("trailing"));
+    }
+}
