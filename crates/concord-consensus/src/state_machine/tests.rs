@@ -191,3 +191,94 @@ async fn a_group_with_nothing_applied_has_no_snapshot() {
     let mut sm = open(GROUP, &memory());
     assert!(sm.get_current_snapshot().await.unwrap().is_none());
 }
+
+/// One generated entry: a put or a delete of one of four keys, possibly conditional on the
+/// key's mod revision being `target` (small numbers, so hits happen).
+fn arbitrary_entry(index: u64, choice: (u8, u8, Option<u64>)) -> Entry<TypeConfig> {
+    let (kind, key_index, target) = choice;
+    let name = format!("k{}", key_index % 4);
+    match kind % 3 {
+        0 => put(index, &name, &format!("v{index}")),
+        1 => {
+            let value = Value::new(vec![kind], "t".into()).unwrap();
+            let condition = target.map_or(PutCondition::CreateOnly, PutCondition::IfMatch);
+            let command = crate::Command::Put {
+                namespace: NamespaceId(1),
+                key: key(&name),
+                value,
+                condition,
+            };
+            Entry { log_id: log_id(index), payload: EntryPayload::Normal(command) }
+        }
+        _ => delete(index, &name, target.map_or(DeleteCondition::None, DeleteCondition::IfMatch)),
+    }
+}
+
+/// The records the pure apply gives for `entries`, in key order.
+fn expected_records(entries: &[Entry<TypeConfig>]) -> Vec<(String, String, u64, u64, u64)> {
+    let mut records: BTreeMap<String, Record> = BTreeMap::new();
+    for entry in entries {
+        let EntryPayload::Normal(command) = &entry.payload else { continue };
+        let name = String::from_utf8(command.key().as_bytes().to_vec()).unwrap();
+        match apply(records.get(&name), command, entry.log_id.index).effect {
+            Effect::Unchanged => {}
+            Effect::Write(record) => {
+                records.insert(name, record);
+            }
+            Effect::Remove => {
+                records.remove(&name);
+            }
+        }
+    }
+    records
+        .into_iter()
+        .map(|(name, r)| {
+            let text = String::from_utf8_lossy(r.value.data()).into_owned();
+            (name, text, r.create_revision, r.mod_revision, r.version)
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Random entries applied in random batches on one node, and on a second node that installs
+    /// the first's snapshot taken at a random point and applies the rest: both end with the
+    /// records the pure apply gives, and with the same applied state.
+    #[test]
+    fn batches_and_a_snapshot_in_the_middle_give_the_pure_apply_records(
+        choices in proptest::collection::vec((0u8..6, 0u8..4, proptest::option::of(0u64..12)), 1..60),
+        batch_sizes in proptest::collection::vec(1usize..8, 60),
+        snapshot_at in 0usize..60,
+    ) {
+        let entries: Vec<_> =
+            choices.into_iter().enumerate().map(|(i, c)| arbitrary_entry(i as u64 + 1, c)).collect();
+        let snapshot_at = snapshot_at.min(entries.len());
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let mut first = open(GROUP, &memory());
+            let mut second = open(GROUP, &memory());
+            let (mut applied, mut sizes) = (0, batch_sizes.iter().cycle());
+            while applied < entries.len() {
+                let end = if applied < snapshot_at {
+                    (applied + sizes.next().unwrap()).min(snapshot_at)
+                } else {
+                    (applied + sizes.next().unwrap()).min(entries.len())
+                };
+                first.apply(entries[applied..end].to_vec()).await.unwrap();
+                if applied >= snapshot_at {
+                    second.apply(entries[applied..end].to_vec()).await.unwrap();
+                }
+                applied = end;
+                if applied == snapshot_at && snapshot_at > 0 {
+                    let snapshot = first.get_current_snapshot().await.unwrap().unwrap();
+                    second.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+                }
+            }
+            let expected = expected_records(&entries);
+            assert_eq!(contents(&first), expected);
+            assert_eq!(contents(&second), expected);
+            assert_eq!(first.applied_state().await.unwrap(), second.applied_state().await.unwrap());
+        });
+    }
+}
