@@ -280,3 +280,6 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             .map_err(|e| StorageIOError::write_logs(e).into())
     }
 }
+
+#[cfg(test)]
+mod tests;
