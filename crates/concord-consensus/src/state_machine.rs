@@ -16,7 +16,9 @@
 //! the applied log id and membership ([`crate::snapshot`]); installing one replaces the group's
 //! records and applied state in one atomic batch and waits for the syncer. The current
 //! snapshot is always built from the current state, so there is no snapshot file to keep
-//! consistent with the records.
+//! consistent with the records. Costs to know: a snapshot is the group's records in memory
+//! (`Cursor<Vec<u8>>`, openraft 0.9's default), and openraft asks for the current snapshot
+//! when a group starts, so starting a group reads all its records once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
@@ -68,6 +70,7 @@ struct Inner {
 
 impl GroupStateMachine {
     /// Opens the group's state machine, loading its applied state (empty for a new group).
+    /// Reads storage: call it where blocking is allowed (the node's startup).
     pub fn open(
         group: GroupId,
         storage: Arc<dyn Storage>,
