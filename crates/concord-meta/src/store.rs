@@ -123,7 +123,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SError> {
         let store = self.clone();
         blocking(move || {
-            let last_purged: Option<LogId<RaftId>> = store.get(PURGED_KEY)?;
+            // Stored as `Option<LogId>` (what `purge` writes), so read as one.
+            let last_purged: Option<LogId<RaftId>> =
+                store.get::<Option<LogId<RaftId>>>(PURGED_KEY)?.flatten();
             let last = store.last_entry()?.map(|e| e.log_id).or(last_purged);
             Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
         })
@@ -353,5 +355,27 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let has_state =
             self.applied.read().expect("state machine lock poisoned").last_applied.is_some();
         Ok(has_state.then(|| self.snapshot_now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concord_storage::MemoryStorage;
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    /// Regression: `purge` stores the purged log id as `Some(log_id)` and `get_log_state` read
+    /// the bytes as a bare `LogId`, so after a purge a restarted node saw a purged id with term
+    /// 1, the real term as its leader and the leader's node id (a hash) as its index.
+    #[tokio::test]
+    async fn the_purged_log_id_reads_back_as_written() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let mut log = LogStore::new(storage);
+        let purged = LogId { leader_id: CommittedLeaderId::new(4, 0xdead_beef_u64), index: 1234 };
+        log.purge(purged).await.unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(purged));
+        assert_eq!(state.last_log_id, Some(purged));
     }
 }

@@ -15,10 +15,17 @@ pub enum Space {
     /// Hinted handoff: writes held for a replica that could not take them
     /// ([`crate::HintKey`] → [`crate::StoredState`]).
     Hints,
+    /// The Raft logs of every strong-namespace group on the node, with each group's vote,
+    /// committed and purged log ids (`concord-consensus`, [`crate::keys::group_log`]).
+    GroupLog,
+    /// The state machines of every strong-namespace group: each group's key records and
+    /// applied state (`concord-consensus`, [`crate::keys::group_state`]).
+    GroupState,
 }
 
 impl Space {
-    pub const ALL: [Space; 4] = [Space::Data, Space::Meta, Space::Raft, Space::Hints];
+    pub const ALL: [Space; 6] =
+        [Space::Data, Space::Meta, Space::Raft, Space::Hints, Space::GroupLog, Space::GroupState];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -26,6 +33,8 @@ impl Space {
             Space::Meta => "meta",
             Space::Raft => "raft",
             Space::Hints => "hints",
+            Space::GroupLog => "group-log",
+            Space::GroupState => "group-state",
         }
     }
 
@@ -36,6 +45,8 @@ impl Space {
             Space::Meta => 1,
             Space::Raft => 2,
             Space::Hints => 3,
+            Space::GroupLog => 4,
+            Space::GroupState => 5,
         }
     }
 }
@@ -107,5 +118,23 @@ pub trait Storage: Send + Sync + 'static {
     /// files), for [`crate::EngineWatch`]; `None` for engines with no background work.
     fn engine_state(&self) -> Option<EngineState> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Engines keep one map per space at `index()`: the index is the position in `ALL`, and
+    /// every space has its own fjall keyspace name.
+    #[test]
+    fn every_space_has_its_position_and_a_distinct_name() {
+        for (position, space) in Space::ALL.iter().enumerate() {
+            assert_eq!(space.index(), position, "{space:?}");
+        }
+        let mut names: Vec<_> = Space::ALL.iter().map(|space| space.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Space::ALL.len());
     }
 }

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::{Space, Storage};
 
+/// How many spaces a sample covers: every [`Space`], in [`Space::index`] order.
+const SPACES: usize = Space::ALL.len();
+
 /// How often [`EngineWatch`] samples the engine.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -25,14 +28,14 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineState {
     /// Per space ([`Space::index`] order): memtables sealed and waiting for their flush.
-    pub sealed_memtables: [usize; 4],
+    pub sealed_memtables: [usize; SPACES],
     /// Per space: a number the engine raises by one at every memtable seal (the active
     /// memtable's id), so seals between two samples are counted even when their flush is done
     /// before the next sample.
-    pub memtable_seals: [u64; 4],
+    pub memtable_seals: [u64; SPACES],
     /// Per space: tables on disk, and of them those in level 0 (flushed, not yet compacted).
-    pub tables: [usize; 4],
-    pub l0_tables: [usize; 4],
+    pub tables: [usize; SPACES],
+    pub l0_tables: [usize; SPACES],
     /// Bytes in every memtable, active and sealed.
     pub write_buffer_bytes: u64,
     /// Compactions running now.
@@ -68,7 +71,7 @@ pub enum EngineEvent {
 pub struct EngineTracker {
     last: Option<EngineState>,
     /// Per space, when each memtable still sealed was first seen sealed, oldest first.
-    sealed_at: [VecDeque<Duration>; 4],
+    sealed_at: [VecDeque<Duration>; SPACES],
 }
 
 impl EngineTracker {
@@ -86,7 +89,7 @@ impl EngineTracker {
         let mut events = Vec::new();
         // Before the first sample, nothing was sealed and no seal is counted.
         let last = self.last.unwrap_or(EngineState {
-            sealed_memtables: [0; 4],
+            sealed_memtables: [0; SPACES],
             memtable_seals: state.memtable_seals,
             ..*state
         });
@@ -214,11 +217,10 @@ mod tests {
 
     /// A state with `sealed` data memtables waiting and `seals` counted so far.
     fn data(sealed: usize, seals: u64) -> EngineState {
-        EngineState {
-            sealed_memtables: [sealed, 0, 0, 0],
-            memtable_seals: [seals, 7, 7, 7],
-            ..EngineState::default()
-        }
+        let mut state = EngineState { memtable_seals: [7; SPACES], ..EngineState::default() };
+        state.sealed_memtables[Space::Data.index()] = sealed;
+        state.memtable_seals[Space::Data.index()] = seals;
+        state
     }
 
     fn flush(pending_ms: u64) -> EngineEvent {

@@ -37,7 +37,7 @@ impl Default for FjallOptions {
 /// `Storage` on a fjall database, one fjall keyspace per [`Space`].
 pub struct FjallStorage {
     db: Database,
-    spaces: [Keyspace; 4],
+    spaces: [Keyspace; Space::ALL.len()],
     /// Writes new tables back in steps; stopped when the storage is dropped.
     _writeback: Option<Writeback>,
 }
@@ -56,8 +56,14 @@ impl FjallStorage {
                 KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
             })
         };
-        let spaces =
-            [open(Space::Data)?, open(Space::Meta)?, open(Space::Raft)?, open(Space::Hints)?];
+        let spaces = [
+            open(Space::Data)?,
+            open(Space::Meta)?,
+            open(Space::Raft)?,
+            open(Space::Hints)?,
+            open(Space::GroupLog)?,
+            open(Space::GroupState)?,
+        ];
         let writeback = (options.writeback_step_bytes > 0).then(|| {
             let step_bytes = options.writeback_step_bytes;
             let options = WritebackOptions { step_bytes, ..Default::default() };

@@ -10,9 +10,17 @@
 //! | `meta` | [`meta::NAMESPACE_NEXT_ID_KEY`] `ns-next-id` | the next namespace id, u32 BE ([`crate::meta`]) |
 //! | `raft` | [`raft::log_key`] `log/<index u64 BE>` | a Raft log entry (postcard, `concord-meta`) |
 //! | `raft` | `vote`, `committed`, `purged`, `sm` ([`raft`]) | the vote, committed and purged log ids, the applied state machine (postcard, `concord-meta`) |
+//! | `group-log` | [`group_log::entry_key`]: group (u16 BE) \| 0 \| index (u64 BE) | a strong group's Raft log entry (postcard, `concord-consensus`) |
+//! | `group-log` | group (u16 BE) \| 1, 2 or 3 ([`group_log`]) | the group's vote, committed and purged log ids (postcard, `concord-consensus`) |
+//! | `group-state` | [`group_state::applied_key`]: group (u16 BE) \| 0 | the group's last applied log id and membership (postcard, `concord-consensus`) |
+//! | `group-state` | [`group_state::record_key`]: group (u16 BE) \| 1 \| namespace id (u32 BE) \| user key | the key's record: value, content type, revisions (format byte + postcard, `concord-consensus`) |
 //!
 //! Object keys group by partition, so handoff and anti-entropy stream one partition as one
 //! contiguous range; hint keys group by target, so replay walks one target's hints in order.
+//! Strong groups (one per partition, the group id is the [`PartitionId`]) share two keyspaces:
+//! every key of one group starts with its id, so a group's log, or its records, is one
+//! contiguous range, and the tag byte after the id keeps the entries (or records) apart from
+//! the group's few fixed keys.
 //! Beside the keyspaces a data dir holds `identity.toml` and `LOCK` (`concord-node::identity`)
 //! and the engine's own directory `db/`.
 
@@ -154,6 +162,122 @@ pub mod raft {
     }
 }
 
+/// Keys of the group-log space: the Raft logs of every strong group on the node
+/// (`concord-consensus::log_store`). An entry's key is its group, tag 0, then its index, so one
+/// group's log is one range in index order; the group's vote, committed and purged log ids
+/// follow it under tags 1, 2 and 3.
+pub mod group_log {
+    use concord_types::PartitionId;
+
+    const ENTRY_TAG: u8 = 0;
+    const VOTE_TAG: u8 = 1;
+    const COMMITTED_TAG: u8 = 2;
+    const PURGED_TAG: u8 = 3;
+    const ENTRY_KEY_BYTES: usize = 2 + 1 + 8;
+
+    fn tagged(group: PartitionId, tag: u8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ENTRY_KEY_BYTES);
+        out.extend_from_slice(&group.0.to_be_bytes());
+        out.push(tag);
+        out
+    }
+
+    /// The key of the group's log entry at `index`.
+    pub fn entry_key(group: PartitionId, index: u64) -> Vec<u8> {
+        let mut out = tagged(group, ENTRY_TAG);
+        out.extend_from_slice(&index.to_be_bytes());
+        out
+    }
+
+    /// The end (exclusive) of the group's log: after every entry key of the group.
+    pub fn entries_end(group: PartitionId) -> Vec<u8> {
+        tagged(group, ENTRY_TAG + 1)
+    }
+
+    /// The index of an entry key of `group`; `None` if the bytes are not one.
+    pub fn entry_index(group: PartitionId, key: &[u8]) -> Option<u64> {
+        if key.len() != ENTRY_KEY_BYTES || key[..3] != tagged(group, ENTRY_TAG)[..] {
+            return None;
+        }
+        Some(u64::from_be_bytes(key[3..].try_into().ok()?))
+    }
+
+    /// The group's last vote.
+    pub fn vote_key(group: PartitionId) -> Vec<u8> {
+        tagged(group, VOTE_TAG)
+    }
+
+    /// The group's last saved committed log id.
+    pub fn committed_key(group: PartitionId) -> Vec<u8> {
+        tagged(group, COMMITTED_TAG)
+    }
+
+    /// The group's last purged log id.
+    pub fn purged_key(group: PartitionId) -> Vec<u8> {
+        tagged(group, PURGED_TAG)
+    }
+}
+
+/// Keys of the group-state space: the state machines of every strong group on the node
+/// (`concord-consensus::state_machine`). Under the group id, tag 0 holds the applied state and
+/// tag 1 the key records, by namespace then user key, so one group's records (or one
+/// namespace's records in that group) are one range.
+pub mod group_state {
+    use concord_types::{Key, NamespaceId, PartitionId};
+
+    const APPLIED_TAG: u8 = 0;
+    const RECORD_TAG: u8 = 1;
+    const RECORD_HEADER_BYTES: usize = 2 + 1 + 4;
+
+    fn tagged(group: PartitionId, tag: u8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + 32);
+        out.extend_from_slice(&group.0.to_be_bytes());
+        out.push(tag);
+        out
+    }
+
+    /// The group's applied state: last applied log id and membership.
+    pub fn applied_key(group: PartitionId) -> Vec<u8> {
+        tagged(group, APPLIED_TAG)
+    }
+
+    /// The record of one user key of one namespace in the group.
+    pub fn record_key(group: PartitionId, namespace: NamespaceId, key: &Key) -> Vec<u8> {
+        let mut out = namespace_prefix(group, namespace);
+        out.extend_from_slice(key.as_bytes());
+        out
+    }
+
+    fn namespace_prefix(group: PartitionId, namespace: NamespaceId) -> Vec<u8> {
+        let mut out = tagged(group, RECORD_TAG);
+        out.extend_from_slice(&namespace.0.to_be_bytes());
+        out
+    }
+
+    /// The key range `[start, end)` of every record of the group.
+    pub fn records_range(group: PartitionId) -> (Vec<u8>, Vec<u8>) {
+        (tagged(group, RECORD_TAG), tagged(group, RECORD_TAG + 1))
+    }
+
+    /// The key range `[start, end)` of one namespace's records in the group.
+    pub fn namespace_range(group: PartitionId, namespace: NamespaceId) -> (Vec<u8>, Vec<u8>) {
+        let start = namespace_prefix(group, namespace);
+        let end = super::prefix_end(&start).unwrap_or_else(|| tagged(group, RECORD_TAG + 1));
+        (start, end)
+    }
+
+    /// Decodes a record key; `None` if the bytes are not a well-formed record key.
+    pub fn decode_record_key(bytes: &[u8]) -> Option<(PartitionId, NamespaceId, Key)> {
+        if bytes.len() <= RECORD_HEADER_BYTES || bytes[2] != RECORD_TAG {
+            return None;
+        }
+        let group = PartitionId(u16::from_be_bytes(bytes[0..2].try_into().ok()?));
+        let namespace = NamespaceId(u32::from_be_bytes(bytes[3..7].try_into().ok()?));
+        let key = Key::new(bytes[RECORD_HEADER_BYTES..].to_vec()).ok()?;
+        Some((group, namespace, key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +328,39 @@ mod tests {
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff, 0xff]), None);
         assert_eq!(prefix_end(b""), None);
+    }
+
+    /// A group's log is one range in index order, apart from other groups' logs and from the
+    /// group's own vote, committed and purged keys.
+    #[test]
+    fn group_log_keys_keep_each_group_in_index_order() {
+        let (g, other) = (PartitionId(3), PartitionId(4));
+        assert_eq!(group_log::entry_key(g, 258), b"\0\x03\0\0\0\0\0\0\0\x01\x02");
+        assert!(group_log::entry_key(g, 1) < group_log::entry_key(g, 256));
+        assert!(group_log::entry_key(g, u64::MAX) < group_log::entries_end(g));
+        for fixed in [group_log::vote_key(g), group_log::committed_key(g), group_log::purged_key(g)]
+        {
+            assert!(fixed >= group_log::entries_end(g), "fixed keys sort after the entries");
+            assert!(fixed < group_log::entry_key(other, 0), "and before the next group");
+            assert_eq!(group_log::entry_index(g, &fixed), None);
+        }
+        assert_eq!(group_log::entry_index(g, &group_log::entry_key(g, 77)), Some(77));
+        assert_eq!(group_log::entry_index(other, &group_log::entry_key(g, 77)), None);
+    }
+
+    #[test]
+    fn group_state_record_keys_round_trip_and_group_by_namespace() {
+        let (g, ns) = (PartitionId(9), NamespaceId(2));
+        let key = Key::new(vec![0, 0xff, b'k']).unwrap();
+        let encoded = group_state::record_key(g, ns, &key);
+        assert_eq!(group_state::decode_record_key(&encoded), Some((g, ns, key)));
+        let (start, end) = group_state::records_range(g);
+        let (ns_start, ns_end) = group_state::namespace_range(g, ns);
+        assert!(start <= ns_start && ns_end <= end);
+        assert!(ns_start <= encoded && encoded < ns_end);
+        let applied = group_state::applied_key(g);
+        assert!(applied < start, "the applied state is outside the records");
+        assert_eq!(group_state::decode_record_key(&applied), None);
+        assert!(end <= group_state::applied_key(PartitionId(10)));
     }
 }

@@ -10,7 +10,8 @@
 //!   with one fsync, and then acknowledges them all (group commit, DESIGN.md §7). Because every
 //!   read-modify-write of a DVV set happens inside this one thread, two concurrent writes to a key
 //!   can never both start from the same stored state (DESIGN.md §4).
-//! - [`keys`]: every key stored, by keyspace (data, hints, meta, raft): one file to read.
+//! - [`keys`]: every key stored, by keyspace (data, hints, meta, raft, and the strong groups'
+//!   group-log and group-state): one file to read.
 //! - [`meta`]: the records of the meta space (last-alive time, single-node namespaces).
 //! - [`stored_state`]: [`StoredState`], the one encoding of a key's DVV set on disk and where
 //!   stored bytes cross the wire (a format-version byte, then postcard), decoded and validated

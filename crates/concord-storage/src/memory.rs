@@ -11,7 +11,7 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 /// `Storage` over one `BTreeMap` per space.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
-    spaces: RwLock<[Map; 4]>,
+    spaces: RwLock<[Map; Space::ALL.len()]>,
 }
 
 impl MemoryStorage {
