@@ -6,20 +6,23 @@ use std::fmt;
 
 use super::op::{Call, Op, Outcome, Return, Value};
 use super::register::{Held, Register, RevisionConflict, replay, show};
-use super::wgl::{self, Entry, Search, Stuck};
+use super::wgl::{self, Budget, Entry, Search, Spent, Stuck};
 
 /// Bounds of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Model steps the search may try per key before it answers [`Verdict::Undecided`].
     pub steps_max_per_key: u64,
+    /// Memory the search's cache may hold per key before it answers [`Verdict::Undecided`].
+    pub cache_bytes_max_per_key: u64,
 }
 
 impl Default for CheckOptions {
-    /// Enough for thousands of operations per key at the concurrency of a chaos run (a debug
-    /// build takes a few seconds for the whole budget), while still bounded.
+    /// Far more than a chaos run's histories need (2,000 ops over 5 keys take thousands of
+    /// steps; a violation after a burst of 30 unknown writes, 75 thousand), while bounded: the
+    /// whole step budget takes about 15 s of a debug build on two shared cores.
     fn default() -> Self {
-        CheckOptions { steps_max_per_key: 5_000_000 }
+        CheckOptions { steps_max_per_key: 5_000_000, cache_bytes_max_per_key: 512 << 20 }
     }
 }
 
@@ -60,8 +63,8 @@ pub struct KeyVerdict {
     pub key: String,
     /// Operations recorded on the key, whatever their outcome.
     pub ops: usize,
-    /// Model steps the search tried.
-    pub steps: u64,
+    /// What the search spent: model steps tried, memory its cache held.
+    pub spent: Spent,
     pub verdict: Verdict,
 }
 
@@ -199,12 +202,12 @@ fn unique_values(ops: &[Op]) -> Result<(), HistoryError> {
 
 fn check_key(key: &str, ops: &[Op], options: CheckOptions) -> KeyVerdict {
     let verdict =
-        |verdict, steps| KeyVerdict { key: key.to_owned(), ops: ops.len(), steps, verdict };
+        |verdict, spent| KeyVerdict { key: key.to_owned(), ops: ops.len(), spent, verdict };
     let model = match Register::new(ops) {
         Ok(model) => model,
         Err(conflict) => {
             let violation = revision_conflict(ops, conflict);
-            return verdict(Verdict::NotLinearizable(Box::new(violation)), 0);
+            return verdict(Verdict::NotLinearizable(Box::new(violation)), Spent::default());
         }
     };
     // A failed op did not happen and an unknown read observed nothing: neither constrains.
@@ -221,13 +224,17 @@ fn check_key(key: &str, ops: &[Op], options: CheckOptions) -> KeyVerdict {
             return_us: if op.outcome == Outcome::Unknown { None } else { op.end_us },
         })
         .collect();
-    let (answer, steps) = wgl::search(&model, Held::Absent, &entries, options.steps_max_per_key);
+    let budget = Budget {
+        steps_max: options.steps_max_per_key,
+        cache_bytes_max: options.cache_bytes_max_per_key,
+    };
+    let (answer, spent) = wgl::search(&model, Held::Absent, &entries, budget);
     match answer {
-        Search::Linearizable { .. } => verdict(Verdict::Linearizable, steps),
-        Search::Undecided => verdict(Verdict::Undecided, steps),
+        Search::Linearizable { .. } => verdict(Verdict::Linearizable, spent),
+        Search::Undecided => verdict(Verdict::Undecided, spent),
         Search::NotLinearizable(stuck) => {
             let violation = unplaceable(&model, &entries, ops, stuck);
-            verdict(Verdict::NotLinearizable(Box::new(violation)), steps)
+            verdict(Verdict::NotLinearizable(Box::new(violation)), spent)
         }
     }
 }
@@ -338,8 +345,11 @@ impl fmt::Display for Report {
                 Verdict::Linearizable => {}
                 Verdict::Undecided => write!(
                     f,
-                    "\nkey {:?}: undecided, the budget of {} steps ran out ({} ops)",
-                    key.key, key.steps, key.ops
+                    "\nkey {:?}: undecided, the search's budget ran out ({} ops; {} steps, {} KiB of cache)",
+                    key.key,
+                    key.ops,
+                    key.spent.steps,
+                    key.spent.cache_bytes >> 10
                 )?,
                 Verdict::NotLinearizable(violation) => {
                     write!(f, "\nkey {:?}: not linearizable: {violation}", key.key)?

@@ -18,8 +18,14 @@
 //!   (a timeout, a 503 on a write) may have happened at any point after its start, even after
 //!   the client moved on, or never: it has no end, and the search may place it anywhere after
 //!   its start or leave it out. An unknown read observed nothing and is dropped.
-//! - The search is bounded by a step budget per key ([`CheckOptions`]). When it runs out the
-//!   key is [`Verdict::Undecided`], with the steps counted: never a hang, never a false pass.
+//! - Unknown ops make Lowe's cache weak (k unknown writes pending: 2^k sets of them placed).
+//!   The cache therefore holds, per (required ops placed, state), the sets of unknown ops
+//!   placed, and a configuration is cut off when one with a subset of its unknown ops was
+//!   explored; and the model folds the values no op observed into one state. A burst of 30
+//!   unknown writes then costs thousands of steps, not billions ([`wgl`], [`register`]).
+//! - The search is bounded per key, in steps and in cache memory ([`CheckOptions`]). When
+//!   either runs out the key is [`Verdict::Undecided`], with what it spent: never a hang,
+//!   never a false pass.
 //! - A key that is not linearizable gets a [`Violation`] saying which operation no order could
 //!   place, the order that got furthest in real time, the value the key then held, and why
 //!   each operation that could have gone next did not fit.

@@ -116,7 +116,7 @@ fn two_thousand_ops_over_five_keys_are_checked_quickly() {
     let history = generate::history(&mut rng, &shape);
     let started = Instant::now();
     let report = check(&history, CheckOptions::default()).unwrap();
-    let steps: u64 = report.keys.iter().map(|k| k.steps).sum();
+    let steps: u64 = report.keys.iter().map(|k| k.spent.steps).sum();
     println!(
         "checked {} ops over {} keys in {:?} ({steps} steps): {}",
         history.len(),

@@ -374,13 +374,14 @@ fn a_spent_budget_is_undecided_never_a_pass() {
     history.push(write(20, 1, 0, 10));
     history.push(read(21, Some(1), 20, 30));
     history.push(read(21, Some(99), 40, 50));
-    let options = CheckOptions { steps_max_per_key: 10 };
+    let options = CheckOptions { steps_max_per_key: 10, ..CheckOptions::default() };
     let report = check(&history, options).unwrap();
     assert_eq!(report.keys[0].verdict, Verdict::Undecided);
-    assert_eq!(report.keys[0].steps, 10);
+    assert_eq!(report.keys[0].spent.steps, 10);
     assert_eq!(report.summary(), "linearizable=0 undecided=1 violations=0");
     assert!(report.valid() && report.linearizable() == 0, "undecided is not a pass");
-    assert!(report.to_string().contains("undecided, the budget of 10 steps ran out (19 ops)"));
+    let text = report.to_string();
+    assert!(text.contains("undecided, the search's budget ran out (19 ops; 10 steps, "), "{text}");
     // With the default budget the same history is decided.
     let report = super::check(&history, CheckOptions::default()).unwrap();
     assert_eq!(report.summary(), "linearizable=0 undecided=0 violations=1", "{report}");
@@ -400,7 +401,7 @@ fn a_burst_of_unknown_writes_does_not_hide_a_later_violation() {
     }
     history.push(read(2, Some(3), 5000, 5010));
     let report = check(&history, CheckOptions::default()).unwrap();
-    println!("{} in {} steps", report.summary(), report.keys[0].steps);
+    println!("{} in {} steps", report.summary(), report.keys[0].spent.steps);
     let (op, state) = unplaced(&history);
     assert_eq!((op, state), (history.last().unwrap().clone(), Some(41)));
 }

@@ -17,11 +17,12 @@
 //! weak: k unknown writes pending give 2^k sets of them placed. So the cache is kept by
 //! (required operations placed, state), with the sets of optional ones placed, and a
 //! configuration is cut off when one with a subset of its optional operations was explored
-//! ([`Explored`]); each walk over the candidates tries the required ones first, so the small
+//! (`Explored`); each walk over the candidates tries the required ones first, so the small
 //! sets tend to come first.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
 use std::hash::Hash;
 
 /// A sequential specification: which operations may take effect in which state.
@@ -175,17 +176,29 @@ impl Bits {
 /// subsets are what keep a burst of unknown writes from costing every subset of them.
 struct Explored<S> {
     by_required: HashMap<(Bits, S), Vec<Bits>>,
+    /// An estimate of the memory held, from above (sets dropped as covered are not deducted).
+    bytes: u64,
 }
 
 impl<S: Clone + Eq + Hash> Explored<S> {
     /// Records the configuration; false if it, or one that covers it, was explored before.
     fn first_visit(&mut self, required: &Bits, optional: &Bits, state: &S) -> bool {
-        let sets = self.by_required.entry((required.clone(), state.clone())).or_default();
+        let set_bytes = (optional.0.len() * 8 + 16) as u64;
+        let key = (required.clone(), state.clone());
+        let sets = match self.by_required.entry(key) {
+            Slot::Occupied(slot) => slot.into_mut(),
+            Slot::Vacant(slot) => {
+                let key_bytes = (required.0.len() * 8) as u64;
+                self.bytes += key_bytes + std::mem::size_of::<(Bits, S, Vec<Bits>)>() as u64 + 16;
+                slot.insert(Vec::new())
+            }
+        };
         if sets.iter().any(|set| set.is_subset_of(optional)) {
             return false;
         }
         sets.retain(|set| !optional.is_subset_of(set));
         sets.push(optional.clone());
+        self.bytes += set_bytes;
         true
     }
 }
@@ -199,14 +212,30 @@ enum Pass {
     Optional,
 }
 
-/// Searches for a linearization of `entries` from `initial`, trying at most `steps_max` model
-/// steps. Returns the answer and the steps taken.
+/// What a search may spend before it answers [`Search::Undecided`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Model steps tried.
+    pub steps_max: u64,
+    /// Memory held by the cache of configurations explored (estimated from above).
+    pub cache_bytes_max: u64,
+}
+
+/// What a search spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub steps: u64,
+    pub cache_bytes: u64,
+}
+
+/// Searches for a linearization of `entries` from `initial` within `budget`. Returns the
+/// answer and what it cost.
 pub fn search<M: Model>(
     model: &M,
     initial: M::State,
     entries: &[Entry<M::Op>],
-    steps_max: u64,
-) -> (Search<M::State>, u64) {
+    budget: Budget,
+) -> (Search<M::State>, Spent) {
     let mut run = Run {
         model,
         entries,
@@ -214,14 +243,14 @@ pub fn search<M: Model>(
         required_left: entries.iter().filter(|e| e.return_us.is_some()).count(),
         required: Bits::new(entries.len()),
         optional: Bits::new(entries.len()),
-        explored: Explored { by_required: HashMap::new() },
+        explored: Explored { by_required: HashMap::new(), bytes: 0 },
         stack: Vec::new(),
         state: initial,
         steps: 0,
         furthest: None,
     };
-    let answer = run.walk(steps_max);
-    (answer, run.steps)
+    let answer = run.walk(budget);
+    (answer, Spent { steps: run.steps, cache_bytes: run.explored.bytes })
 }
 
 /// One search in progress.
@@ -243,7 +272,7 @@ struct Run<'a, M: Model> {
 }
 
 impl<M: Model> Run<'_, M> {
-    fn walk(&mut self, steps_max: u64) -> Search<M::State> {
+    fn walk(&mut self, budget: Budget) -> Search<M::State> {
         let mut node = self.events.next[Events::HEAD];
         let mut pass = Pass::Required;
         loop {
@@ -256,7 +285,9 @@ impl<M: Model> Run<'_, M> {
             let (op, is_call) = self.events.event[node];
             if is_call {
                 if self.pass_of(op) == pass {
-                    if self.steps == steps_max {
+                    if self.steps == budget.steps_max
+                        || self.explored.bytes > budget.cache_bytes_max
+                    {
                         return Search::Undecided;
                     }
                     self.steps += 1;
@@ -378,6 +409,10 @@ mod tests {
         }
     }
 
+    fn steps(steps_max: u64) -> Budget {
+        Budget { steps_max, cache_bytes_max: u64::MAX }
+    }
+
     fn entry(op: u32, call_us: u64, return_us: Option<u64>) -> Entry<u32> {
         Entry { op, call_us, return_us }
     }
@@ -386,7 +421,7 @@ mod tests {
     fn concurrent_operations_are_reordered_to_fit_the_model() {
         // 2 and 1 overlap: 1 must go first although 2 was called first.
         let entries = [entry(2, 0, Some(10)), entry(1, 5, Some(20)), entry(3, 30, Some(40))];
-        let (answer, _) = search(&Increments, 0, &entries, 100);
+        let (answer, _) = search(&Increments, 0, &entries, steps(100));
         assert_eq!(answer, Search::Linearizable { order: vec![1, 0, 2] });
     }
 
@@ -394,25 +429,36 @@ mod tests {
     fn an_order_fixed_by_real_time_that_the_model_refuses_is_stuck_on_the_late_op() {
         // 2 ends before 1 starts, so 2 must go first, which the model refuses.
         let entries = [entry(2, 0, Some(10)), entry(1, 20, Some(30))];
-        let (answer, steps) = search(&Increments, 0, &entries, 100);
+        let (answer, spent) = search(&Increments, 0, &entries, steps(100));
         let expected = Stuck { op: 0, prefix: vec![], state: 0, candidates: vec![0] };
         assert_eq!(answer, Search::NotLinearizable(expected));
-        assert_eq!(steps, 1, "only 2 could go first");
+        assert_eq!(spent.steps, 1, "only 2 could go first");
     }
 
     #[test]
     fn an_operation_without_an_end_may_be_left_out_or_placed_late() {
         // 1 has no end: it goes first. 5 has none and never fits: it is left out.
         let entries = [entry(1, 0, None), entry(5, 1, None), entry(2, 50, Some(60))];
-        let (answer, _) = search(&Increments, 0, &entries, 100);
+        let (answer, _) = search(&Increments, 0, &entries, steps(100));
         assert_eq!(answer, Search::Linearizable { order: vec![0, 2] });
     }
 
     #[test]
     fn a_spent_budget_is_undecided_with_its_count() {
         let entries: Vec<_> = (1..=20).map(|v| entry(v, 0, Some(100))).collect();
-        let (answer, steps) = search(&Increments, 0, &entries, 5);
-        assert_eq!((answer, steps), (Search::Undecided, 5));
+        let (answer, spent) = search(&Increments, 0, &entries, steps(5));
+        assert_eq!((answer, spent.steps), (Search::Undecided, 5));
+    }
+
+    #[test]
+    fn a_full_cache_is_undecided_with_its_size() {
+        let entries: Vec<_> = (1..=20).map(|v| entry(v, 0, Some(100))).collect();
+        let budget = Budget { steps_max: u64::MAX, cache_bytes_max: 1000 };
+        let (answer, spent) = search(&Increments, 0, &entries, budget);
+        assert_eq!(answer, Search::Undecided);
+        assert!((1000..2000).contains(&spent.cache_bytes), "{spent:?}");
+        let (answer, _) = search(&Increments, 0, &entries, steps(1000));
+        assert!(matches!(answer, Search::Linearizable { .. }), "within budget it is decided");
     }
 
     #[test]
@@ -424,7 +470,7 @@ mod tests {
             entry(4, 40, Some(50)),
             entry(3, 60, Some(70)),
         ];
-        let (answer, _) = search(&Increments, 0, &entries, 100);
+        let (answer, _) = search(&Increments, 0, &entries, steps(100));
         let expected = Stuck { op: 2, prefix: vec![0, 1], state: 2, candidates: vec![2] };
         assert_eq!(answer, Search::NotLinearizable(expected));
     }
