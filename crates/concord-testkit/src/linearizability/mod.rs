@@ -51,6 +51,19 @@
 //! replaces, when both are known, because log indices grow along the true order of writes;
 //! and a 412 that reported the key's revision reads the value written at that revision.
 //!
+//! # Limits
+//!
+//! - What costs the search is unknown ops that *did* take effect and were seen: each is a
+//!   choice the search cannot fold away. At the rates a chaos run sees (a few percent) 2,000
+//!   ops check in milliseconds; with 30% of ops unknown and half of those applied late, some
+//!   keys come out undecided. So a server should answer a definite refusal (a 503 given
+//!   before anything was proposed) distinctly from a timeout, and the workload should record
+//!   it as failed.
+//! - Checked per key only: a list by prefix, and transactions over several keys, need a model
+//!   of their own.
+//! - A delete's revision is checked only for clashes, not for order; a 412 on a missing key
+//!   carries no value to check.
+//!
 //! # Layout
 //!
 //! - [`op`]: [`Op`], [`Call`], [`Outcome`], [`Return`]: one recorded operation.
