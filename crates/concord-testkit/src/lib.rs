@@ -8,6 +8,8 @@
 //! - [`cluster`]: [`TestCluster`], nodes `n1..nN` joined through `n1`, and
 //!   [`TestCluster::wait_for`], the one way tests wait for the cluster to reach a state.
 //! - [`chaos`]: histories of client operations and the checkers that judge them.
+//! - [`linearizability`]: the checker of register histories for strong namespaces (Wing &
+//!   Gong's search with Lowe's cache), per key, with explanations.
 //! - [`netns`]: one network namespace per node, for clusters whose nodes have their own hosts.
 //!
 //! Dev-only: nothing here ships in the binary. It talks to nodes through `concord-client` and
@@ -15,6 +17,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod linearizability;
 pub mod netns;
 pub mod server;
 
