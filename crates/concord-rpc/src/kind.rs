@@ -9,8 +9,8 @@ use std::fmt;
 ///
 /// Numbers are grouped by owner with spare numbers left in each group:
 /// 1–9 transport and cluster entry, 10–19 Raft, 20–29 membership, 30–39 replica reads and writes,
-/// 40–49 partition handoff, 50–59 anti-entropy and tombstone purge (50–54 used). 0 and 60–255
-/// are unassigned.
+/// 40–49 partition handoff, 50–59 anti-entropy and tombstone purge (50–54 used), 60–69 strong
+/// groups (`concord-consensus`; 60–62 used). 0 and 70–255 are unassigned.
 ///
 /// Retired numbers, never to be reused, since an older node may still send them with their old
 /// meaning: 41 (`HandoffDone`, "the receiver holds the whole partition"; never sent or handled:
@@ -58,6 +58,12 @@ pub enum MessageKind {
     MergeBatch = 53,
     /// Check, or purge, tombstones every replica of a partition holds alike.
     PurgeTombstones = 54,
+    /// Raft AppendEntries (also heartbeats) of one strong group, named by its partition.
+    GroupAppend = 60,
+    /// Raft RequestVote of one strong group.
+    GroupVote = 61,
+    /// Raft InstallSnapshot (one chunk) of one strong group.
+    GroupSnapshot = 62,
 }
 
 impl MessageKind {
@@ -65,7 +71,7 @@ impl MessageKind {
     pub const RETIRED: [u8; 1] = [41];
 
     /// Every kind, in wire-number order.
-    pub const ALL: [MessageKind; 19] = [
+    pub const ALL: [MessageKind; 22] = [
         MessageKind::Hello,
         MessageKind::Join,
         MessageKind::MetaForward,
@@ -85,6 +91,9 @@ impl MessageKind {
         MessageKind::SegmentObjects,
         MessageKind::MergeBatch,
         MessageKind::PurgeTombstones,
+        MessageKind::GroupAppend,
+        MessageKind::GroupVote,
+        MessageKind::GroupSnapshot,
     ];
 
     /// The kind with wire number `byte`, or `None` if no kind has it.
@@ -119,6 +128,9 @@ impl MessageKind {
             MessageKind::SegmentObjects => "segment_objects",
             MessageKind::MergeBatch => "merge_batch",
             MessageKind::PurgeTombstones => "purge_tombstones",
+            MessageKind::GroupAppend => "group_append",
+            MessageKind::GroupVote => "group_vote",
+            MessageKind::GroupSnapshot => "group_snapshot",
         }
     }
 
@@ -146,7 +158,7 @@ mod tests {
         let numbers: Vec<u8> = MessageKind::ALL.iter().map(|kind| kind.as_u8()).collect();
         assert_eq!(
             numbers,
-            [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 50, 51, 52, 53, 54]
+            [1, 2, 3, 10, 11, 12, 20, 21, 30, 31, 32, 33, 34, 40, 50, 51, 52, 53, 54, 60, 61, 62]
         );
     }
 
