@@ -26,11 +26,17 @@
 //! - [`snapshot`]: the snapshot format (format byte + postcard), validated when decoded: a
 //!   snapshot comes from a peer.
 //! - [`error`]: the crate's one error type, [`ConsensusError`].
+//! - [`messages`]: what groups send each other over `concord-rpc` (`GroupAppend`, `GroupVote`,
+//!   `GroupSnapshot`: the group id and openraft's request), their replies and refusals, and
+//!   the snapshot intake that keeps a peer from making a node allocate without bound.
+//! - [`network`]: openraft's network for one group over the node's transport.
+//! - [`host`]: [`GroupHost`], the groups a node hosts (bounded), started on the shared storage
+//!   and syncer, and the endpoints that dispatch peers' messages to them by group id.
 //!
 //! Key layouts belong to `concord-storage` (`keys::group_log`, `keys::group_state`); this crate
 //! encodes the values (openraft's types in plain postcard, records and snapshots with a format
-//! byte). It knows nothing of the network: the Raft RPCs between nodes, the node wiring and
-//! HTTP live above it.
+//! byte). The Raft RPCs between nodes are here ([`messages`], [`network`], [`host`]); the node
+//! wiring (which groups a node hosts, peers' addresses) and HTTP live above it.
 //!
 //! # Durability
 //!
@@ -47,7 +53,10 @@
 pub mod apply;
 pub mod command;
 pub mod error;
+pub mod host;
 pub mod log_store;
+pub mod messages;
+pub mod network;
 pub mod snapshot;
 pub mod state_machine;
 pub mod syncer;
@@ -60,6 +69,7 @@ use serde::{Deserialize, Serialize};
 
 pub use command::{Change, Command, DeleteCondition, PutCondition, Record, Response, Value};
 pub use error::ConsensusError;
+pub use host::{GroupHost, HOST_TIMING, HostConfig, HostError, HostedGroup};
 pub use log_store::GroupLogStore;
 pub use state_machine::GroupStateMachine;
 pub use syncer::{Syncer, SyncerStats};
