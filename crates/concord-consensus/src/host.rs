@@ -51,8 +51,9 @@ use crate::messages::{
 };
 use crate::network::{GroupNetwork, PeerFailures};
 use crate::{
-    ConsensusError, GroupId, GroupLogStore, GroupNode, GroupStateMachine, GroupTiming, RaftId,
-    Syncer, TypeConfig, raft_config,
+    ConsensusError, GroupId, GroupLogStore, GroupNode, GroupStateMachine, GroupTiming,
+    LOG_KEPT_AFTER_SNAPSHOT_ENTRIES, RaftId, SNAPSHOT_EVERY_ENTRIES, Syncer, TypeConfig,
+    raft_config,
 };
 
 /// The timing of hosted groups: a 500 ms heartbeat and a 1.5 to 3 s election timeout (see the
@@ -69,12 +70,31 @@ pub struct HostConfig {
     /// The most groups this node hosts at once.
     pub groups_max: usize,
     pub timing: GroupTiming,
+    /// A group snapshots after this many applied entries ([`crate::SNAPSHOT_EVERY_ENTRIES`]).
+    pub snapshot_every_entries: u64,
+    /// Applied entries kept in the log after a snapshot
+    /// ([`crate::LOG_KEPT_AFTER_SNAPSHOT_ENTRIES`]).
+    pub log_kept_after_snapshot_entries: u64,
+    /// The most snapshot bytes one `GroupSnapshot` message carries ([`SNAPSHOT_CHUNK_BYTES`]).
+    pub snapshot_chunk_bytes: usize,
 }
+
+/// The default size of a snapshot chunk: 1 MiB, well inside the transport's 16 MiB frame, and
+/// small enough that a chunk does not hold a shared connection for long.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 impl HostConfig {
     /// A host of at most one group per partition, with [`HOST_TIMING`].
     pub fn new(raft_id: RaftId, partitions: u16) -> Self {
-        Self { raft_id, partitions, groups_max: usize::from(partitions), timing: HOST_TIMING }
+        Self {
+            raft_id,
+            partitions,
+            groups_max: usize::from(partitions),
+            timing: HOST_TIMING,
+            snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES,
+            log_kept_after_snapshot_entries: LOG_KEPT_AFTER_SNAPSHOT_ENTRIES,
+            snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
+        }
     }
 }
 
@@ -171,7 +191,13 @@ impl GroupHost {
             tokio::task::spawn_blocking(move || GroupStateMachine::open(group, storage, syncer))
                 .await
                 .map_err(|e| raft_error(e.to_string()))??;
-        let raft_config = Arc::new(raft_config(group, config.timing)?);
+        let mut raft_config = raft_config(group, config.timing)?;
+        raft_config.snapshot_policy =
+            openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries);
+        raft_config.max_in_snapshot_log_to_keep = config.log_kept_after_snapshot_entries;
+        raft_config.snapshot_max_chunk_size = config.snapshot_chunk_bytes as u64;
+        let raft_config = raft_config.validate().map_err(|e| raft_error(e.to_string()))?;
+        let raft_config = Arc::new(raft_config);
         let network =
             GroupNetwork::new(group, self.inner.transport.clone(), self.inner.failures.clone());
         let raft = Raft::new(config.raft_id, raft_config, network, log, state.clone())
