@@ -8,8 +8,9 @@
 //! # Validation
 //!
 //! Everything is validated as it decodes (postcard, `concord_rpc::decode`): the commands inside
-//! appended entries validate themselves ([`crate::Command`]), a frame is at most the transport's
-//! frame size. What decoding cannot know is the cluster's partition count: the group id is
+//! appended entries validate themselves ([`crate::Command`]), the entries of a [`GroupAppend`]
+//! must be what a leader sends ([`check_append`]), a frame is at most the transport's frame
+//! size. What decoding cannot know is the cluster's partition count: the group id is
 //! checked against it where a message enters the node, in [`crate::GroupHost`]'s endpoint
 //! (`GroupHost::admit`, `PartitionId::check`), before anything else looks at the message.
 //!
@@ -25,7 +26,8 @@
 
 use std::fmt;
 
-use concord_rpc::{MessageKind, Rpc};
+use bytes::Bytes;
+use concord_rpc::{MessageKind, Payload, Rpc, RpcError};
 use openraft::SnapshotSegmentId;
 use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{
@@ -78,10 +80,70 @@ impl fmt::Display for GroupRefusal {
 impl std::error::Error for GroupRefusal {}
 
 /// `GroupAppend`: openraft's AppendEntries (heartbeats too) for one group.
-#[derive(Debug, Serialize, Deserialize)]
+///
+/// openraft's follower assumes what a correct leader sends: entries at consecutive indexes
+/// right after `prev_log_id`, their terms never decreasing and never above the sender's vote
+/// (it only `debug_assert`s some of this, and would store a log with holes otherwise). So this
+/// type has no `Deserialize`: its [`Payload`] decoder is the only way from bytes to a request,
+/// and it refuses one that breaks these rules ([`check_append`]), saying what is wrong.
+#[derive(Debug, Serialize)]
 pub struct GroupAppend {
     pub group: GroupId,
     pub request: AppendEntriesRequest<TypeConfig>,
+}
+
+/// A decoded [`GroupAppend`] before its entries are checked; same fields, same encoding.
+#[derive(Deserialize)]
+struct GroupAppendFields {
+    group: GroupId,
+    request: AppendEntriesRequest<TypeConfig>,
+}
+
+impl Payload for GroupAppend {
+    fn to_payload(&self) -> Bytes {
+        concord_rpc::encode(self)
+    }
+
+    fn from_payload(payload: Bytes) -> Result<GroupAppend, RpcError> {
+        let GroupAppendFields { group, request } = concord_rpc::decode(&payload)?;
+        check_append(&request).map_err(|why| RpcError::Decode(format!("group {group}: {why}")))?;
+        Ok(GroupAppend { group, request })
+    }
+}
+
+/// Checks that `request`'s entries are what a leader sends: consecutive indexes right after
+/// `prev_log_id`, terms never decreasing (from `prev_log_id`'s on) and never above the vote's.
+pub fn check_append(request: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
+    let vote_term = request.vote.leader_id.term;
+    let (mut expected, mut term) = match request.prev_log_id {
+        Some(prev) => (prev.index.checked_add(1), prev.leader_id.term),
+        None => (Some(0), 0),
+    };
+    for (position, entry) in request.entries.iter().enumerate() {
+        let id = entry.log_id;
+        if Some(id.index) != expected {
+            let expected = expected.map_or("none (the log is full)".into(), |i| i.to_string());
+            return Err(format!(
+                "entry {position} has index {}, expected {expected}: entries follow prev_log_id \
+                 one by one",
+                id.index
+            ));
+        }
+        if id.leader_id.term < term {
+            return Err(format!(
+                "entry {position} (index {}) has term {}, below the term {term} before it",
+                id.index, id.leader_id.term
+            ));
+        }
+        if id.leader_id.term > vote_term {
+            return Err(format!(
+                "entry {position} (index {}) has term {}, above the sender's term {vote_term}",
+                id.index, id.leader_id.term
+            ));
+        }
+        (expected, term) = (id.index.checked_add(1), id.leader_id.term);
+    }
+    Ok(())
 }
 
 impl Rpc for GroupAppend {
@@ -298,6 +360,51 @@ mod tests {
         intake.accepted(ChunkEnd::of(&first));
         intake.failed();
         assert_eq!(intake.admit(GROUP, &chunk("s1", 100, 1, true)), Err(mismatch("s1", 0, 100)));
+    }
+
+    fn append(prev: Option<(u64, u64)>, entries: &[(u64, u64)]) -> Bytes {
+        use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+        let log_id = |(term, index): (u64, u64)| LogId::new(CommittedLeaderId::new(term, 1), index);
+        let request = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: prev.map(log_id),
+            entries: entries
+                .iter()
+                .map(|id| Entry { log_id: log_id(*id), payload: EntryPayload::Blank })
+                .collect(),
+            leader_commit: None,
+        };
+        concord_rpc::encode(&GroupAppend { group: GROUP, request })
+    }
+
+    /// What a leader sends decodes; entries with holes, going back in term or from a term
+    /// above the sender's are refused when decoded, saying why (openraft would have stored a
+    /// log with holes, or panicked in a debug build).
+    #[test]
+    fn appends_are_checked_when_decoded() {
+        let good = [
+            append(None, &[]),
+            append(None, &[(1, 0), (1, 1), (3, 2)]),
+            append(Some((2, 9)), &[(2, 10), (3, 11)]),
+            append(Some((3, 9)), &[]),
+        ];
+        for bytes in good {
+            GroupAppend::from_payload(bytes).unwrap();
+        }
+        let refused = [
+            (append(None, &[(1, 1)]), "entry 0 has index 1, expected 0"),
+            (append(Some((1, 4)), &[(1, 5), (1, 7)]), "entry 1 has index 7, expected 6"),
+            (append(Some((1, 4)), &[(1, 4)]), "entry 0 has index 4, expected 5"),
+            (append(Some((2, 4)), &[(1, 5)]), "entry 0 (index 5) has term 1, below the term 2"),
+            (append(None, &[(2, 0), (1, 1)]), "entry 1 (index 1) has term 1, below the term 2"),
+            (append(None, &[(4, 0)]), "entry 0 (index 0) has term 4, above the sender's term 3"),
+            (append(Some((1, u64::MAX)), &[(1, 0)]), "expected none (the log is full)"),
+        ];
+        for (bytes, expected) in refused {
+            let error = GroupAppend::from_payload(bytes).unwrap_err().to_string();
+            assert!(error.contains("group 7: "), "{error}");
+            assert!(error.contains(expected), "expected {expected:?}, got {error:?}");
+        }
     }
 
     /// A message decodes to what was sent, group id included, through the reply types too.
