@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use concord_consensus::messages::{GroupRefusal, GroupSnapshot, GroupVote};
 use concord_consensus::{
-    Change, Command, GroupHost, GroupId, GroupNode, GroupTiming, HostConfig, PutCondition, RaftId,
-    Record, Response, Syncer, Value,
+    Change, Command, GroupHost, GroupId, GroupNode, GroupTiming, HostConfig, HostError,
+    PutCondition, RaftId, Record, Response, Syncer, Value,
 };
 use concord_rpc::{
     Calls, Faults, Local, Router, RpcMetrics, RpcServer, ServerLimits, TcpTransport, Transport,
@@ -85,6 +85,11 @@ fn host_config(id: RaftId) -> HostConfig {
 /// Starts node `id` on its dir: storage, syncer, transport, a host with its endpoints on a
 /// router served on a fresh port. Groups are started separately.
 async fn start_node(id: RaftId, dir: &Path) -> Node {
+    start_node_with(host_config(id), dir).await
+}
+
+async fn start_node_with(host_config: HostConfig, dir: &Path) -> Node {
+    let id = host_config.raft_id;
     let storage = open_storage(dir);
     let syncer = Syncer::start(storage.clone(), 1024).unwrap();
     let local = Arc::new(Local::new(name(id), Some(CLUSTER)));
@@ -98,7 +103,7 @@ async fn start_node(id: RaftId, dir: &Path) -> Node {
     let transport =
         Arc::new(TcpTransport::new(local.clone(), faults.clone(), metrics.clone(), config));
     let dyn_transport: Arc<dyn Transport> = transport.clone();
-    let host = GroupHost::new(host_config(id), storage.clone(), syncer.clone(), dyn_transport);
+    let host = GroupHost::new(host_config, storage.clone(), syncer.clone(), dyn_transport);
     let mut router = Router::new();
     host.register(&mut router);
     let heard = transport.clone();
@@ -354,4 +359,36 @@ async fn hosts_talk_over_tcp_elect_apply_and_a_restarted_host_catches_up() {
     for (_, node) in std::mem::take(&mut nodes) {
         stop_node(node).await;
     }
+}
+
+/// A host starts only groups of existing partitions, with voters, once each, and at most
+/// `groups_max`; after `shutdown` it hosts none. A group whose only voter is this node elects
+/// it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_is_bounded_and_starts_each_group_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node_with(HostConfig { groups_max: 2, ..host_config(1) }, dir.path()).await;
+    let host = &node.host;
+    let me: BTreeMap<RaftId, GroupNode> = [(1, GroupNode { name: "n1".into() })].into();
+    let error = |result: Result<_, HostError>| result.err().expect("refused").to_string();
+    let no_partition = host.start(PartitionId(PARTITIONS), me.clone()).await;
+    assert_eq!(error(no_partition), "group 4 names no partition (the cluster has 4)");
+    assert_eq!(error(host.start(PartitionId(0), BTreeMap::new()).await), "group 0 has no voters");
+    for group in GROUPS {
+        let hosted = host.start(group, me.clone()).await.unwrap();
+        let wait = hosted.raft.wait(Some(DEADLINE));
+        wait.state(ServerState::Leader, "alone, it leads").await.unwrap();
+    }
+    let again = host.start(GROUPS[0], me.clone()).await;
+    assert_eq!(error(again), "group 0 is already hosted");
+    assert_eq!(
+        error(host.start(PartitionId(2), me.clone()).await),
+        "this node hosts at most 2 groups"
+    );
+    assert_eq!(host.groups(), GROUPS.to_vec());
+    host.shutdown().await;
+    assert!(host.groups().is_empty() && host.get(GROUPS[0]).is_none());
+    let refusal = host.admit(GROUPS[0]).err().unwrap();
+    assert_eq!(refusal, GroupRefusal::NotHosted { group: 0 });
+    stop_node(node).await;
 }
