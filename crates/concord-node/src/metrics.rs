@@ -137,7 +137,8 @@ mod tests {
             engine: Duration::from_micros(200),
             synced: true,
         });
-        let state = EngineState { sealed_memtables: [2, 0, 0, 0], ..EngineState::default() };
+        let mut state = EngineState::default();
+        state.sealed_memtables[Space::Data.index()] = 2;
         metrics.on_engine_state(&state);
         let flush = EngineEvent::FlushDone { space: Space::Data, pending: Duration::from_secs(1) };
         metrics.on_engine_event(&flush);

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use concord_consensus::{GroupHost, HostConfig, Syncer};
 use concord_membership::{MembershipConfig, MembershipHandle};
 use concord_meta::{Command, CommandResult, Meta, MetaConfig, MetaNode, NamespaceEntry};
 use concord_replica::background::Background;
@@ -47,6 +48,9 @@ use crate::{Config, Error, Identity, Metrics};
 /// `cluster.handoff_nice`).
 const BULK_THREADS: usize = 2;
 
+/// Most log-append callbacks waiting for the node-wide group log syncer (a bound, invariant 5).
+const GROUP_SYNC_QUEUE_MAX: usize = 1024;
+
 /// How long a fresh node waits to see itself in the replicated metadata after joining.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -74,6 +78,9 @@ pub struct Node {
     database: Arc<Database>,
     config: Config,
     meta: Arc<Meta>,
+    /// The strong namespaces' Raft groups this node hosts (none until the node wiring of
+    /// issue 22 starts them); its endpoints answer group messages from the first start.
+    groups: GroupHost,
     membership: MembershipHandle,
     rpc: tokio::sync::Mutex<Option<RpcServer>>,
     faults: Arc<Faults>,
@@ -235,8 +242,24 @@ impl Node {
             background: Background::new("concord-bulk", BULK_THREADS, config.cluster.handoff_nice)
                 .map_err(|e| Error::Startup(format!("starting the background lane: {e}")))?,
         });
-        let handler =
-            Arc::new(crate::peers::router(&meta, &replica, &membership, transport.clone()));
+        let syncer = Syncer::start(storage.clone(), GROUP_SYNC_QUEUE_MAX)
+            .map_err(|e| Error::Startup(format!("starting the group log syncer: {e}")))?;
+        let groups = GroupHost::new(
+            HostConfig::new(
+                concord_meta::raft_id(&node_id, identity.incarnation),
+                partitions.get(),
+            ),
+            storage.clone(),
+            syncer,
+            transport.clone(),
+        );
+        let handler = Arc::new(crate::peers::router(
+            &meta,
+            &replica,
+            &membership,
+            &groups,
+            transport.clone(),
+        ));
         let rpc = RpcServer::serve(
             listener,
             local.clone(),
@@ -327,6 +350,7 @@ impl Node {
             database,
             config,
             meta,
+            groups,
             membership,
             rpc: tokio::sync::Mutex::new(Some(rpc)),
             faults,
@@ -384,6 +408,7 @@ impl Node {
         if let Some(rpc) = self.rpc.lock().await.take() {
             rpc.shutdown().await;
         }
+        self.groups.shutdown().await;
         self.meta.shutdown().await;
         self.database.close().await
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use concord_consensus::GroupHost;
 use concord_membership::{MembershipHandle, SwimPacket, TimeProbe};
 use concord_meta::Meta;
 use concord_replica::Replica;
@@ -20,12 +21,14 @@ pub(crate) fn router(
     meta: &Arc<Meta>,
     replica: &Arc<Replica>,
     membership: &MembershipHandle,
+    groups: &GroupHost,
     transport: Arc<dyn Transport>,
 ) -> Router {
     let mut router = Router::new();
     meta.register(&mut router);
     replica.register(&mut router);
     membership.register(&mut router);
+    groups.register(&mut router);
     // A peer that connects is up and listening: a restarted peer is called again at once.
     router.on_connected(move |from| transport.heard_from(from));
     let unserved: Vec<MessageKind> = MessageKind::ALL

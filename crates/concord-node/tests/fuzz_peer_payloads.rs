@@ -18,6 +18,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use concord_consensus::TypeConfig as GroupTypes;
+use concord_consensus::messages::{GroupAppend, GroupRefusal, GroupSnapshot, GroupVote};
 use concord_membership::{Output, Swim, SwimConfig, SwimId, SwimPacket, SwimTimer, TimeProbe};
 use concord_meta::messages::{ForwardRequest, Forwarded, RaftAppend, RaftSnapshot, RaftVote};
 use concord_meta::{Command, CommandResult, JoinReply, JoinRequest, TypeConfig};
@@ -89,6 +91,9 @@ fn decode_as(kind: MessageKind, bytes: &[u8], swim: &RefCell<Swim>, from: &NodeI
         MessageKind::RaftAppend => rpc::<RaftAppend>(kind, bytes),
         MessageKind::RaftVote => rpc::<RaftVote>(kind, bytes),
         MessageKind::RaftSnapshot => rpc::<RaftSnapshot>(kind, bytes),
+        MessageKind::GroupAppend => rpc::<GroupAppend>(kind, bytes),
+        MessageKind::GroupVote => rpc::<GroupVote>(kind, bytes),
+        MessageKind::GroupSnapshot => rpc::<GroupSnapshot>(kind, bytes),
         MessageKind::Swim => {
             round_trip::<SwimPacket>(bytes);
             drop(swim.borrow_mut().handle_data(from, bytes));
@@ -243,6 +248,42 @@ fn samples(kind: MessageKind) -> Vec<Vec<u8>> {
             let reply: Result<_, openraft::error::RaftError<RaftId>> =
                 Ok(InstallSnapshotResponse { vote: Vote::new_committed(3, 11) });
             vec![e(&request), e(&reply)]
+        }
+        MessageKind::GroupAppend => {
+            let entries = (1..=3)
+                .map(|i| Entry::<GroupTypes> { log_id: log_id(i), payload: EntryPayload::Blank })
+                .collect();
+            let request = AppendEntriesRequest::<GroupTypes> {
+                vote: Vote::new_committed(3, 11),
+                prev_log_id: Some(log_id(0)),
+                entries,
+                leader_commit: Some(log_id(2)),
+            };
+            let reply: <GroupAppend as Rpc>::Reply = Ok(Ok(AppendEntriesResponse::Success));
+            let refused: <GroupAppend as Rpc>::Reply =
+                Err(GroupRefusal::NoSuchPartition { group: 70, partitions: 64 });
+            vec![e(&GroupAppend { group: PartitionId(5), request }), e(&reply), e(&refused)]
+        }
+        MessageKind::GroupVote => {
+            let request = VoteRequest::new(Vote::new(3, 11), Some(log_id(4)));
+            let reply: <GroupVote as Rpc>::Reply =
+                Ok(Ok(VoteResponse::new(Vote::new(3, 11), Some(log_id(4)), true)));
+            vec![e(&GroupVote { group: PartitionId(5), request }), e(&reply)]
+        }
+        MessageKind::GroupSnapshot => {
+            let request = InstallSnapshotRequest::<GroupTypes> {
+                vote: Vote::new_committed(3, 11),
+                meta: openraft::SnapshotMeta {
+                    last_log_id: Some(log_id(7)),
+                    last_membership: openraft::StoredMembership::default(),
+                    snapshot_id: "3-11-7".into(),
+                },
+                offset: 0,
+                data: b"snapshot bytes".to_vec(),
+                done: true,
+            };
+            let reply: <GroupSnapshot as Rpc>::Reply = Err(GroupRefusal::NotHosted { group: 5 });
+            vec![e(&GroupSnapshot { group: PartitionId(5), request }), e(&reply)]
         }
         MessageKind::Swim => Vec::new(), // filled from a live SWIM machine by the caller
         MessageKind::TimeProbe => vec![e(&TimeProbe), e(&(1_000u64, 1_002u64))],
