@@ -352,7 +352,7 @@ impl Meta {
             }
             let (transport, name, request) =
                 (self.transport.clone(), name.clone(), request.clone());
-            transport.set_peer(name.clone(), member.peer_addr.clone());
+            transport.set_peer(name.clone(), member.peer_addr.to_string());
             asks.spawn(async move {
                 match transport.call_rpc(&name, &request, timeout).await.ok()? {
                     Forwarded::Departure(departure) => departure,
@@ -421,8 +421,8 @@ impl Meta {
             if !known.contains(&member.raft_id) {
                 let node = MetaNode {
                     name: name.to_string(),
-                    peer_addr: member.peer_addr.clone(),
-                    http_addr: member.http_addr.clone(),
+                    peer_addr: member.peer_addr.to_string(),
+                    http_addr: member.http_addr.to_string(),
                 };
                 tracing::info!(node = %name, "adding metadata learner");
                 self.raft
@@ -579,7 +579,7 @@ async fn keep_address_book(
     loop {
         let state = states.borrow_and_update().clone();
         for (name, member) in &state.members {
-            transport.set_peer(name.clone(), member.peer_addr.clone());
+            transport.set_peer(name.clone(), member.peer_addr.to_string());
         }
         if states.changed().await.is_err() {
             return;

@@ -191,3 +191,28 @@ async fn a_hint_for_a_300_byte_target_is_refused_and_the_node_keeps_serving() {
     assert!(why.contains("in HintRequest at field `[0]`"), "the refusal names the field: {why}");
     writes_still_succeed(&node, "after-long-hint").await;
 }
+
+/// A member forwards an `AddNode` (as it does for a join it passes on, or to announce its new
+/// addresses) for a node whose address is not an address. Forwarded commands used to carry
+/// addresses unchecked, though a `Join`'s were checked; they are `Addr`s now, checked as the
+/// request decodes, so each is refused and the member list is unchanged.
+#[tokio::test]
+async fn a_forwarded_add_node_with_a_bad_address_is_refused() {
+    let node = Node::start(&[]);
+    let me = node.server.node_id().to_string();
+    let cluster = node.get_json("/v1/cluster", 200).await;
+    let id = cluster["cluster_id"].as_str().expect("cluster_id");
+    let cluster_id: ClusterId = id.parse().expect("hex cluster id");
+    let mut peer = RawPeer::hello(&node, "member", Some(cluster_id)).await;
+    let long_addr = "a".repeat(300);
+    for bad in ["127.0.0.1", "a b:1", "127.0.0.1:99999", long_addr.as_str()] {
+        println!("MetaForward of AddNode with peer address {bad:.40}");
+        // ForwardRequest::Propose (variant 0) of Command::AddNode (variant 1), field by field.
+        let add = (0u32, 1u32, "intruder", "127.0.0.1:1", bad, 7u64);
+        let why = refusal(&peer.call(MessageKind::MetaForward, concord_rpc::encode(&add)).await);
+        println!("  refused: {why}");
+        assert!(why.contains("in ForwardRequest at field"), "the refusal names the field: {why}");
+    }
+    writes_still_succeed(&node, "after-bad-forwards").await;
+    assert_eq!(members(&node).await, [me]);
+}
