@@ -170,3 +170,35 @@ async fn an_actor_mints_one_sequence_over_all_keys() {
     }
     assert_eq!(counters, vec![1, 2, 3, 4, 5]);
 }
+
+/// `siblings_max` bounds what one write may leave, not what a merge may (issue 19 review):
+/// two replicas that each took `siblings_max` concurrent blind writes while apart hold all of
+/// them once their states merge (anti-entropy, read repair, handoff, a hint), because a merge
+/// never drops a write. Such a key then refuses every write that would add a sibling, and a
+/// write with the context of a read resolves it back to one value.
+#[tokio::test]
+async fn a_merge_may_exceed_siblings_max_until_a_write_with_context_resolves_it() {
+    let options = ObjectStoreOptions { siblings_max: 2, ..Default::default() };
+    let store = ObjectStore::start(Arc::new(MemoryStorage::new()), options, Arc::new(()));
+    let here = key("k");
+    store.update(&here, write(&VersionVector::new(), "a1")).await.unwrap();
+    store.update(&here, write(&VersionVector::new(), "a2")).await.unwrap();
+    // The other replica's two blind writes, by its actor 9: dots 9:1 and 9:2.
+    let mut other = remote_state("b1");
+    let content = Content::Value { data: b"b2".to_vec(), content_type: "text/plain".into() };
+    let last = concord_types::Dot { actor: ActorId(9), counter: 1 };
+    let blind = VersionVector::new();
+    other.write(&blind, last, Timestamp(6), content, ConflictPolicy::Siblings).unwrap();
+
+    let merge = Update::Merge { state: other, policy: ConflictPolicy::Siblings };
+    let merged = store.update(&here, merge).await.unwrap();
+    assert_eq!(values(&merged), ["a1", "a2", "b1", "b2"], "the merge keeps every write");
+
+    let refused = store.update(&here, write(&blind, "a3")).await.unwrap_err();
+    assert!(matches!(refused, StorageError::TooManySiblings { count: 5, max: 2 }), "{refused}");
+    let read = store.get(&here).unwrap().unwrap();
+    assert_eq!(values(&read), ["a1", "a2", "b1", "b2"], "the refused write changed nothing");
+
+    let resolved = store.update(&here, write(read.context(), "c")).await.unwrap();
+    assert_eq!(values(&resolved), ["c"]);
+}
