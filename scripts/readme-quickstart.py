@@ -12,6 +12,9 @@ The demo must get the README's ports (n1 on 7700): if 7700 is taken, this fails 
 so. Waits are on conditions with deadlines: the demo's own readiness (it returns once every node
 sees every node up), and `cluster verify` until replicas agree.
 
+The binary is the `target/debug/concord` that `cargo test` built, when it is newer than every
+source, so CI does not rebuild; else it is built first.
+
 Needs python3 (standard library only), curl 7.84+ and cargo. Usage: scripts/readme-quickstart.py
 """
 
@@ -186,9 +189,33 @@ def ports_taken():
 
 
 def concord_binary():
-    subprocess.run(["cargo", "build", "-q", "--locked", "-p", "concord"], cwd=ROOT, check=True)
+    """The directory of a debug `concord` built from the current sources. The one `cargo test`
+    built (for the process tests) is used when it is newer than every source: `cargo build -p
+    concord` would resolve features without the tests' dev-dependencies and recompile much of
+    the dependency tree. Otherwise, build it."""
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    return os.path.join(os.path.abspath(target), "debug")
+    debug = os.path.join(os.path.abspath(target), "debug")
+    binary = os.path.join(debug, "concord")
+    if os.path.isfile(binary) and os.path.getmtime(binary) > newest_source_mtime():
+        print(f"using {binary}: newer than every source", flush=True)
+        return debug
+    print("building concord (no debug binary newer than the sources)", flush=True)
+    subprocess.run(["cargo", "build", "-q", "--locked", "-p", "concord"], cwd=ROOT, check=True)
+    return debug
+
+
+def newest_source_mtime():
+    """When a source the binary may be built from last changed: the workspace manifest and lock
+    file, and every Rust file and manifest under crates/ (the test crates too: a false "stale"
+    only costs a build)."""
+    manifests = [os.path.join(ROOT, name) for name in ("Cargo.toml", "Cargo.lock")]
+    newest = max(os.path.getmtime(path) for path in manifests)
+    for folder, subfolders, files in os.walk(os.path.join(ROOT, "crates")):
+        subfolders[:] = [name for name in subfolders if name != "target"]
+        for name in files:
+            if name.endswith((".rs", ".toml")):
+                newest = max(newest, os.path.getmtime(os.path.join(folder, name)))
+    return newest
 
 
 class Shell:

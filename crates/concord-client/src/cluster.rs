@@ -85,7 +85,7 @@ fn yes() -> bool {
 }
 
 /// Partition moves of the current ring transition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Moves {
     /// Partition replicas still to be streamed, cluster-wide.
     pub pending: u64,
@@ -101,6 +101,24 @@ pub struct Moves {
     /// Partition replicas the answering node has received by handoff.
     #[serde(default)]
     pub partitions_moved: u64,
+    /// Moves to the answering node whose last attempt failed, each retried with a backoff
+    /// (empty from servers before it was reported).
+    #[serde(default)]
+    pub failing: Vec<FailingMove>,
+}
+
+/// A move to the answering node that keeps failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingMove {
+    pub partition: u16,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: String,
+    /// When the first failure in a row happened, Unix milliseconds.
+    pub since_ms: u64,
+    /// Time until the next attempt, in ms.
+    pub retry_in_ms: u64,
 }
 
 /// `GET /v1/cluster/ring`: the partition table, and the table being moved to while a
@@ -203,7 +221,9 @@ mod tests {
              "state": "up", "partitions": 22, "clock_offset_ms": -3, "clock_alarm": false,
              "hints_pending": 0, "voter": true, "future_field": true}],
             "moves": {"pending": 4, "active": 1, "bytes_moved": 10, "bytes_total": 40,
-                      "rate_bytes_per_sec": 5},
+                      "rate_bytes_per_sec": 5, "failing": [{"partition": 3, "attempts": 2,
+                      "last_error": "n2: connection refused", "since_ms": 1700000000000,
+                      "retry_in_ms": 2000}]},
             "alarms": ["clock of n3 is 900 ms off"]}"#;
         let status: ClusterStatus = serde_json::from_slice(json).unwrap();
         let node = status.node("n1").unwrap();
@@ -211,6 +231,14 @@ mod tests {
         assert!(node.voter);
         assert_eq!(status.leader.as_deref(), Some("n1"));
         assert_eq!(status.moves.rate_bytes_per_sec, 5);
+        let failing = FailingMove {
+            partition: 3,
+            attempts: 2,
+            last_error: "n2: connection refused".into(),
+            since_ms: 1_700_000_000_000,
+            retry_in_ms: 2000,
+        };
+        assert_eq!(status.moves.failing, [failing]);
         assert_eq!(status.alarms, ["clock of n3 is 900 ms off"]);
     }
 
@@ -225,6 +253,7 @@ mod tests {
         assert!(!status.nodes[0].voter);
         assert!(status.nodes[0].reachable);
         assert!(status.alarms.is_empty());
+        assert!(status.moves.failing.is_empty());
     }
 
     /// A cluster without a leader reports `""` (or `null`); both are `None`.

@@ -43,8 +43,8 @@ pub mod startup;
 
 pub use client::{CONTEXT_HEADER, Client, ClientConfig, REPLICAS_HEADER};
 pub use cluster::{
-    AntiEntropy, ClusterStatus, FaultRules, MembershipChange, Moves, NodeStatus, PartitionReplicas,
-    PartitionTrees, ReplicaTree, Ring,
+    AntiEntropy, ClusterStatus, FailingMove, FaultRules, MembershipChange, Moves, NodeStatus,
+    PartitionReplicas, PartitionTrees, ReplicaTree, Ring,
 };
 pub use error::{Error, Result};
 pub use kv::{

@@ -352,12 +352,10 @@ impl Meta {
             }
             let (transport, name, request) =
                 (self.transport.clone(), name.clone(), request.clone());
-            transport.set_peer(name.clone(), member.peer_addr.clone());
+            transport.set_peer(name.clone(), member.peer_addr.to_string());
             asks.spawn(async move {
-                match transport.call_rpc(&name, &request, timeout).await.ok()? {
-                    Forwarded::Departure(departure) => departure,
-                    _ => None,
-                }
+                let answer = transport.call_rpc(&name, &request, timeout).await.ok()?;
+                departure_answered(&request, answer, &name)
             });
         }
         while let Some(answer) = asks.join_next().await {
@@ -421,8 +419,8 @@ impl Meta {
             if !known.contains(&member.raft_id) {
                 let node = MetaNode {
                     name: name.to_string(),
-                    peer_addr: member.peer_addr.clone(),
-                    http_addr: member.http_addr.clone(),
+                    peer_addr: member.peer_addr.to_string(),
+                    http_addr: member.http_addr.to_string(),
                 };
                 tracing::info!(node = %name, "adding metadata learner");
                 self.raft
@@ -504,9 +502,40 @@ impl Endpoint<JoinRequest> for Meta {
     }
 }
 
+/// A `Departure` question is answered only about the node that asks (`from`): a restarting
+/// node asks whether it was removed, never about another.
 impl Endpoint<ForwardRequest> for Meta {
-    async fn handle(&self, _from: &NodeId, request: ForwardRequest) -> Result<Forwarded, String> {
+    async fn handle(&self, from: &NodeId, request: ForwardRequest) -> Result<Forwarded, String> {
+        if let ForwardRequest::Departure { node, .. } = &request
+            && node != from
+        {
+            return Err(format!(
+                "a departure question about node {node} on a connection from node {from}: a \
+                 node asks only about itself"
+            ));
+        }
         Ok(self.serve_forwarded(request).await)
+    }
+}
+
+/// The departure `answer` to `question` says was recorded, if it is an answer to that
+/// question: a departure of another node or data dir (a wrong or forged answer) is ignored,
+/// with a warning, rather than stop the asking node.
+fn departure_answered(
+    question: &ForwardRequest,
+    answer: Forwarded,
+    from: &NodeId,
+) -> Option<Departure> {
+    let ForwardRequest::Departure { node, incarnation } = question else { return None };
+    match answer {
+        Forwarded::Departure(Some(departure)) if departure.is_of(node, *incarnation) => {
+            Some(departure)
+        }
+        Forwarded::Departure(None) => None,
+        other => {
+            tracing::warn!(peer = %from, answer = ?other, "ignored an answer that is not about this node's departure");
+            None
+        }
     }
 }
 
@@ -579,7 +608,7 @@ async fn keep_address_book(
     loop {
         let state = states.borrow_and_update().clone();
         for (name, member) in &state.members {
-            transport.set_peer(name.clone(), member.peer_addr.clone());
+            transport.set_peer(name.clone(), member.peer_addr.to_string());
         }
         if states.changed().await.is_err() {
             return;
@@ -600,5 +629,38 @@ async fn reconcile(meta: std::sync::Weak<Meta>) {
         if let Err(e) = meta.reconcile_once().await {
             tracing::debug!(error = %e, "metadata reconcile failed; retrying");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DepartureKind;
+
+    fn node(name: &str) -> NodeId {
+        NodeId::new(name).unwrap()
+    }
+
+    fn departure(name: &str, incarnation: u64) -> Departure {
+        Departure { node: node(name), incarnation, how: DepartureKind::Removed }
+    }
+
+    /// A restarting node asks the others whether its data dir departed, and stops if one says
+    /// so. Only an answer about that node and that data dir counts: a member answering with
+    /// another node's departure, or another data dir's, does not stop it.
+    #[test]
+    fn only_a_departure_of_the_asking_data_dir_stops_a_restarting_node() {
+        let question = ForwardRequest::Departure { node: node("n2"), incarnation: 7 };
+        let peer = node("n3");
+        let answered = |answer| departure_answered(&question, answer, &peer);
+        assert_eq!(
+            answered(Forwarded::Departure(Some(departure("n2", 7)))),
+            Some(departure("n2", 7))
+        );
+        assert_eq!(answered(Forwarded::Departure(None)), None);
+        assert_eq!(answered(Forwarded::Departure(Some(departure("n1", 7)))), None);
+        assert_eq!(answered(Forwarded::Departure(Some(departure("n2", 8)))), None);
+        assert_eq!(answered(Forwarded::NotLeader), None);
+        assert_eq!(answered(Forwarded::ReadIndex(Some(3))), None);
     }
 }

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use concord_ring::{PartitionCount, Ring};
 use concord_types::{
-    ClusterId, ContextKey, NamespaceConfig, NamespaceId, NamespaceName, NamespacePatch, NodeId,
-    PartitionId,
+    Addr, ClusterId, ContextKey, NamespaceConfig, NamespaceId, NamespaceName, NamespacePatch,
+    NodeId, PartitionId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,8 +50,8 @@ impl MemberState {
 pub struct Member {
     /// The Raft id derived from the node id and incarnation (see [`crate::raft_id`]).
     pub raft_id: u64,
-    pub http_addr: String,
-    pub peer_addr: String,
+    pub http_addr: Addr,
+    pub peer_addr: Addr,
     pub state: MemberState,
     /// Drawn when the node's data dir was created: a node id that comes back with another
     /// incarnation has lost its data and must be removed before it joins again.
@@ -82,8 +82,8 @@ pub enum Command {
     /// A node asks to join, or a member announces new addresses.
     AddNode {
         node: NodeId,
-        http_addr: String,
-        peer_addr: String,
+        http_addr: Addr,
+        peer_addr: Addr,
         incarnation: u64,
     },
     /// Move a member's partitions away, then remove it.
@@ -127,8 +127,8 @@ pub struct Founding {
     pub cluster_id: ClusterId,
     pub partitions: u16,
     pub node: NodeId,
-    pub http_addr: String,
-    pub peer_addr: String,
+    pub http_addr: Addr,
+    pub peer_addr: Addr,
     pub incarnation: u64,
     pub namespaces: Vec<(NamespaceName, NamespaceEntry)>,
     /// The secret every node seals client contexts with (`concord_types::context`).
@@ -315,8 +315,8 @@ impl MetaState {
             node.clone(),
             Member {
                 raft_id: crate::raft_id(node, *incarnation),
-                http_addr: http_addr.to_string(),
-                peer_addr: peer_addr.to_string(),
+                http_addr: http_addr.clone(),
+                peer_addr: peer_addr.clone(),
                 state: MemberState::Active,
                 incarnation: *incarnation,
             },
@@ -332,8 +332,8 @@ impl MetaState {
     fn add_node(
         &mut self,
         node: &NodeId,
-        http_addr: &str,
-        peer_addr: &str,
+        http_addr: &Addr,
+        peer_addr: &Addr,
         incarnation: u64,
     ) -> CommandResult {
         if self.ring.is_none() {
@@ -351,11 +351,11 @@ impl MetaState {
                      dir and --join: it is rebuilt by handoff and anti-entropy"
                 ));
             }
-            if member.http_addr == http_addr && member.peer_addr == peer_addr {
+            if member.http_addr == *http_addr && member.peer_addr == *peer_addr {
                 return CommandResult::Unchanged;
             }
-            member.http_addr = http_addr.to_string();
-            member.peer_addr = peer_addr.to_string();
+            member.http_addr = http_addr.clone();
+            member.peer_addr = peer_addr.clone();
             return CommandResult::Ok;
         }
         let raft_id = crate::raft_id(node, incarnation);
@@ -368,8 +368,8 @@ impl MetaState {
             node.clone(),
             Member {
                 raft_id,
-                http_addr: http_addr.to_string(),
-                peer_addr: peer_addr.to_string(),
+                http_addr: http_addr.clone(),
+                peer_addr: peer_addr.clone(),
                 state: MemberState::Joining,
                 incarnation,
             },

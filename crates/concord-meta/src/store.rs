@@ -5,6 +5,10 @@
 //! [`MetaState`]). The records are openraft's types, postcard-encoded here. The state machine is written with
 //! every applied batch, synced, so a snapshot is simply the current state encoded: there is no
 //! separate snapshot file to keep consistent.
+//!
+//! The applied state, on disk (`sm`) and in snapshots, starts with a format byte
+//! ([`APPLIED_FORMAT_V1`]), as stored objects do: `MetaState` will gain fields, and a build
+//! that meets a version it does not know refuses it by name instead of misreading it.
 
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -224,6 +228,28 @@ impl LogStore {
     }
 }
 
+/// The format version of the applied state this build writes, and the only one it reads.
+pub const APPLIED_FORMAT_V1: u8 = 1;
+
+/// Encodes the applied state as stored and snapshotted: the format byte, then postcard.
+fn encode_applied(applied: &Applied) -> Vec<u8> {
+    let mut bytes = vec![APPLIED_FORMAT_V1];
+    postcard::to_io(applied, &mut bytes).expect("metadata types always encode");
+    bytes
+}
+
+/// Decodes the applied state, refusing an unknown format version by name.
+fn decode_applied(bytes: &[u8]) -> Result<Applied, AnyError> {
+    match bytes.split_first() {
+        None => Err(AnyError::error("empty metadata state record (no format version byte)")),
+        Some((&APPLIED_FORMAT_V1, rest)) => decode(rest),
+        Some((version, _)) => Err(AnyError::error(format!(
+            "metadata state format version {version} is unknown: this build reads version \
+             {APPLIED_FORMAT_V1} (the data dir or snapshot was written by another build)"
+        ))),
+    }
+}
+
 /// The applied state as persisted: what the state machine has applied and the result.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Applied {
@@ -245,7 +271,7 @@ impl StateMachineStore {
     /// Loads the applied state (empty on a fresh node).
     pub fn open(storage: Arc<dyn Storage>) -> Result<Self, AnyError> {
         let applied: Applied = match storage.get(Space::Raft, STATE_KEY).map_err(storage_err)? {
-            Some(bytes) => decode(&bytes)?,
+            Some(bytes) => decode_applied(&bytes)?,
             None => Applied::default(),
         };
         let (publish, _) = watch::channel(Arc::new(applied.state.clone()));
@@ -262,7 +288,7 @@ impl StateMachineStore {
 
     async fn persist(&self, applied: Applied) -> Result<(), AnyError> {
         let storage = self.storage.clone();
-        let bytes = encode(&applied);
+        let bytes = encode_applied(&applied);
         blocking(move || {
             let mut batch = Batch::new();
             batch.put(Space::Raft, STATE_KEY.to_vec(), bytes);
@@ -286,7 +312,7 @@ impl StateMachineStore {
             last_membership: applied.membership.clone(),
             snapshot_id,
         };
-        Snapshot { meta, snapshot: Box::new(Cursor::new(encode(&applied))) }
+        Snapshot { meta, snapshot: Box::new(Cursor::new(encode_applied(&applied))) }
     }
 }
 
@@ -342,7 +368,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<RaftId, MetaNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), SError> {
-        let mut applied: Applied = decode(snapshot.get_ref())
+        let mut applied = decode_applied(snapshot.get_ref())
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), e))?;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
@@ -377,5 +403,45 @@ mod tests {
         let state = log.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(purged));
         assert_eq!(state.last_log_id, Some(purged));
+    }
+
+    fn stored(bytes: Vec<u8>) -> Arc<dyn Storage> {
+        let storage = MemoryStorage::new();
+        let mut batch = Batch::new();
+        batch.put(Space::Raft, STATE_KEY.to_vec(), bytes);
+        storage.commit(batch, Durability::Sync).unwrap();
+        Arc::new(storage)
+    }
+
+    fn applied() -> Applied {
+        let mut applied = Applied::default();
+        applied.state.epoch = 7;
+        applied
+    }
+
+    /// The applied state starts with format byte 1 and decodes back to what was written, from
+    /// the disk as from a snapshot.
+    #[test]
+    fn the_applied_state_is_stored_with_its_format_version() {
+        let bytes = encode_applied(&applied());
+        assert_eq!(bytes[0], APPLIED_FORMAT_V1);
+        assert_eq!(&bytes[1..], encode(&applied()).as_slice());
+        let store = StateMachineStore::open(stored(bytes)).unwrap();
+        assert_eq!(store.current().epoch, 7);
+    }
+
+    /// A data dir or snapshot of another format version is refused by name, not misread; so
+    /// are an empty record and one of the old, unversioned encoding that starts otherwise.
+    #[test]
+    fn an_unknown_format_version_is_refused_by_name() {
+        let mut bytes = encode_applied(&applied());
+        bytes[0] = 2;
+        let error = StateMachineStore::open(stored(bytes.clone())).err().unwrap().to_string();
+        assert!(error.contains("metadata state format version 2 is unknown"), "{error}");
+        assert!(decode_applied(&bytes).is_err());
+        let error = decode_applied(&[]).unwrap_err().to_string();
+        assert!(error.contains("no format version byte"), "{error}");
+        let error = decode_applied(&[APPLIED_FORMAT_V1, 0xff]).unwrap_err().to_string();
+        assert!(error.contains("corrupt raft record"), "{error}");
     }
 }

@@ -250,6 +250,17 @@ pub struct LimitsConfig {
     /// refused with 409 until a client resolves them. Default 15: fifteen values of 1 MiB is
     /// the largest object that fits a 16 MiB peer message. `value_bytes_max` × `siblings_max`
     /// must fit one (see [`Config::largest_object_bytes`]).
+    ///
+    /// The bound is on what one write leaves, checked on the coordinator's own state. Merges
+    /// are not bounded: replicas that took concurrent blind writes while apart each stay
+    /// within it, and their merge (anti-entropy, read repair, handoff, a hint) keeps every
+    /// write, so a key can hold up to about that many siblings per coordinator. Such a key
+    /// refuses every write that would add a sibling until a client writes with a read's
+    /// context. While it is larger than a peer message it cannot be sent: the send fails with
+    /// a non-transient error naming the size (`RpcError::TooLarge`, or a remote error for a
+    /// reply), never a tight retry; a handoff move holding it is reported in
+    /// `GET /v1/cluster` (`moves.failing`, an alarm) and retried with backoff, and
+    /// anti-entropy logs the failed exchange, until the key is resolved.
     pub siblings_max: usize,
 }
 

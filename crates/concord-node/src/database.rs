@@ -449,8 +449,8 @@ impl Database {
                 }
                 NodeView {
                     id: id.to_string(),
-                    http_addr: member.http_addr.clone(),
-                    peer_addr: member.peer_addr.clone(),
+                    http_addr: member.http_addr.to_string(),
+                    peer_addr: member.peer_addr.to_string(),
                     state: state_name,
                     partitions: state.ring.as_ref().map_or(0, |r| r.primary_count(id)),
                     clock_offset_ms,

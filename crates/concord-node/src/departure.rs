@@ -51,7 +51,8 @@ impl Departed {
 
 /// A peer address to join through: a configured seed, or else a member's.
 fn rejoin_address(state: &MetaState, me: &NodeId, seeds: &[String]) -> Option<String> {
-    let member = state.members.iter().find(|(id, _)| *id != me).map(|(_, m)| m.peer_addr.clone());
+    let member =
+        state.members.iter().find(|(id, _)| *id != me).map(|(_, m)| m.peer_addr.to_string());
     seeds.first().cloned().or(member)
 }
 

@@ -30,7 +30,7 @@ use concord_rpc::{
 use concord_storage::{
     Durability, EngineWatch, FjallOptions, FjallStorage, ObjectStore, ObjectStoreOptions, Storage,
 };
-use concord_types::{ClusterId, FailureLog, NodeId, WallClock};
+use concord_types::{Addr, ClusterId, FailureLog, NodeId, WallClock};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -126,12 +126,17 @@ impl Node {
         } else {
             config.peer.advertise.clone()
         };
+        // Parsed once: these are what the metadata records and every member dials.
+        let addrs = NodeAddrs {
+            http: Addr::parse_field("http address", http_addr)?,
+            peer: Addr::parse_field("peer address (peer.advertise)", peer_addr)?,
+        };
 
         // A fresh node with seeds joins first: the seed's handshake tells it the cluster id.
         let joiner = |incarnation| concord_meta::JoinRequest {
             node: node_id.clone(),
-            http_addr: http_addr.clone(),
-            peer_addr: peer_addr.clone(),
+            http_addr: addrs.http.clone(),
+            peer_addr: addrs.peer.clone(),
             incarnation,
         };
         let (identity, joined) = match stored {
@@ -272,14 +277,14 @@ impl Node {
 
         let me = MetaNode {
             name: node_id.to_string(),
-            peer_addr: peer_addr.clone(),
-            http_addr: http_addr.clone(),
+            peer_addr: addrs.peer.to_string(),
+            http_addr: addrs.http.to_string(),
         };
         if !meta.is_initialized().await {
             if joined || !config.cluster.join.is_empty() {
                 tracing::info!("joined; waiting for the cluster metadata");
             } else {
-                bootstrap(&meta, &identity, &storage, me.clone()).await?;
+                bootstrap(&meta, &identity, &storage, me.clone(), &addrs).await?;
             }
         }
         meta.wait_for(JOIN_TIMEOUT, |state| state.members.contains_key(&node_id)).await.map_err(
@@ -291,7 +296,7 @@ impl Node {
             meta.clone(),
             node_id.clone(),
             identity.incarnation,
-            me,
+            addrs.clone(),
             stopped.clone(),
         );
         tasks.spawn("announce addresses", announce);
@@ -333,8 +338,8 @@ impl Node {
             peers,
             metrics,
             request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
-            http_addr,
-            peer_addr: peer_addr.clone(),
+            http_addr: addrs.http.to_string(),
+            peer_addr: addrs.peer.to_string(),
             faults: config.admin.enable_fault_injection.then(|| faults.clone()),
         }));
         let (departed_tx, departed) = watch::channel(None);
@@ -355,7 +360,7 @@ impl Node {
             rpc: tokio::sync::Mutex::new(Some(rpc)),
             faults,
             tasks: tokio::sync::Mutex::new(tasks),
-            peer_addr,
+            peer_addr: addrs.peer.to_string(),
             departed,
             _lock: lock,
         })
@@ -482,6 +487,7 @@ async fn bootstrap(
     identity: &Identity,
     storage: &Arc<dyn Storage>,
     me: MetaNode,
+    addrs: &NodeAddrs,
 ) -> Result<(), Error> {
     let local = Namespaces::load(storage.clone())?;
     let mut namespaces: Vec<(concord_types::NamespaceName, NamespaceEntry)> = local
@@ -505,8 +511,8 @@ async fn bootstrap(
         cluster_id: identity.cluster_id,
         partitions: identity.partitions,
         node: identity.node_id.clone(),
-        http_addr: me.http_addr.clone(),
-        peer_addr: me.peer_addr.clone(),
+        http_addr: addrs.http.clone(),
+        peer_addr: addrs.peer.clone(),
         incarnation: identity.incarnation,
         namespaces,
         context_key: concord_types::ContextKey::new(rand::rng().random()),
@@ -516,13 +522,20 @@ async fn bootstrap(
     Ok(())
 }
 
+/// This node's addresses, as it announces them to the cluster.
+#[derive(Clone)]
+struct NodeAddrs {
+    http: Addr,
+    peer: Addr,
+}
+
 /// Makes sure the metadata has this node's current addresses (they change when a node restarts
 /// on other ports). Retries until it succeeds or `stop` turns true.
 async fn announce_addresses(
     meta: Arc<Meta>,
     node: NodeId,
     incarnation: u64,
-    me: MetaNode,
+    me: NodeAddrs,
     mut stop: watch::Receiver<bool>,
 ) {
     // Retried every second while the metadata group has no leader: logged when that starts,
@@ -531,13 +544,13 @@ async fn announce_addresses(
     while !*stop.borrow() {
         let state = meta.state();
         let Some(member) = state.members.get(&node) else { return };
-        if member.http_addr == me.http_addr && member.peer_addr == me.peer_addr {
+        if member.http_addr == me.http && member.peer_addr == me.peer {
             return;
         }
         let command = Command::AddNode {
             node: node.clone(),
-            http_addr: me.http_addr.clone(),
-            peer_addr: me.peer_addr.clone(),
+            http_addr: me.http.clone(),
+            peer_addr: me.peer.clone(),
             incarnation,
         };
         match meta.propose(command).await {

@@ -35,8 +35,8 @@ use concord_rpc::handshake::Hello;
 use concord_rpc::{MessageKind, Payload, Rpc};
 use concord_storage::{ObjectStore, StoredState};
 use concord_types::{
-    ActorId, ClusterId, ConflictPolicy, Content, Dot, DvvSet, Key, NamespaceConfig, NamespaceId,
-    NamespaceName, NodeId, PartitionId, Timestamp, VersionVector,
+    ActorId, Addr, ClusterId, ConflictPolicy, Content, Dot, DvvSet, Key, NamespaceConfig,
+    NamespaceId, NamespaceName, NodeId, PartitionId, Timestamp, VersionVector,
 };
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -132,6 +132,10 @@ fn node(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
 }
 
+fn addr(text: &str) -> Addr {
+    Addr::parse(text).unwrap()
+}
+
 fn key(text: &str) -> Key {
     Key::new(text.as_bytes().to_vec()).unwrap()
 }
@@ -174,8 +178,8 @@ fn commands() -> Vec<Command> {
     vec![
         Command::AddNode {
             node: node("n4"),
-            http_addr: "10.0.0.4:8080".into(),
-            peer_addr: "10.0.0.4:7070".into(),
+            http_addr: addr("10.0.0.4:8080"),
+            peer_addr: addr("10.0.0.4:7070"),
             incarnation: 9,
         },
         Command::MoveDone { partition: PartitionId(5), node: node("n2"), target_epoch: 4 },
@@ -195,8 +199,8 @@ fn samples(kind: MessageKind) -> Vec<Vec<u8>> {
         MessageKind::Join => vec![
             e(&JoinRequest {
                 node: node("n4"),
-                http_addr: "127.0.0.1:8080".into(),
-                peer_addr: "[::1]:7070".into(),
+                http_addr: addr("127.0.0.1:8080"),
+                peer_addr: addr("[::1]:7070"),
                 incarnation: 3,
             }),
             e(&JoinReply::Accepted { partitions: 64 }),

@@ -232,7 +232,7 @@ impl FallbackRound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::round_fixture::{Placement, n, shortfall};
+    use crate::round_fixture::{Placement, n, on, shortfall};
     use Action::{Answer, Hint};
 
     fn hinted(target: &str, holder: Via) -> Event {
@@ -245,10 +245,6 @@ mod tests {
 
     fn hint(target: &str, via: Via) -> Action {
         Hint { target: n(target), via }
-    }
-
-    fn on(node: &str) -> Via {
-        Via::Fallback(n(node))
     }
 
     /// The hints for `targets` are held here, with nothing to do yet.

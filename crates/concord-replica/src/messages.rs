@@ -59,23 +59,23 @@ pub(crate) mod valid {
     use serde::de::Error;
     use serde::{Deserialize, Deserializer};
 
-    /// A DVV set whose version vector is canonical ([`version_vector`]) and whose siblings
-    /// are sorted by dot and covered by it. Storage asserts this before writing, so a malformed
-    /// set must never get past decoding.
+    /// A well-formed DVV set ([`DvvSet::is_well_formed`]: its version vector canonical, its
+    /// siblings sorted by dot and covered by it). Storage asserts this before writing, so a
+    /// malformed set must never get past decoding.
     pub fn dvv_set<'de, D: Deserializer<'de>>(d: D) -> Result<DvvSet, D::Error> {
         let state = DvvSet::deserialize(d)?;
-        if !is_canonical(state.context()) || !state.is_well_formed() {
+        if !state.is_well_formed() {
             return Err(D::Error::custom("malformed DVV set"));
         }
         Ok(state)
     }
 
-    /// A version vector in its canonical form: entries sorted by actor, each actor once, every
-    /// counter above 0. Lookups binary-search the entries, so any other order would make a
-    /// vector forget what it has seen.
+    /// A version vector in its canonical form ([`VersionVector::is_canonical`]: entries sorted
+    /// by actor, each actor once, every counter above 0). Lookups binary-search the entries, so
+    /// any other order would make a vector forget what it has seen.
     pub fn version_vector<'de, D: Deserializer<'de>>(d: D) -> Result<VersionVector, D::Error> {
         let vv = VersionVector::deserialize(d)?;
-        if !is_canonical(&vv) {
+        if !vv.is_canonical() {
             return Err(D::Error::custom("malformed version vector"));
         }
         Ok(vv)
@@ -88,12 +88,6 @@ pub(crate) mod valid {
         #[derive(Deserialize)]
         struct Checked(#[serde(deserialize_with = "version_vector")] VersionVector);
         Ok(Option::<Checked>::deserialize(d)?.map(|checked| checked.0))
-    }
-
-    fn is_canonical(vv: &VersionVector) -> bool {
-        let entries: Vec<_> = vv.iter().collect();
-        entries.iter().all(|(_, counter)| *counter > 0)
-            && entries.windows(2).all(|pair| pair[0].0 < pair[1].0)
     }
 
     /// [`dvv_set`], or none.

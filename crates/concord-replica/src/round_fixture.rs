@@ -11,11 +11,16 @@ use crate::fallback_round::{self, FallbackRound, FallbackSetup};
 use crate::node_ids as ids;
 use crate::quorum::Shortfall;
 use crate::read_round::{self, ReadRound, ReadSetup};
-use crate::write_round::{self, RoundSetup, WriteRound};
+use crate::write_round::{self, RoundSetup, Via, WriteRound};
 
 /// A node id from its name.
 pub(crate) fn n(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
+}
+
+/// A hint held on fallback `node`.
+pub(crate) fn on(node: &str) -> Via {
+    Via::Fallback(n(node))
 }
 
 /// One key's placement and the request's quorum, as every round takes them.

@@ -325,7 +325,7 @@ impl WriteRound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::round_fixture::{Placement, n, shortfall};
+    use crate::round_fixture::{Placement, n, on, shortfall};
     use Action::{Answer, Hint, Send};
 
     fn stored(node: &str) -> Event {
@@ -350,10 +350,6 @@ mod tests {
 
     fn send(node: &str) -> Action {
         Send { node: n(node) }
-    }
-
-    fn on(node: &str) -> Via {
-        Via::Fallback(n(node))
     }
 
     fn short(required: usize, answered: usize, failures: &[(&str, &str)]) -> Action {

@@ -64,6 +64,29 @@ async fn a_payload_over_the_maximum_is_not_sent() {
     assert_eq!(b.metrics.accepted_connections_total(), 0);
 }
 
+/// A reply over the frame bound (a handoff chunk or an exchange's objects holding one object
+/// larger than a frame, as merges can make one: see concord-storage's
+/// `a_merge_may_exceed_siblings_max_until_a_write_with_context_resolves_it`) is not sent: the
+/// caller gets at once a remote error that says why and is not transient, so a caller that
+/// retries only transient failures does not spin on it, and the connection serves on.
+#[tokio::test]
+async fn a_reply_over_the_maximum_is_an_error_not_a_hang() {
+    let a = TestNode::start("a").await;
+    let b = TestNode::start("b").await;
+    a.knows(&b);
+    let half = Bytes::from(vec![1u8; TEST_MAX_FRAME_BYTES as usize / 2 + 1]);
+    let result =
+        a.transport.call(&b.id, MessageKind::HandoffFetch, half, Duration::from_secs(2)).await;
+    let error = result.unwrap_err();
+    assert!(
+        error.to_string().contains("exceeds the maximum frame size"),
+        "the error says why: {error}"
+    );
+    assert!(!error.is_transient(), "a reply too large will be too large again: {error}");
+    assert_eq!(b.metrics.served_total(MessageKind::HandoffFetch, "error"), 1);
+    assert_eq!(a.echo(&b).await.unwrap(), Bytes::from_static(b"ping"), "the connection serves on");
+}
+
 /// 64 calls wait at a barrier in b's handler that opens only when all 64 are there, so they
 /// must all be in flight at once, over a pool of two connections.
 #[tokio::test]

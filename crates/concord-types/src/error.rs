@@ -34,6 +34,8 @@ pub enum ValidationError {
     Replicas { value: usize, max: usize },
     #[error("partition {partition} does not exist: the cluster has {partitions}")]
     Partition { partition: u16, partitions: u16 },
+    #[error("{field} {addr:?} {why}")]
+    Addr { field: &'static str, addr: String, why: String },
     #[error("{field}: {message}")]
     Field { field: &'static str, message: String },
 }

@@ -1,6 +1,7 @@
 //! Concord's vocabulary: the values every other crate speaks in.
 //!
 //! Layout:
+//! - [`addr`]: a node's `host:port` address as members announce it, checked once.
 //! - [`ids`]: node, actor, namespace, partition and cluster identifiers.
 //! - [`key`]: validated user keys.
 //! - [`namespace`]: namespace names and configuration, quorum levels.
@@ -16,6 +17,7 @@
 //! `Serialize` only when they reach disk or cross the wire (DVV sets, version vectors, namespace
 //! configs).
 
+pub mod addr;
 pub mod context;
 pub mod failures;
 pub mod hlc;
@@ -26,6 +28,7 @@ pub mod version;
 
 mod error;
 
+pub use addr::Addr;
 pub use context::{ContextError, ContextKey};
 pub use error::ValidationError;
 pub use failures::{FailureLine, FailureLog, FailureLogs};

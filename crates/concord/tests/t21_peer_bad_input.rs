@@ -191,3 +191,60 @@ async fn a_hint_for_a_300_byte_target_is_refused_and_the_node_keeps_serving() {
     assert!(why.contains("in HintRequest at field `[0]`"), "the refusal names the field: {why}");
     writes_still_succeed(&node, "after-long-hint").await;
 }
+
+/// A member forwards an `AddNode` (as it does for a join it passes on, or to announce its new
+/// addresses) for a node whose address is not an address. Forwarded commands used to carry
+/// addresses unchecked, though a `Join`'s were checked; they are `Addr`s now, checked as the
+/// request decodes, so each is refused and the member list is unchanged.
+#[tokio::test]
+async fn a_forwarded_add_node_with_a_bad_address_is_refused() {
+    let node = Node::start(&[]);
+    let me = node.server.node_id().to_string();
+    let cluster = node.get_json("/v1/cluster", 200).await;
+    let id = cluster["cluster_id"].as_str().expect("cluster_id");
+    let cluster_id: ClusterId = id.parse().expect("hex cluster id");
+    let mut peer = RawPeer::hello(&node, "member", Some(cluster_id)).await;
+    let long_addr = "a".repeat(300);
+    for bad in ["127.0.0.1", "a b:1", "127.0.0.1:99999", long_addr.as_str()] {
+        println!("MetaForward of AddNode with peer address {bad:.40}");
+        // ForwardRequest::Propose (variant 0) of Command::AddNode (variant 1), field by field.
+        let add = (0u32, 1u32, "intruder", "127.0.0.1:1", bad, 7u64);
+        let why = refusal(&peer.call(MessageKind::MetaForward, concord_rpc::encode(&add)).await);
+        println!("  refused: {why}");
+        assert!(why.contains("in ForwardRequest at field"), "the refusal names the field: {why}");
+    }
+    writes_still_succeed(&node, "after-bad-forwards").await;
+    assert_eq!(members(&node).await, [me]);
+}
+
+/// A restarting member asks the others whether its own data dir departed
+/// (`ForwardRequest::Departure`). A peer asking about another node is refused: a node asks
+/// only about itself. (The asking side, in turn, ignores an answer about another node or data
+/// dir: `concord-meta`'s `only_a_departure_of_the_asking_data_dir_stops_a_restarting_node`.)
+#[tokio::test]
+async fn a_departure_question_about_another_node_is_refused() {
+    let node = Node::start(&[]);
+    let me = node.server.node_id().to_string();
+    let cluster = node.get_json("/v1/cluster", 200).await;
+    let id = cluster["cluster_id"].as_str().expect("cluster_id");
+    let cluster_id: ClusterId = id.parse().expect("hex cluster id");
+    let mut peer = RawPeer::hello(&node, "member", Some(cluster_id)).await;
+    // ForwardRequest::Departure is variant 2: (node, incarnation).
+    let question = |about: &str| concord_rpc::encode(&(2u32, about, 7u64));
+
+    println!("ask about itself: answered, no departure recorded");
+    let answer = peer.call(MessageKind::MetaForward, question("member")).await;
+    assert_eq!(answer.frame_type, FrameType::Response, "{answer:?}");
+    // Forwarded::Departure (variant 4) of None.
+    let decoded = concord_rpc::decode::<(u32, Option<(String, u64, u32)>)>(&answer.payload);
+    assert_eq!(decoded.expect("a departure answer"), (4, None));
+
+    for about in [me.as_str(), "somebody-else"] {
+        println!("ask about {about}");
+        let why = refusal(&peer.call(MessageKind::MetaForward, question(about)).await);
+        println!("  refused: {why}");
+        assert!(why.contains("a node asks only about itself"), "{why}");
+    }
+    writes_still_succeed(&node, "after-departure-questions").await;
+    assert_eq!(members(&node).await, [me]);
+}

@@ -175,10 +175,7 @@ pub async fn put_namespace(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_json_content_type(&headers)?;
-    let deadline = Instant::now() + app.limits.request_timeout;
-    let bytes = body::read_limited(&headers, body, CONFIG_BYTES_MAX, deadline).await?;
-    let request = namespace_request(&bytes)?;
+    let request = read_namespace_request(&app, &headers, body).await?;
     let (created, view) = app.db.create_namespace(&name, request.into_config()?).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(NamespaceDto::from(view))).into_response())
@@ -204,6 +201,19 @@ pub async fn get_namespace(
     Path(name): Path<String>,
 ) -> Result<Json<NamespaceDto>, ApiError> {
     Ok(Json(app.db.namespace(&name).await?.into()))
+}
+
+/// Reads a PUT or PATCH body of namespace settings: JSON, at most [`CONFIG_BYTES_MAX`], by the
+/// request's deadline.
+async fn read_namespace_request(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<NamespaceRequest, ApiError> {
+    check_json_content_type(headers)?;
+    let deadline = Instant::now() + app.limits.request_timeout;
+    let bytes = body::read_limited(headers, body, CONFIG_BYTES_MAX, deadline).await?;
+    namespace_request(&bytes)
 }
 
 /// The request body as settings: an empty body, or `null`, sets none.
@@ -237,10 +247,7 @@ pub async fn patch_namespace(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<NamespaceDto>, ApiError> {
-    check_json_content_type(&headers)?;
-    let deadline = Instant::now() + app.limits.request_timeout;
-    let bytes = body::read_limited(&headers, body, CONFIG_BYTES_MAX, deadline).await?;
-    let patch = namespace_request(&bytes)?.into_patch()?;
+    let patch = read_namespace_request(&app, &headers, body).await?.into_patch()?;
     Ok(Json(app.db.update_namespace(&name, patch).await?.into()))
 }
 

@@ -36,6 +36,13 @@ pub struct Departure {
 }
 
 impl Departure {
+    /// Whether this answers "did `node`'s data dir of `incarnation` depart?". A member asked
+    /// that question answers only with a departure of that node and data dir; any other answer
+    /// is wrong or forged, and must not stop the node that asked.
+    pub fn is_of(&self, node: &NodeId, incarnation: u64) -> bool {
+        &self.node == node && self.incarnation == incarnation
+    }
+
     /// `left the cluster` or `was removed from the cluster`.
     pub fn what_happened(&self) -> &'static str {
         match self.how {

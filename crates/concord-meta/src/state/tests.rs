@@ -7,6 +7,10 @@ fn node(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
 }
 
+fn addr(text: &str) -> Addr {
+    Addr::parse(text).unwrap()
+}
+
 fn bootstrapped(partitions: u16) -> MetaState {
     let mut state = MetaState::default();
     let default = NamespaceName::new("default").unwrap();
@@ -14,8 +18,8 @@ fn bootstrapped(partitions: u16) -> MetaState {
         cluster_id: ClusterId(7),
         partitions,
         node: node("n1"),
-        http_addr: "h1".into(),
-        peer_addr: "p1".into(),
+        http_addr: addr("h1:1"),
+        peer_addr: addr("p1:1"),
         incarnation: 1,
         namespaces: vec![(
             default,
@@ -30,8 +34,8 @@ fn bootstrapped(partitions: u16) -> MetaState {
 fn add(state: &mut MetaState, name: &str) -> CommandResult {
     state.apply(&Command::AddNode {
         node: node(name),
-        http_addr: format!("h-{name}"),
-        peer_addr: format!("p-{name}"),
+        http_addr: addr(&format!("h-{name}:1")),
+        peer_addr: addr(&format!("p-{name}:1")),
         incarnation: 1,
     })
 }
@@ -62,8 +66,8 @@ fn bootstrap_makes_a_one_node_ring_and_only_once() {
         cluster_id: ClusterId(9),
         partitions: 8,
         node: node("other"),
-        http_addr: String::new(),
-        peer_addr: String::new(),
+        http_addr: addr("h:1"),
+        peer_addr: addr("p:1"),
         incarnation: 2,
         namespaces: Vec::new(),
         context_key: ContextKey::new([2; 32]),
@@ -170,13 +174,13 @@ fn a_rejoin_with_new_addresses_updates_them_without_a_transition() {
     assert_eq!(add(&mut state, "n2"), CommandResult::Unchanged);
     let moved = state.apply(&Command::AddNode {
         node: node("n2"),
-        http_addr: "new-h".into(),
-        peer_addr: "new-p".into(),
+        http_addr: addr("new-h:1"),
+        peer_addr: addr("new-p:1"),
         incarnation: 1,
     });
     assert_eq!(moved, CommandResult::Ok);
     assert_eq!(state.epoch, epoch + 1);
-    assert_eq!(state.members[&node("n2")].peer_addr, "new-p");
+    assert_eq!(state.members[&node("n2")].peer_addr, "new-p:1");
     assert!(!state.in_transition());
 }
 
@@ -187,8 +191,8 @@ fn a_member_that_lost_its_data_is_refused_until_removed() {
     finish_moves(&mut state);
     let wiped = Command::AddNode {
         node: node("n2"),
-        http_addr: "h-n2".into(),
-        peer_addr: "p-n2".into(),
+        http_addr: addr("h-n2:1"),
+        peer_addr: addr("p-n2:1"),
         incarnation: 99,
     };
     let before = state.clone();
@@ -328,8 +332,8 @@ fn a_departed_data_dir_is_refused_and_a_fresh_one_joins() {
 
     let fresh = Command::AddNode {
         node: node("n3"),
-        http_addr: "h".into(),
-        peer_addr: "p".into(),
+        http_addr: addr("h:1"),
+        peer_addr: addr("p:1"),
         incarnation: 2,
     };
     assert_eq!(state.apply(&fresh), CommandResult::Ok);

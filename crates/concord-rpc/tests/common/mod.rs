@@ -84,6 +84,8 @@ impl Handler for TestHandler {
                 MessageKind::ReplicaWrite => std::future::pending().await,
                 MessageKind::MetaForward => Err("refused by test handler".to_string()),
                 MessageKind::Join => Ok(Bytes::from_static(b"welcome")),
+                // A reply twice the request: one over the frame bound for a request over half.
+                MessageKind::HandoffFetch => Ok([payload.clone(), payload].concat().into()),
                 MessageKind::ReplicaMerge => {
                     if let Some(barrier) = barrier {
                         barrier.wait().await;

@@ -43,14 +43,8 @@ pub(super) enum Message {
         reply: Reply,
     },
     /// Deletes the key if its state is still `expected` (a delivered hint nobody added to, or
-    /// a purged tombstone; see [`Pending::DeleteIf`]).
-    DeleteIf {
-        space: Space,
-        key: Vec<u8>,
-        expected: DvvSet,
-        purged_by: Option<ActorId>,
-        reply: oneshot::Sender<Result<bool, StorageError>>,
-    },
+    /// a purged tombstone).
+    DeleteIf(DeleteIf),
     /// Many merges answered once, without returning the states (handoff, anti-entropy).
     MergeAll(BulkMerge),
     /// One step of dropping a partition (see [`Pending::DropStep`]).
@@ -73,6 +67,17 @@ pub struct DropStep {
     pub dropped: usize,
     /// Whether the step stopped at its bound, so more keys may be left.
     pub more: bool,
+}
+
+/// A conditional delete, as asked and as it waits in a batch: the key's state in `space` is
+/// deleted only if it is still `expected`, so a change that raced it wins.
+pub(super) struct DeleteIf {
+    pub(super) space: Space,
+    pub(super) key: Vec<u8>,
+    pub(super) expected: DvvSet,
+    /// With `Some`, a tombstone purge by that replica actor, which raises its dot floor.
+    pub(super) purged_by: Option<ActorId>,
+    pub(super) reply: oneshot::Sender<Result<bool, StorageError>>,
 }
 
 pub(super) type BulkReply = oneshot::Sender<Result<(), StorageError>>;
@@ -111,17 +116,13 @@ enum Pending {
         /// `None` for the items of a bulk merge, answered through their [`BulkReply`].
         reply: Option<Reply>,
     },
-    /// With `purged_by`, a tombstone purge by that replica actor.
-    DeleteIf {
-        space: Space,
-        key: Vec<u8>,
-        expected: DvvSet,
-        purged_by: Option<ActorId>,
-        reply: oneshot::Sender<Result<bool, StorageError>>,
-    },
+    DeleteIf(DeleteIf),
     /// Deletes the keys of the data space in `range` as the batch sees them when it gets
     /// here: up to [`DROP_STEP_MAX`] stored ones, and any the batch wrote before it.
-    DropStep { range: (Vec<u8>, Vec<u8>), reply: oneshot::Sender<Result<DropStep, StorageError>> },
+    DropStep {
+        range: (Vec<u8>, Vec<u8>),
+        reply: oneshot::Sender<Result<DropStep, StorageError>>,
+    },
 }
 
 /// A key's state as the batch being built leaves it (`None` once deleted), with the digest of
@@ -194,9 +195,7 @@ impl Committer {
                     Message::Update { space, key, update, reply } => {
                         batch.push(Pending::Update { space, key, update, reply: Some(reply) })
                     }
-                    Message::DeleteIf { space, key, expected, purged_by, reply } => {
-                        batch.push(Pending::DeleteIf { space, key, expected, purged_by, reply })
-                    }
+                    Message::DeleteIf(delete) => batch.push(Pending::DeleteIf(delete)),
                     Message::MergeAll(merge) => bulk.push_back(merge),
                     Message::DropStep { range, reply } => {
                         batch.push(Pending::DropStep { range, reply })
@@ -278,7 +277,7 @@ impl Committer {
                         }
                     }
                 }
-                Pending::DeleteIf { space, key, expected, purged_by, reply } => {
+                Pending::DeleteIf(DeleteIf { space, key, expected, purged_by, reply }) => {
                     let deleted = self.delete_if(&mut states, space, key, &expected);
                     if let (Ok(true), Some(actor)) = (&deleted, purged_by) {
                         let seen = expected.context().get(actor);

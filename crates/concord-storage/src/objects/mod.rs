@@ -28,7 +28,7 @@ use crate::{Durability, ObjectKey, Space, Storage, StorageError, StoredState};
 mod committer;
 mod scans;
 
-use committer::{BulkMerge, Committer, Message, Queued};
+use committer::{BulkMerge, Committer, DeleteIf, Message, Queued};
 pub use committer::{DROP_STEP_MAX, DropStep};
 pub use scans::{Listing, LiveKeys, ObjectChunk};
 
@@ -221,7 +221,7 @@ impl ObjectStore {
         purged_by: Option<ActorId>,
     ) -> Result<bool, StorageError> {
         let (reply, answer) = oneshot::channel();
-        let message = Message::DeleteIf { space, key, expected, purged_by, reply };
+        let message = Message::DeleteIf(DeleteIf { space, key, expected, purged_by, reply });
         self.send(message).await?;
         answer.await.map_err(|_| StorageError::Closed)?
     }

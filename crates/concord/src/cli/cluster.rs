@@ -274,6 +274,7 @@ mod tests {
             bytes_total: 4 << 20,
             rate_bytes_per_sec: 800 << 10,
             partitions_moved: 3,
+            failing: Vec::new(),
         };
         assert_eq!(
             moves_line(&moves),

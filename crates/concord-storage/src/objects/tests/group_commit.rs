@@ -184,16 +184,7 @@ async fn client_writes_and_bulk_merges_take_separate_batches() {
     let mut tasks = vec![first];
 
     // Queued in this order: bulk, write, bulk, write, bulk, write, write, write.
-    let mut remote = DvvSet::new();
-    remote
-        .write(
-            &VersionVector::new(),
-            concord_types::Dot { actor: ActorId(9), counter: 0 },
-            Timestamp(5),
-            Content::Value { data: b"remote".to_vec(), content_type: "text/plain".into() },
-            ConflictPolicy::Siblings,
-        )
-        .unwrap();
+    let remote = remote_state("remote");
     const PLAN: [&str; 8] = ["bulk", "write", "bulk", "write", "bulk", "write", "write", "write"];
     for (i, step) in PLAN.iter().enumerate() {
         let queued_before = store.queue.max_capacity() - store.queue.capacity();
@@ -310,7 +301,7 @@ async fn a_drop_waits_for_the_committer_like_any_write() {
         release: StdMutex::new(release_rx),
         durabilities: StdMutex::new(Vec::new()),
     });
-    let store = Arc::new(ObjectStore::start(storage.clone(), Default::default(), Arc::new(())));
+    let store = Arc::new(store_on(storage.clone()));
     let keys = DROP_STEP_MAX + 100;
     let objects: Vec<(Key, DvvSet)> = {
         let first = in_partition(5, "k");

@@ -17,6 +17,28 @@ mod scans;
 mod trees;
 mod updates;
 
+/// A store over fresh memory storage, with the default options and no commit observer.
+fn memory_store() -> ObjectStore {
+    store_on(Arc::new(MemoryStorage::new()))
+}
+
+/// A store over `storage`, with the default options and no commit observer.
+fn store_on(storage: Arc<dyn Storage>) -> ObjectStore {
+    ObjectStore::start(storage, Default::default(), Arc::new(()))
+}
+
+/// A state holding one value, `data`, written by actor 9: as another replica sends it.
+fn remote_state(data: &str) -> DvvSet {
+    let mut state = DvvSet::new();
+    let content =
+        Content::Value { data: data.as_bytes().to_vec(), content_type: "text/plain".into() };
+    let dot = concord_types::Dot { actor: ActorId(9), counter: 0 };
+    state
+        .write(&VersionVector::new(), dot, Timestamp(5), content, ConflictPolicy::Siblings)
+        .unwrap();
+    state
+}
+
 fn key(name: &str) -> ObjectKey {
     ObjectKey { namespace: NamespaceId(1), partition: PartitionId(0), key: Key::new(name).unwrap() }
 }

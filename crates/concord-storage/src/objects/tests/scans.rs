@@ -13,8 +13,7 @@ fn listing<'a>(
 
 #[tokio::test]
 async fn scan_live_skips_deleted_keys_and_pages_by_after() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     for name in ["a1", "a2", "a3", "b1"] {
         store.update(&key(name), write(&Default::default(), "v")).await.unwrap();
     }
@@ -47,8 +46,7 @@ async fn scan_live_skips_deleted_keys_and_pages_by_after() {
 /// with the last key it looked at, and paging on from there finds every live key once.
 #[tokio::test]
 async fn scan_live_stops_after_a_bounded_number_of_tombstones() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     let tombstone = Update::DeleteStored {
         actor: ActorId(1),
         timestamp: Timestamp(2),
@@ -93,8 +91,7 @@ async fn scan_live_stops_after_a_bounded_number_of_tombstones() {
 /// leaves its neighbours alone.
 #[tokio::test]
 async fn partition_chunks_and_drop() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     let in_partition = |p: u16, name: String| ObjectKey {
         namespace: NamespaceId(1),
         partition: PartitionId(p),
@@ -148,8 +145,7 @@ async fn partition_chunks_and_drop() {
 /// returned alone, over it. Paging through the chunks still returns every object once.
 #[tokio::test]
 async fn chunks_keep_to_their_byte_bound_and_a_larger_object_goes_alone() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     let sizes = [400, 400, 400, 2000, 400, 100, 300];
     for (i, size) in sizes.iter().enumerate() {
         let value = "x".repeat(*size);
@@ -185,8 +181,7 @@ async fn chunks_keep_to_their_byte_bound_and_a_larger_object_goes_alone() {
 /// objects and says whether more may be left, and the neighbours stay.
 #[tokio::test]
 async fn a_drop_step_is_bounded_and_says_whether_more_is_left() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     for i in 0..DROP_STEP_MAX + 5 {
         let write = write(&VersionVector::new(), "v");
         store.update(&in_partition(2, &format!("k{i:05}")), write).await.unwrap();

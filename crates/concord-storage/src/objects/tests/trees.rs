@@ -12,7 +12,7 @@ async fn incremental_trees_match_trees_rebuilt_from_data() {
         Arc::new(FjallStorage::open(dir.path(), &crate::FjallOptions::default()).unwrap())
     };
     let storage = open();
-    let store = ObjectStore::start(storage.clone(), Default::default(), Arc::new(()));
+    let store = store_on(storage.clone());
     let in_partition = |p: u16, name: &str| ObjectKey {
         namespace: NamespaceId(1),
         partition: PartitionId(p),
@@ -66,7 +66,7 @@ async fn incremental_trees_match_trees_rebuilt_from_data() {
     drop(storage);
 
     let storage = open();
-    let store = ObjectStore::start(storage.clone(), Default::default(), Arc::new(()));
+    let store = store_on(storage.clone());
     assert_eq!(check(&store, &storage, 0), before, "trees are rebuilt at startup");
     store.close().await.unwrap();
 }
@@ -79,7 +79,7 @@ async fn writes_racing_a_drop_stay_consistent_in_data_and_tree() {
     let dir = tempfile::tempdir().unwrap();
     let storage: Arc<dyn Storage> =
         Arc::new(FjallStorage::open(dir.path(), &crate::FjallOptions::default()).unwrap());
-    let store = Arc::new(ObjectStore::start(storage.clone(), Default::default(), Arc::new(())));
+    let store = Arc::new(store_on(storage.clone()));
     for round in 0..5 {
         for i in 0..(DROP_STEP_MAX + 200) {
             let object = in_partition(7, &format!("k{i:05}"));

@@ -40,8 +40,7 @@ async fn concurrent_blind_writes_all_survive_on_fjall() {
 
 #[tokio::test]
 async fn write_with_context_replaces_what_was_read() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     store.update(&key("k"), write(&VersionVector::new(), "a")).await.unwrap();
     store.update(&key("k"), write(&VersionVector::new(), "b")).await.unwrap();
     let read = store.get(&key("k")).unwrap().unwrap();
@@ -55,14 +54,14 @@ async fn durable_writes_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let storage = Arc::new(FjallStorage::open(dir.path(), &Default::default()).unwrap());
-        let store = ObjectStore::start(storage, Default::default(), Arc::new(()));
+        let store = store_on(storage);
         for i in 0..50 {
             store.update(&key(&format!("k{i}")), write(&VersionVector::new(), "v")).await.unwrap();
         }
         store.close().await.unwrap();
     }
     let storage = Arc::new(FjallStorage::open(dir.path(), &Default::default()).unwrap());
-    let store = ObjectStore::start(storage, Default::default(), Arc::new(()));
+    let store = store_on(storage);
     for i in 0..50 {
         let state = store.get(&key(&format!("k{i}"))).unwrap().expect("written before reopen");
         assert_eq!(values(&state), ["v"]);
@@ -73,8 +72,7 @@ async fn durable_writes_survive_reopen() {
 /// written after the client last read.
 #[tokio::test]
 async fn delete_without_context_removes_everything_stored() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     store.update(&key("k"), write(&VersionVector::new(), "a")).await.unwrap();
     store.update(&key("k"), write(&VersionVector::new(), "b")).await.unwrap();
     let delete = Update::DeleteStored {
@@ -91,22 +89,10 @@ async fn delete_without_context_removes_everything_stored() {
 #[tokio::test]
 async fn bulk_merges_land_and_merge_with_stored_state() {
     let storage = Arc::new(MemoryStorage::new());
-    let store = ObjectStore::start(storage.clone(), Default::default(), Arc::new(()));
+    let store = store_on(storage.clone());
     let here = key("both");
     let local = store.update(&here, write(&VersionVector::new(), "local")).await.unwrap();
-    let remote = {
-        let mut state = DvvSet::new();
-        state
-            .write(
-                &VersionVector::new(),
-                concord_types::Dot { actor: ActorId(9), counter: 0 },
-                Timestamp(5),
-                Content::Value { data: b"remote".to_vec(), content_type: "text/plain".into() },
-                ConflictPolicy::Siblings,
-            )
-            .unwrap();
-        state
-    };
+    let remote = remote_state("remote");
     let objects = vec![
         (here.key.clone(), remote.clone()),
         (Key::new("only-remote").unwrap(), remote.clone()),
@@ -132,8 +118,7 @@ async fn bulk_merges_land_and_merge_with_stored_state() {
 /// turns up later stays deleted instead of colliding with the new write.
 #[tokio::test]
 async fn purged_tombstones_leave_a_floor_for_the_next_dot() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     let k = key("k");
     let old = store.update(&k, write(&VersionVector::new(), "old")).await.unwrap();
     let delete = Update::DeleteStored {
@@ -177,12 +162,43 @@ async fn purged_tombstones_leave_a_floor_for_the_next_dot() {
 /// the actor (pruned, or purged with a tombstone) still gets a dot the actor never minted.
 #[tokio::test]
 async fn an_actor_mints_one_sequence_over_all_keys() {
-    let store =
-        ObjectStore::start(Arc::new(MemoryStorage::new()), Default::default(), Arc::new(()));
+    let store = memory_store();
     let mut counters = Vec::new();
     for name in ["a", "b", "a", "c", "b"] {
         let state = store.update(&key(name), write(&VersionVector::new(), name)).await.unwrap();
         counters.push(state.siblings().iter().map(|s| s.dot.counter).max().unwrap());
     }
     assert_eq!(counters, vec![1, 2, 3, 4, 5]);
+}
+
+/// `siblings_max` bounds what one write may leave, not what a merge may (issue 19 review):
+/// two replicas that each took `siblings_max` concurrent blind writes while apart hold all of
+/// them once their states merge (anti-entropy, read repair, handoff, a hint), because a merge
+/// never drops a write. Such a key then refuses every write that would add a sibling, and a
+/// write with the context of a read resolves it back to one value.
+#[tokio::test]
+async fn a_merge_may_exceed_siblings_max_until_a_write_with_context_resolves_it() {
+    let options = ObjectStoreOptions { siblings_max: 2, ..Default::default() };
+    let store = ObjectStore::start(Arc::new(MemoryStorage::new()), options, Arc::new(()));
+    let here = key("k");
+    store.update(&here, write(&VersionVector::new(), "a1")).await.unwrap();
+    store.update(&here, write(&VersionVector::new(), "a2")).await.unwrap();
+    // The other replica's two blind writes, by its actor 9: dots 9:1 and 9:2.
+    let mut other = remote_state("b1");
+    let content = Content::Value { data: b"b2".to_vec(), content_type: "text/plain".into() };
+    let last = concord_types::Dot { actor: ActorId(9), counter: 1 };
+    let blind = VersionVector::new();
+    other.write(&blind, last, Timestamp(6), content, ConflictPolicy::Siblings).unwrap();
+
+    let merge = Update::Merge { state: other, policy: ConflictPolicy::Siblings };
+    let merged = store.update(&here, merge).await.unwrap();
+    assert_eq!(values(&merged), ["a1", "a2", "b1", "b2"], "the merge keeps every write");
+
+    let refused = store.update(&here, write(&blind, "a3")).await.unwrap_err();
+    assert!(matches!(refused, StorageError::TooManySiblings { count: 5, max: 2 }), "{refused}");
+    let read = store.get(&here).unwrap().unwrap();
+    assert_eq!(values(&read), ["a1", "a2", "b1", "b2"], "the refused write changed nothing");
+
+    let resolved = store.update(&here, write(read.context(), "c")).await.unwrap();
+    assert_eq!(values(&resolved), ["c"]);
 }
